@@ -1,0 +1,382 @@
+"""The episode store: recorded play as chunked, compressed zarr arrays, one group per episode.
+
+Layout (Gymnasium/Minari conventions, one zarr v3 hierarchy on disk or any fsspec URL)::
+
+    STORE/zarr.json                      attrs: format, game, action/observation spaces, fps, metadata
+    STORE/episodes/000000/zarr.json      attrs: length, info, complete (written last)
+    STORE/episodes/000000/frames         uint8 [T+1, H, W, 3], frame 0 is the reset observation
+    STORE/episodes/000000/actions        [T, ...]; a group of arrays (one per key) for Dict spaces
+    STORE/episodes/000000/rewards        float32 [T]
+    STORE/episodes/000000/terminated     bool [T]
+    STORE/episodes/000000/truncated      bool [T]
+
+An episode counts only once its `complete` flag is written, after all its arrays, so a crash or
+Ctrl-C while writing loses at most that episode and leaves everything else readable.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from worldsim.data.clips import ChunkReader
+from worldsim.data.spaces import (
+    check_actions,
+    deserialize_space,
+    serialize_space,
+    stack_actions,
+)
+from worldsim.errors import StoreError
+
+FORMAT = "worldsim-episodes/1"
+FRAME_CHUNK = 16  # frames per chunk: a 16-frame clip touches at most two chunks
+COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")  # ~2.1 kB/frame on Crafter
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Episode:
+    """One episode (or a window of one): `frames` has one more entry than the transitions."""
+
+    frames: np.ndarray  # uint8 [T+1, H, W, 3]
+    actions: np.ndarray | dict[str, np.ndarray]  # [T, ...] or {key: [T, ...]}
+    rewards: np.ndarray  # float32 [T]
+    terminated: np.ndarray  # bool [T]
+    truncated: np.ndarray  # bool [T]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+
+def _open_zarr_store(path: str, read_only: bool) -> zarr.abc.store.Store:
+    if "://" in str(path) and not str(path).startswith("file://"):
+        return zarr.storage.FsspecStore.from_url(str(path), read_only=read_only)
+    local = str(path).removeprefix("file://")
+    return zarr.storage.LocalStore(local, read_only=read_only)
+
+
+class EpisodeStore:
+    """Episodes of one game, appended one at a time and read as whole episodes or clips.
+
+    Create with `EpisodeStore.create(...)`, open with `EpisodeStore.open(path)` (read) or
+    `EpisodeStore.open(path, mode="a")` (append). Paths are local directories or fsspec URLs
+    (`s3://bucket/crafter`, `memory://x`).
+
+    Example:
+        >>> store = EpisodeStore.create("data/crafter", game="crafter",
+        ...     action_space=gym.spaces.Discrete(17),
+        ...     observation_space=gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), fps=10)
+        >>> i = store.append(frames, actions, rewards, terminated, truncated)
+        >>> clip = store.clip(i, start=0, length=16)  # clip.frames: [16, 64, 64, 3]
+    """
+
+    def __init__(self, path: str, root: zarr.Group, writable: bool) -> None:
+        self.path = str(path)
+        self._root = root
+        self._writable = writable
+        attrs = root.attrs.asdict()
+        self.game: str = attrs["game"]
+        self.fps: float = float(attrs["fps"])
+        self.metadata: dict[str, Any] = dict(attrs.get("metadata", {}))
+        self.action_space: gym.Space = deserialize_space(attrs["action_space"])
+        self.observation_space: gym.Space = deserialize_space(attrs["observation_space"])
+        self._reader = ChunkReader(self.path)
+        self.refresh()
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def create(
+        cls,
+        path: str,
+        *,
+        game: str,
+        action_space: gym.Space,
+        observation_space: gym.Space,
+        fps: float,
+        metadata: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
+    ) -> EpisodeStore:
+        """Create an empty store; with `exist_ok`, open an existing one of the same game and spaces."""
+        shape = getattr(observation_space, "shape", None)
+        if not (
+            isinstance(observation_space, gym.spaces.Box)
+            and observation_space.dtype == np.uint8
+            and len(shape) == 3
+            and shape[2] == 3
+        ):
+            raise StoreError(
+                f"observation space {observation_space} is not an RGB image Box(0, 255, (H, W, 3), "
+                "uint8): wrap the env so it returns pixels (envs.pixel_env.PixelEnv does)"
+            )
+        if cls.exists(path):
+            if not exist_ok:
+                raise StoreError(
+                    f"an episode store already exists at {path}: open it with "
+                    "EpisodeStore.open(path, mode='a') to add episodes, or choose another path"
+                )
+            store = cls.open(path, mode="a")
+            store.check_compatible(game, action_space, observation_space)
+            return store
+        root = zarr.open_group(store=_open_zarr_store(path, read_only=False), mode="w-")
+        root.attrs.update(
+            {
+                "format": FORMAT,
+                "game": game,
+                "fps": float(fps),
+                "action_space": serialize_space(action_space),
+                "observation_space": serialize_space(observation_space),
+                "metadata": dict(metadata or {}),
+            }
+        )
+        root.create_group("episodes")
+        return cls(path, root, writable=True)
+
+    @staticmethod
+    def exists(path: str) -> bool:
+        """Whether `path` holds a zarr group (an episode store or something else)."""
+        try:
+            zarr.open_group(store=_open_zarr_store(path, read_only=True), mode="r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+            return False
+        return True
+
+    @classmethod
+    def open(cls, path: str, mode: str = "r") -> EpisodeStore:
+        """Open an existing store, `mode` "r" (read) or "a" (read and append)."""
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a', not {mode!r}")
+        try:
+            root = zarr.open_group(store=_open_zarr_store(path, read_only=mode == "r"), mode="r+" if mode == "a" else "r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+            raise StoreError(
+                f"no episode store at {path}: record one with `worldsim collect --out {path}` "
+                "or create it with EpisodeStore.create(...)"
+            ) from None
+        except (json.JSONDecodeError, ValueError, KeyError) as e:
+            raise StoreError(f"the episode store at {path} is corrupt ({e}): its zarr.json cannot be read") from None
+        attrs = root.attrs.asdict()
+        if attrs.get("format") != FORMAT:
+            raise StoreError(
+                f"{path} is not a worldsim episode store (format {attrs.get('format')!r}, expected "
+                f"{FORMAT!r}); import other data with `worldsim data import`"
+            )
+        missing = [k for k in ("game", "fps", "action_space", "observation_space") if k not in attrs]
+        if missing or "episodes" not in root:
+            raise StoreError(f"the episode store at {path} is corrupt: missing {missing or ['episodes']}")
+        return cls(path, root, writable=mode == "a")
+
+    def check_compatible(self, game: str, action_space: gym.Space, observation_space: gym.Space) -> None:
+        """Raise StoreError if episodes of `game` with these spaces may not be added here."""
+        if game != self.game:
+            raise StoreError(
+                f"the store at {self.path} holds {self.game!r} episodes, not {game!r}: "
+                "write to another --out directory"
+            )
+        for name, mine, theirs in (
+            ("action", self.action_space, action_space),
+            ("observation", self.observation_space, observation_space),
+        ):
+            if serialize_space(mine) != serialize_space(theirs):
+                raise StoreError(
+                    f"the store at {self.path} has {name} space {mine}, not {theirs}: "
+                    "write episodes with other settings to another directory"
+                )
+
+    # ----------------------------------------------------------------- index
+    def refresh(self) -> None:
+        """Re-read the episode index (episodes appended by other processes become visible)."""
+        episodes = self._root["episodes"]
+        keys, lengths, incomplete = [], [], []
+        for key in sorted(episodes.group_keys()):
+            try:
+                attrs = episodes[key].attrs.asdict()
+            except Exception:  # a half-written zarr.json from a crash: not an episode
+                incomplete.append(key)
+                continue
+            if attrs.get("complete"):
+                keys.append(key)
+                lengths.append(int(attrs["length"]))
+            else:
+                incomplete.append(key)
+        self.keys: list[str] = keys
+        self.lengths: np.ndarray = np.asarray(lengths, dtype=np.int64)
+        self.incomplete: list[str] = incomplete
+        self._actions_cache: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames stored in complete episodes (T+1 per episode)."""
+        return int(self.lengths.sum() + len(self.lengths))
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return tuple(self.observation_space.shape)
+
+    def split(self, name: str, *, val: float = 0.05, test: float = 0.05) -> list[int]:
+        """Episode indices of split `name` ("train", "val", "test"), fixed by each episode's key.
+
+        An episode's split depends only on its key (a hash), never on how many episodes the
+        store holds, so appending episodes never moves one from train into test.
+        """
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {name!r}")
+        out = []
+        for i, key in enumerate(self.keys):
+            u = (zlib.crc32(f"{self.game}/{key}".encode()) % 10_000) / 10_000
+            which = "test" if u < test else "val" if u < test + val else "train"
+            if which == name:
+                out.append(i)
+        return out
+
+    # ----------------------------------------------------------------- reading
+    def _check_index(self, i: int) -> str:
+        if not -len(self.keys) <= i < len(self.keys):
+            raise IndexError(f"episode {i} out of range: the store at {self.path} has {len(self.keys)}")
+        return self.keys[i]
+
+    def _group(self, i: int) -> zarr.Group:
+        return self._root["episodes"][self._check_index(i)]
+
+    def _small_arrays(self, i: int) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Actions, rewards, terminated, truncated and info of episode i, cached: they are tiny."""
+        if i not in self._actions_cache:
+            g = self._group(i)
+            actions = g["actions"]
+            if isinstance(actions, zarr.Group):
+                actions = {k: actions[k][:] for k in sorted(actions.array_keys())}
+            else:
+                actions = actions[:]
+            info = dict(g.attrs.asdict().get("info", {}))
+            self._actions_cache[i] = (actions, g["rewards"][:], g["terminated"][:], g["truncated"][:], info)
+        return self._actions_cache[i]
+
+    def episode(self, i: int) -> Episode:
+        """The whole episode i."""
+        actions, rewards, terminated, truncated, info = self._small_arrays(i)
+        frames = self._group(i)["frames"][:]
+        return Episode(frames, actions, rewards, terminated, truncated, info)
+
+    def clip(self, i: int, start: int, length: int) -> Episode:
+        """Frames start..start+length-1 of episode i and the length-1 transitions between them.
+
+        Reads only the chunks the window touches (a 16-frame clip: at most two).
+        """
+        key = self._check_index(i)
+        n_frames = int(self.lengths[i]) + 1
+        if length < 1 or start < 0 or start + length > n_frames:
+            raise IndexError(
+                f"clip [{start}, {start + length}) is outside episode {i}, which has {n_frames} frames"
+            )
+        actions, rewards, terminated, truncated, info = self._small_arrays(i)
+        frames = self._reader.read(
+            f"episodes/{key}/frames", start, start + length, lambda: self._group(i)["frames"]
+        )
+        window = slice(start, start + length - 1)
+        if isinstance(actions, dict):
+            clip_actions = {k: v[window] for k, v in actions.items()}
+        else:
+            clip_actions = actions[window]
+        return Episode(frames, clip_actions, rewards[window], terminated[window], truncated[window], info)
+
+    # ----------------------------------------------------------------- writing
+    def next_index(self) -> int:
+        """The index after every episode group present, complete or not."""
+        present = [int(k) for k in self._root["episodes"].group_keys() if k.isdigit()]
+        return max(present, default=-1) + 1
+
+    def append(
+        self,
+        frames: np.ndarray,
+        actions: np.ndarray | Mapping[str, np.ndarray] | list,
+        rewards: np.ndarray | list,
+        terminated: np.ndarray | list,
+        truncated: np.ndarray | list,
+        *,
+        info: Mapping[str, Any] | None = None,
+        index: int | None = None,
+    ) -> int:
+        """Validate and write one episode; returns its index among complete episodes' keys.
+
+        Everything is checked before anything is written, so bad input leaves the store as it was.
+        `index` names the episode key (the collector uses it so a resumed run refills the same
+        slots); an incomplete episode at that key is overwritten, a complete one is an error.
+        """
+        if not self._writable:
+            raise StoreError(f"the store at {self.path} is open read-only: open it with mode='a'")
+        frames, actions, rewards, terminated, truncated = self._validate(
+            frames, actions, rewards, terminated, truncated
+        )
+        index = self.next_index() if index is None else int(index)
+        key = f"{index:06d}"
+        if key in self.keys:
+            raise StoreError(f"episode {key} already exists in {self.path}; append without index=")
+        T = len(rewards)
+        info = json.loads(json.dumps(dict(info or {}), default=_jsonable))
+        g = self._root["episodes"].create_group(key, overwrite=True)
+        g.attrs.update({"length": T, "info": info, "complete": False})
+        arr = g.create_array(
+            "frames", shape=frames.shape, dtype="uint8", chunks=(FRAME_CHUNK, *frames.shape[1:]), compressors=COMPRESSOR
+        )
+        arr[:] = frames
+        if isinstance(actions, dict):
+            ag = g.create_group("actions")
+            for k, v in actions.items():
+                ag.create_array(k, data=v, chunks=v.shape or None, compressors=COMPRESSOR)
+        else:
+            g.create_array("actions", data=actions, chunks=actions.shape, compressors=COMPRESSOR)
+        for name, values in (("rewards", rewards), ("terminated", terminated), ("truncated", truncated)):
+            g.create_array(name, data=values, chunks=values.shape, compressors=COMPRESSOR)
+        g.attrs["complete"] = True  # last: the episode exists from here on
+        self.refresh()
+        return self.keys.index(key)
+
+    def _validate(self, frames, actions, rewards, terminated, truncated):
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8:
+            raise StoreError(f"frames must be uint8, got {frames.dtype}: convert with frames.astype(np.uint8) from 0..255 values")
+        if frames.ndim != 4 or tuple(frames.shape[1:]) != self.frame_shape:
+            raise StoreError(
+                f"frames have shape {frames.shape}, expected [T+1, {', '.join(map(str, self.frame_shape))}] "
+                f"for this store ({self.game})"
+            )
+        T = len(frames) - 1
+        if T < 1:
+            raise StoreError("an episode needs at least one transition (two frames)")
+        rewards = np.asarray(rewards, dtype=np.float32)
+        terminated = np.asarray(terminated)
+        truncated = np.asarray(truncated)
+        for name, v in (("rewards", rewards), ("terminated", terminated), ("truncated", truncated)):
+            if v.shape != (T,):
+                raise StoreError(f"{name} has shape {v.shape}, expected ({T},): one per transition, len(frames) - 1")
+        for name, v in (("terminated", terminated), ("truncated", truncated)):
+            if v.dtype != np.bool_:
+                if not np.isin(v, (0, 1)).all():
+                    raise StoreError(f"{name} must be booleans, got values {np.unique(v)[:5]}")
+                v = v.astype(bool)
+            if name == "terminated":
+                terminated = v
+            else:
+                truncated = v
+        actions = stack_actions(self.action_space, actions)
+        check_actions(self.action_space, actions, T)
+        return frames, actions, rewards, terminated, truncated
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
