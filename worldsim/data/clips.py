@@ -26,7 +26,9 @@ class ChunkReader:
         self.codec = numcodecs.Blosc()
         self._layouts: dict[str, tuple[int, tuple[int, ...]] | None] = {}
 
-    def _layout(self, name: str, open_array: Callable[[], zarr.Array]) -> tuple[int, tuple[int, ...]] | None:
+    def _layout(
+        self, name: str, open_array: Callable[[], zarr.Array]
+    ) -> tuple[int, tuple[int, ...]] | None:
         """(frames per chunk, frame shape) if the fast path can read the array, else None."""
         if name not in self._layouts:
             array = open_array()
@@ -46,7 +48,9 @@ class ChunkReader:
             self._layouts[name] = (int(chunks[0]), tuple(array.shape[1:])) if ok else None
         return self._layouts[name]
 
-    def read(self, name: str, start: int, stop: int, open_array: Callable[[], zarr.Array]) -> np.ndarray:
+    def read(
+        self, name: str, start: int, stop: int, open_array: Callable[[], zarr.Array]
+    ) -> np.ndarray:
         """Frames [start, stop) of the array at `name` (its path inside the store).
 
         `open_array` opens the zarr array; it is called only the first time `name` is read

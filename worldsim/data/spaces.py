@@ -34,11 +34,15 @@ def stack_actions(space: gym.Space, actions: Any) -> np.ndarray | dict[str, np.n
             }
         if isinstance(actions, list | tuple) and actions and isinstance(actions[0], Mapping):
             return {k: np.stack([np.asarray(a[k]) for a in actions]) for k in actions[0]}
-        raise StoreError(f"actions for a Dict space must be a dict of arrays or a list of dicts, not {type(actions).__name__}")
+        raise StoreError(
+            f"actions for a Dict space must be a dict of arrays or a list of dicts, not {type(actions).__name__}"
+        )
     return np.asarray(actions, dtype=space.dtype if space.dtype is not None else None)
 
 
-def check_actions(space: gym.Space, actions: np.ndarray | dict[str, np.ndarray], T: int, name: str = "actions") -> None:
+def check_actions(
+    space: gym.Space, actions: np.ndarray | dict[str, np.ndarray], T: int, name: str = "actions"
+) -> None:
     """Raise StoreError unless `actions` holds T valid actions of `space` (vectorised check)."""
     if isinstance(space, gym.spaces.Dict):
         if not isinstance(actions, dict) or set(actions) != set(space.spaces):
@@ -50,7 +54,9 @@ def check_actions(space: gym.Space, actions: np.ndarray | dict[str, np.ndarray],
     a = np.asarray(actions)
     shape = tuple(space.shape or ())
     if a.shape != (T, *shape):
-        raise StoreError(f"{name} has shape {a.shape}, expected {(T, *shape)}: one action of {space} per transition")
+        raise StoreError(
+            f"{name} has shape {a.shape}, expected {(T, *shape)}: one action of {space} per transition"
+        )
     if isinstance(space, gym.spaces.Discrete):
         ok = (a >= space.start) & (a < space.start + space.n)
     elif isinstance(space, gym.spaces.MultiDiscrete):

@@ -145,7 +145,11 @@ class EpisodeStore:
         """Whether `path` holds a zarr group (an episode store or something else)."""
         try:
             zarr.open_group(store=_open_zarr_store(path, read_only=True), mode="r")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        except (
+            FileNotFoundError,
+            zarr.errors.GroupNotFoundError,
+            zarr.errors.NodeTypeValidationError,
+        ):
             return False
         return True
 
@@ -155,26 +159,41 @@ class EpisodeStore:
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', not {mode!r}")
         try:
-            root = zarr.open_group(store=_open_zarr_store(path, read_only=mode == "r"), mode="r+" if mode == "a" else "r")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+            root = zarr.open_group(
+                store=_open_zarr_store(path, read_only=mode == "r"),
+                mode="r+" if mode == "a" else "r",
+            )
+        except (
+            FileNotFoundError,
+            zarr.errors.GroupNotFoundError,
+            zarr.errors.NodeTypeValidationError,
+        ):
             raise StoreError(
                 f"no episode store at {path}: record one with `worldsim collect --out {path}` "
                 "or create it with EpisodeStore.create(...)"
             ) from None
         except (json.JSONDecodeError, ValueError, KeyError) as e:
-            raise StoreError(f"the episode store at {path} is corrupt ({e}): its zarr.json cannot be read") from None
+            raise StoreError(
+                f"the episode store at {path} is corrupt ({e}): its zarr.json cannot be read"
+            ) from None
         attrs = root.attrs.asdict()
         if attrs.get("format") != FORMAT:
             raise StoreError(
                 f"{path} is not a worldsim episode store (format {attrs.get('format')!r}, expected "
                 f"{FORMAT!r}); import other data with `worldsim data import`"
             )
-        missing = [k for k in ("game", "fps", "action_space", "observation_space") if k not in attrs]
+        missing = [
+            k for k in ("game", "fps", "action_space", "observation_space") if k not in attrs
+        ]
         if missing or "episodes" not in root:
-            raise StoreError(f"the episode store at {path} is corrupt: missing {missing or ['episodes']}")
+            raise StoreError(
+                f"the episode store at {path} is corrupt: missing {missing or ['episodes']}"
+            )
         return cls(path, root, writable=mode == "a")
 
-    def check_compatible(self, game: str, action_space: gym.Space, observation_space: gym.Space) -> None:
+    def check_compatible(
+        self, game: str, action_space: gym.Space, observation_space: gym.Space
+    ) -> None:
         """Raise StoreError if episodes of `game` with these spaces may not be added here."""
         if game != self.game:
             raise StoreError(
@@ -193,16 +212,25 @@ class EpisodeStore:
 
     # ----------------------------------------------------------------- index
     def refresh(self) -> None:
-        """Re-read the episode index (episodes appended by other processes become visible)."""
-        episodes = self._root["episodes"]
+        """Re-read the episode index (episodes appended by other processes become visible).
+
+        Reads each episode's zarr.json directly: one small read per episode, and a torn file
+        left by a crash marks that episode incomplete instead of failing the whole listing.
+        """
+        fs, root = self._reader.fs, self._reader.root
         keys, lengths, incomplete = [], [], []
-        for key in sorted(episodes.group_keys()):
-            try:
-                attrs = episodes[key].attrs.asdict()
-            except Exception:  # a half-written zarr.json from a crash: not an episode
-                incomplete.append(key)
+        names = sorted(
+            p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(f"{root}/episodes", detail=False)
+        )
+        for key in names:
+            if not key.isdigit():
                 continue
-            if attrs.get("complete"):
+            try:
+                attrs = json.loads(fs.cat_file(f"{root}/episodes/{key}/zarr.json"))["attributes"]
+                complete = bool(attrs.get("complete"))
+            except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+                complete = False
+            if complete:
                 keys.append(key)
                 lengths.append(int(attrs["length"]))
             else:
@@ -243,7 +271,9 @@ class EpisodeStore:
     # ----------------------------------------------------------------- reading
     def _check_index(self, i: int) -> str:
         if not -len(self.keys) <= i < len(self.keys):
-            raise IndexError(f"episode {i} out of range: the store at {self.path} has {len(self.keys)}")
+            raise IndexError(
+                f"episode {i} out of range: the store at {self.path} has {len(self.keys)}"
+            )
         return self.keys[i]
 
     def _group(self, i: int) -> zarr.Group:
@@ -259,8 +289,22 @@ class EpisodeStore:
             else:
                 actions = actions[:]
             info = dict(g.attrs.asdict().get("info", {}))
-            self._actions_cache[i] = (actions, g["rewards"][:], g["terminated"][:], g["truncated"][:], info)
+            self._actions_cache[i] = (
+                actions,
+                g["rewards"][:],
+                g["terminated"][:],
+                g["truncated"][:],
+                info,
+            )
         return self._actions_cache[i]
+
+    def episode_actions(self, i: int) -> np.ndarray | dict[str, np.ndarray]:
+        """All actions of episode i ([T, ...] or a dict of such), without reading its frames."""
+        return self._small_arrays(i)[0]
+
+    def info(self, i: int) -> dict[str, Any]:
+        """The info dict stored with episode i (policy, seeds, return, ...)."""
+        return self._small_arrays(i)[4]
 
     def episode(self, i: int) -> Episode:
         """The whole episode i."""
@@ -288,13 +332,28 @@ class EpisodeStore:
             clip_actions = {k: v[window] for k, v in actions.items()}
         else:
             clip_actions = actions[window]
-        return Episode(frames, clip_actions, rewards[window], terminated[window], truncated[window], info)
+        return Episode(
+            frames, clip_actions, rewards[window], terminated[window], truncated[window], info
+        )
 
     # ----------------------------------------------------------------- writing
     def next_index(self) -> int:
         """The index after every episode group present, complete or not."""
-        present = [int(k) for k in self._root["episodes"].group_keys() if k.isdigit()]
+        present = [int(k) for k in [*self.keys, *self.incomplete]]
         return max(present, default=-1) + 1
+
+    def remove_incomplete(self) -> list[str]:
+        """Delete episodes whose writing never finished (a crash); returns their keys.
+
+        Only safe while no other process is writing to this store.
+        """
+        if not self._writable:
+            raise StoreError(f"the store at {self.path} is open read-only: open it with mode='a'")
+        removed = list(self.incomplete)
+        for key in removed:
+            self._reader.fs.rm(f"{self._reader.root}/episodes/{key}", recursive=True)
+        self.refresh()
+        return removed
 
     def append(
         self,
@@ -327,7 +386,11 @@ class EpisodeStore:
         g = self._root["episodes"].create_group(key, overwrite=True)
         g.attrs.update({"length": T, "info": info, "complete": False})
         arr = g.create_array(
-            "frames", shape=frames.shape, dtype="uint8", chunks=(FRAME_CHUNK, *frames.shape[1:]), compressors=COMPRESSOR
+            "frames",
+            shape=frames.shape,
+            dtype="uint8",
+            chunks=(FRAME_CHUNK, *frames.shape[1:]),
+            compressors=COMPRESSOR,
         )
         arr[:] = frames
         if isinstance(actions, dict):
@@ -336,7 +399,11 @@ class EpisodeStore:
                 ag.create_array(k, data=v, chunks=v.shape or None, compressors=COMPRESSOR)
         else:
             g.create_array("actions", data=actions, chunks=actions.shape, compressors=COMPRESSOR)
-        for name, values in (("rewards", rewards), ("terminated", terminated), ("truncated", truncated)):
+        for name, values in (
+            ("rewards", rewards),
+            ("terminated", terminated),
+            ("truncated", truncated),
+        ):
             g.create_array(name, data=values, chunks=values.shape, compressors=COMPRESSOR)
         g.attrs["complete"] = True  # last: the episode exists from here on
         self.refresh()
@@ -345,7 +412,9 @@ class EpisodeStore:
     def _validate(self, frames, actions, rewards, terminated, truncated):
         frames = np.asarray(frames)
         if frames.dtype != np.uint8:
-            raise StoreError(f"frames must be uint8, got {frames.dtype}: convert with frames.astype(np.uint8) from 0..255 values")
+            raise StoreError(
+                f"frames must be uint8, got {frames.dtype}: convert with frames.astype(np.uint8) from 0..255 values"
+            )
         if frames.ndim != 4 or tuple(frames.shape[1:]) != self.frame_shape:
             raise StoreError(
                 f"frames have shape {frames.shape}, expected [T+1, {', '.join(map(str, self.frame_shape))}] "
@@ -359,7 +428,9 @@ class EpisodeStore:
         truncated = np.asarray(truncated)
         for name, v in (("rewards", rewards), ("terminated", terminated), ("truncated", truncated)):
             if v.shape != (T,):
-                raise StoreError(f"{name} has shape {v.shape}, expected ({T},): one per transition, len(frames) - 1")
+                raise StoreError(
+                    f"{name} has shape {v.shape}, expected ({T},): one per transition, len(frames) - 1"
+                )
         for name, v in (("terminated", terminated), ("truncated", truncated)):
             if v.dtype != np.bool_:
                 if not np.isin(v, (0, 1)).all():

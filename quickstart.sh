@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# worldsim quickstart: sets everything up on a fresh machine (Python 3.10+ is all it needs), then
+#   bash quickstart.sh demo   # the main job: record real Crafter play and inspect the dataset
+#   bash quickstart.sh test   # the test suite
+# The virtual environment lives in .venv (override with WORLDSIM_VENV); set-up reruns only when
+# pyproject.toml changes.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${WORLDSIM_VENV:-.venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+stamp="$VENV/.worldsim-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setting up $VENV (first run: a few minutes)"
+  python -m pip install -q --upgrade pip
+  # torch first, pinned, so nothing else pulls a newer build with its CUDA packages.
+  # On a GPU machine, install the torch build you want before running this script.
+  python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
+  python -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
+export SDL_AUDIODRIVER="${SDL_AUDIODRIVER:-dummy}"
+case "${1:-demo}" in
+  demo)
+    worldsim collect --game crafter --episodes 4 --policy sticky --workers 2 --out data/crafter-demo
+    worldsim data info data/crafter-demo
+    ;;
+  test)
+    shift || true
+    python -m pytest -q "$@"
+    ;;
+  *)
+    echo "usage: bash quickstart.sh [demo|test]" >&2
+    exit 2
+    ;;
+esac
