@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -61,7 +62,7 @@ def test_sticky_policy_holds_actions():
     policy = StickyPolicy(gym.spaces.Discrete(17), mean_hold=5)
     policy.reset(3)
     actions = [policy(None) for _ in range(400)]
-    changes = sum(a != b for a, b in zip(actions, actions[1:]))
+    changes = sum(a != b for a, b in itertools.pairwise(actions))
     assert 40 < changes < 110  # ~400/5 holds, some of which draw the same action again
     policy.reset(3)
     assert [policy(None) for _ in range(400)] == actions
