@@ -127,7 +127,9 @@ def run_import(args: argparse.Namespace) -> int:
     if args.format == "minari":
         from worldsim.data.minari_io import import_minari
 
-        n = import_minari(args.source, args.out, game=args.game, frame_size=size)
+        n = import_minari(
+            args.source, args.out, game=args.game, frame_size=size, data_path=args.data_path
+        )
     else:
         from envs.minecraft import import_minecraft
 
