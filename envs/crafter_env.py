@@ -1,0 +1,121 @@
+"""Crafter (the default game) as a Gymnasium 1.x environment."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import crafter
+import gymnasium as gym
+import numpy as np
+from crafter import constants
+from gymnasium import spaces
+
+from envs.pixel_env import frame_size, image_space
+
+# Crafter's standard episode length (the benchmark's 10,000 steps), applied by TimeLimit.
+CRAFTER_MAX_STEPS = 10000
+
+
+class CrafterEnv(gym.Env[np.ndarray, np.int64]):
+    """Crafter, the open-world survival game of Hafner (2021), through Gymnasium 1.x.
+
+    ## Description
+    A 2D Minecraft-like world: collect materials, craft tools, survive hunger, thirst,
+    fatigue, zombies and skeletons, and unlock up to 22 achievements.
+
+    ## Action Space
+    Discrete(17), named in ``action_names`` (crafter's own names): noop, move_left,
+    move_right, move_up, move_down, do, sleep, place_stone, place_table, place_furnace,
+    place_plant, make_wood_pickaxe, make_stone_pickaxe, make_iron_pickaxe,
+    make_wood_sword, make_stone_sword, make_iron_sword.
+
+    ## Observation Space
+    Box(0, 255, (H, W, 3), uint8): the local 9x7 view above the inventory bar, 64x64 by
+    default (``size``).
+
+    ## Rewards
+    Crafter's: +1 for each achievement unlocked the first time in the episode, and the
+    change in health / 10 (``reward=False`` gives 0 always).
+
+    ## Starting State
+    A freshly generated 64x64 world. Every reset draws the world seed from ``np_random``,
+    so ``reset(seed=s)`` reproduces the same world and first frame.
+
+    ## Episode End
+    ``terminated`` when the player dies (health <= 0). Crafter's own length limit is
+    disabled; truncation comes from ``TimeLimit`` (10,000 steps when registered).
+
+    ## Info
+    ``achievements`` (name -> count), ``inventory`` (name -> amount, health included) and
+    ``player_pos`` (int64 [2], world x, y): copies, safe to keep.
+
+    ## Arguments
+    ``size`` (int or (H, W)), ``area`` (world size in tiles), ``view`` (tiles seen),
+    ``reward`` (bool), ``render_mode`` (``"rgb_array"`` returns the current frame;
+    ``"human"`` is left to play.py).
+
+    ## Version History
+    * v0: first version (crafter 1.8).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] = 64,
+        area: tuple[int, int] = (64, 64),
+        view: tuple[int, int] = (9, 9),
+        reward: bool = True,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.size = frame_size(size)
+        self.render_mode = render_mode
+        # crafter's size is (W, H): it renders [W, H, 3] and transposes.
+        self.game = crafter.Env(
+            area=area, view=view, size=(self.size[1], self.size[0]), reward=reward, length=None
+        )
+        self.observation_space = image_space(self.size)
+        self.action_space = spaces.Discrete(len(constants.actions))
+        self.action_names: list[str] = list(constants.actions)
+        self._frame: np.ndarray | None = None
+
+    def _info(self) -> dict[str, Any]:
+        # crafter mutates these dicts in place every step: hand out copies.
+        player = self.game._player
+        return {
+            "achievements": copy.deepcopy(player.achievements),
+            "inventory": copy.deepcopy(player.inventory),
+            "player_pos": np.array(player.pos, dtype=np.int64),
+        }
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        # crafter seeds world generation with hash((_seed, _episode)); pin both so the
+        # world depends only on np_random.
+        self.game._seed = int(self.np_random.integers(2**31 - 1))
+        self.game._episode = 0
+        self._frame = self.game.reset()
+        return self._frame.copy(), self._info()
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._frame is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        self._frame, reward, _, _ = self.game.step(int(action))
+        terminated = bool(self.game._player.health <= 0)
+        return self._frame.copy(), float(reward), terminated, False, self._info()
+
+    @property
+    def player(self) -> Any:
+        """The game's player object (health, inventory, ...), for tests and tools."""
+        return self.game._player
+
+    def render(self) -> np.ndarray | None:
+        """The current frame, uint8 [H, W, 3] (``render_mode="rgb_array"``)."""
+        if self.render_mode != "rgb_array" or self._frame is None:
+            return None
+        return self._frame.copy()
