@@ -1,0 +1,207 @@
+"""Release checkpoints: a folder of safetensors weights, JSON config/spaces, starting contexts.
+
+Layout of a release folder:
+    model.safetensors     the WorldModelNet state dict (autoencoder included, if any)
+    config.json           {"format", "format_version", "model_config", "observation_space",
+                           "action_space" (minari.serialization), "metadata"}
+    contexts.safetensors  optional: "frames" uint8 [N, K, H, W, 3] and "actions"
+                          [N, K-1, ...] (or "actions.<key>" for each key of a Dict space)
+Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from worldsim.errors import CheckpointError
+from worldsim.model.config import ModelConfig
+from worldsim.model.net import WorldModelNet
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_release", "save_release"]
+
+FORMAT = "worldsim-release"
+FORMAT_VERSION = 1
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _context_tensors(
+    contexts: dict[str, Any], action_space: gym.spaces.Space
+) -> dict[str, torch.Tensor]:
+    frames = np.asarray(contexts["frames"])
+    if frames.dtype != np.uint8 or frames.ndim != 5:
+        raise CheckpointError(
+            f"contexts['frames'] must be uint8 [N, K, H, W, 3], got {frames.dtype} {frames.shape}"
+        )
+    out = {"frames": torch.from_numpy(np.ascontiguousarray(frames))}
+    actions = contexts["actions"]
+    if isinstance(action_space, gym.spaces.Dict):
+        for key in action_space.spaces:
+            out[f"actions.{key}"] = torch.from_numpy(np.ascontiguousarray(np.asarray(actions[key])))
+    else:
+        out["actions"] = torch.from_numpy(np.ascontiguousarray(np.asarray(actions)))
+    return out
+
+
+def save_release(
+    path: str | Path,
+    net: WorldModelNet,
+    *,
+    observation_space: gym.spaces.Space,
+    action_space: gym.spaces.Space,
+    contexts: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a release folder (created if needed; existing files replaced atomically).
+
+    Args:
+        path: the folder.
+        net: the network whose weights and config are saved.
+        observation_space / action_space: the game's spaces (action space must be the net's).
+        contexts: optional dict(frames uint8 [N, K, H, W, 3], actions [N, K-1, ...]).
+        metadata: JSON-serialisable extras (game id, training run, metrics).
+
+    Returns:
+        The folder path.
+    """
+    from minari.serialization import serialize_space
+    from safetensors.torch import save_file
+
+    if action_space != net.action_space:
+        raise CheckpointError(f"action space {action_space} is not the net's {net.action_space}")
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    _atomic_write(
+        folder / "model.safetensors",
+        lambda p: save_file(state, str(p), metadata={"format": FORMAT}),
+    )
+    if contexts is not None:
+        tensors = _context_tensors(contexts, action_space)
+        _atomic_write(folder / "contexts.safetensors", lambda p: save_file(tensors, str(p)))
+    elif (folder / "contexts.safetensors").exists():
+        (folder / "contexts.safetensors").unlink()
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": net.config.to_dict(),
+        "observation_space": json.loads(serialize_space(observation_space)),
+        "action_space": json.loads(serialize_space(action_space)),
+        "metadata": metadata or {},
+    }
+    text = json.dumps(config, indent=1)
+    _atomic_write(folder / "config.json", lambda p: p.write_text(text))
+    return folder
+
+
+def read_release_config(path: str | Path) -> dict[str, Any]:
+    """The parsed config.json of a release folder, checked for format and version."""
+    folder = Path(path)
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise CheckpointError(
+            f"{folder} is not a worldsim release folder (no config.json); make one with "
+            "`worldsim export` from a training checkpoint"
+        )
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(
+            f"{folder / 'config.json'} is corrupt ({e}); re-export the release"
+        ) from e
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{folder / 'config.json'} is not a {FORMAT} config")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"release format {config['format_version']} is newer than this worldsim reads "
+            f"({FORMAT_VERSION}); upgrade worldsim"
+        )
+    return config
+
+
+def load_release(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    action_space: gym.spaces.Space | None = None,
+    observation_space: gym.spaces.Space | None = None,
+) -> tuple[
+    WorldModelNet, gym.spaces.Space, gym.spaces.Space, dict[str, Any] | None, dict[str, Any]
+]:
+    """Load a release folder without unpickling.
+
+    Args:
+        path: the folder written by `save_release`.
+        device: where to put the network.
+        action_space / observation_space: if given, the release must be for these spaces.
+
+    Returns:
+        (net in eval mode, observation_space, action_space, contexts or None, metadata).
+
+    Raises:
+        CheckpointError: missing or corrupt files, or a release made for another game.
+    """
+    from minari.serialization import deserialize_space
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    config = read_release_config(folder)
+    try:
+        model_config = ModelConfig.from_dict(config["model_config"])
+        obs_space = deserialize_space(json.dumps(config["observation_space"]))
+        act_space = deserialize_space(json.dumps(config["action_space"]))
+    except (KeyError, TypeError, ValueError, NotImplementedError) as e:
+        raise CheckpointError(f"{folder / 'config.json'} is incomplete or invalid ({e})") from e
+    for name, wanted, found in (
+        ("action", action_space, act_space),
+        ("observation", observation_space, obs_space),
+    ):
+        if wanted is not None and wanted != found:
+            raise CheckpointError(
+                f"{folder} was trained for {name} space {found}, not {wanted}: it is a model of "
+                "another game (or another setting of it); pick the matching checkpoint"
+            )
+    net = WorldModelNet(model_config, act_space)
+    try:
+        state = load_file(str(folder / "model.safetensors"), device="cpu")
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{folder} has no model.safetensors; re-export the release") from e
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{folder / 'model.safetensors'} is corrupt ({e}); re-export the release"
+        ) from e
+    missing, unexpected = set(net.state_dict()) - set(state), set(state) - set(net.state_dict())
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{folder / 'model.safetensors'} does not fit its config: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
+        )
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{folder / 'model.safetensors'} does not fit its config ({e})"
+        ) from e
+    contexts = None
+    if (folder / "contexts.safetensors").exists():
+        try:
+            tensors = load_file(str(folder / "contexts.safetensors"))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{folder / 'contexts.safetensors'} is corrupt ({e})") from e
+        contexts = {"frames": tensors["frames"].numpy()}
+        if isinstance(act_space, gym.spaces.Dict):
+            contexts["actions"] = {k: tensors[f"actions.{k}"].numpy() for k in act_space.spaces}
+        else:
+            contexts["actions"] = tensors["actions"].numpy()
+    return net.to(device).eval(), obs_space, act_space, contexts, config.get("metadata", {})

@@ -1,0 +1,160 @@
+"""ModelConfig / AutoencoderConfig dataclasses and the size-preset registry (tiny, S, B, L)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["PRESETS", "AutoencoderConfig", "ModelConfig", "preset"]
+
+
+@dataclass
+class AutoencoderConfig:
+    """A small conv frame autoencoder: frames [H, W, 3] <-> latents [latent_channels, H/f, W/f]."""
+
+    channels: tuple[int, ...] = (32, 64, 128)  # conv widths per level; f = 2 ** (len - 1)
+    latent_channels: int = 4  # latents are tanh-bounded to [-1, 1], the same range as pixels
+    blocks_per_level: int = 1  # residual blocks at each level
+
+    @property
+    def factor(self) -> int:
+        """Spatial downsampling factor from frame to latent."""
+        return 2 ** (len(self.channels) - 1)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a WorldModelNet; saved with every checkpoint.
+
+    Shapes: frames are [height, width, channels] uint8; the transformer sees
+    (height/f/patch_size) x (width/f/patch_size) tokens per frame, f being the autoencoder's
+    factor (1 without one).
+    """
+
+    # Frames.
+    height: int = 64
+    width: int = 64
+    channels: int = 3
+    # Tokens. Patch 4 keeps spatial detail finer than Crafter's ~7 px tiles (calibration
+    # lesson 2); the conv stem/decoder adds full-resolution detail cheaply on a CPU.
+    patch_size: int = 4
+    stem_channels: int = 32  # 0: no conv stem/decoder, a linear patch embedding only
+    # Transformer.
+    dim: int = 256
+    depth: int = 6  # blocks, each: spatial attention, causal temporal attention, MLP
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    context: int = 16  # frames in the attention window (training clip length, rollout window)
+    qk_norm: bool = True  # RMS-normalised queries/keys: stable attention logits at any size
+    # Diffusion (EDM, Karras et al. 2022; the few-step settings follow DIAMOND).
+    sigma_data: float = 0.5  # std of frames scaled to [-1, 1] (or of tanh-bounded latents)
+    sigma_data_residual: float = 0.1  # std of (frame - previous frame); 0.106 on Crafter
+    p_mean: float = -0.4  # log-normal training noise levels
+    p_std: float = 1.2
+    sigma_min: float = 2e-3  # sampler schedule
+    sigma_max: float = 5.0  # next frames are well determined by context: no need for 80
+    rho: float = 7.0
+    sigma_stab: float = 0.02  # noise level context frames are tagged with at sampling
+    context_noise_max: float = 0.1  # training: context frames noised up to this level
+    prefix_prob: float = 0.5  # training: share of clips split into clean-ish prefix + noisy rest
+    action_dropout: float = 0.1  # training: per-frame action drop, for classifier-free guidance
+    sampler: str = "euler"  # "euler" or "heun"
+    sampler_steps: int = 2
+    guidance: float = 1.0  # classifier-free guidance scale on the action (1: off)
+    # Heads.
+    reward_weight: float = 0.1
+    termination_weight: float = 0.1
+    # Optional frame autoencoder: frames are diffused in its latent space.
+    autoencoder: AutoencoderConfig | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.autoencoder, dict):
+            ae = dict(self.autoencoder)
+            ae["channels"] = tuple(ae.get("channels", AutoencoderConfig.channels))
+            self.autoencoder = AutoencoderConfig(**ae)
+        self.validate()
+
+    @property
+    def latent_factor(self) -> int:
+        """Spatial downsampling from frames to the diffused tensor (1 without autoencoder)."""
+        return 1 if self.autoencoder is None else self.autoencoder.factor
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the diffused tensor."""
+        return self.channels if self.autoencoder is None else self.autoencoder.latent_channels
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Tokens per frame as (rows, columns)."""
+        f = self.latent_factor * self.patch_size
+        return self.height // f, self.width // f
+
+    @property
+    def tokens_per_frame(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
+
+    def validate(self) -> None:
+        """Raise ValueError naming the inconsistent field."""
+        f = self.latent_factor * self.patch_size
+        if self.height % f or self.width % f:
+            raise ValueError(
+                f"frame size {self.height}x{self.width} is not divisible by patch_size "
+                f"{self.patch_size} x autoencoder factor {self.latent_factor}; resize or crop frames"
+            )
+        if self.dim % self.heads or (self.dim // self.heads) % 4:
+            raise ValueError(
+                f"dim {self.dim} must split into {self.heads} heads of a multiple of 4"
+            )
+        if self.context < 1 or self.sampler_steps < 1:
+            raise ValueError("context and sampler_steps must be at least 1")
+        if self.sampler not in ("euler", "heun"):
+            raise ValueError(f"sampler {self.sampler!r} is not 'euler' or 'heun'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (round-trips through `from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild from `to_dict` output; unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {unknown}")
+        return cls(**data)
+
+
+def _presets() -> dict[str, ModelConfig]:
+    return {
+        # Tests and smoke runs: seconds on a CPU.
+        "tiny": ModelConfig(dim=64, depth=2, heads=2, context=4, stem_channels=8),
+        # Crafter on a CPU: 8x8 patches (64 tokens per 64x64 frame) inside a full-resolution
+        # conv stem/decoder with a skip, plus the residual path from the last frame: fine
+        # detail never has to pass through the tokens. Measured on 1 CPU thread: training
+        # 5.6x faster and rollout 2.5x faster than with 4x4 patches (256 tokens).
+        "S": ModelConfig(dim=256, depth=6, heads=4, context=16, patch_size=8),
+        # GPU sizes: 4x4 patches (256 tokens per 64x64 frame).
+        "B": ModelConfig(dim=512, depth=12, heads=8, context=16, stem_channels=64),
+        "L": ModelConfig(dim=1024, depth=24, heads=16, context=16, stem_channels=64),
+    }
+
+
+PRESETS: dict[str, ModelConfig] = _presets()
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    """A fresh copy of preset `name` with fields replaced by `overrides`.
+
+    Args:
+        name: one of PRESETS ("tiny", "S", "B", "L").
+        **overrides: ModelConfig fields, e.g. height=48, width=80, context=8.
+
+    Raises:
+        KeyError: an unknown preset name.
+    """
+    if name not in PRESETS:
+        raise KeyError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)

@@ -1,0 +1,284 @@
+"""WorldModelNet: DiT backbone + EDM preconditioning + action encoding + reward/termination heads."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from worldsim.actions import ActionEncoder
+from worldsim.diffusion.edm import (
+    NO_PREV_SIGMA,
+    log_uniform,
+    precondition,
+    reference,
+    sample_sigmas,
+)
+from worldsim.errors import WorldsimError
+from worldsim.model.autoencoder import FrameAutoencoder
+from worldsim.model.config import ModelConfig
+from worldsim.model.dit import DiT
+from worldsim.model.heads import RewardTerminationHead
+from worldsim.model.kv_cache import KVCache
+
+__all__ = ["FrameError", "WorldModelNet"]
+
+
+class FrameError(WorldsimError, ValueError):
+    """Frames of the wrong shape, dtype or size for the model."""
+
+
+class NoiseEmbedding(nn.Module):
+    """c_noise [B, T] -> [B, T, D]: Fourier features then an MLP."""
+
+    def __init__(self, dim: int, frequencies: int = 128) -> None:
+        super().__init__()
+        self.register_buffer(
+            "freqs", torch.exp(-math.log(1e3) * torch.arange(frequencies) / frequencies)
+        )
+        self.mlp = nn.Sequential(nn.Linear(2 * frequencies, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, c_noise: Tensor) -> Tensor:
+        angles = c_noise[..., None] * self.freqs * 100  # [B, T, F]: c_noise spans about [-2, 1]
+        return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1))
+
+
+class WorldModelNet(nn.Module):
+    """The world model's network: denoises frames given past frames and actions.
+
+    Frame t is conditioned (adaLN) on its noise level and on actions[t - 1], the action
+    that led to it; frame 0 of a clip, and frames whose action is dropped for
+    classifier-free guidance, get a learned "no action" embedding instead. Frames are
+    diffused as pixels scaled to [-1, 1] or, with `set_autoencoder`, as latents.
+
+    Args:
+        config: the model configuration (also stored in checkpoints).
+        action_space: the game's Gymnasium action space.
+    """
+
+    def __init__(self, config: ModelConfig, action_space: gym.spaces.Space) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.action_space = action_space
+        self.action_encoder = ActionEncoder(action_space)
+        d, c = config.dim, config.latent_channels
+        # Input planes per frame: the scaled noisy residual and the reference (previous frame).
+        self.backbone = DiT(config, in_channels=2 * c, out_channels=c)
+        self.noise_embed = NoiseEmbedding(d)
+        self.action_embed = nn.Sequential(
+            nn.Linear(self.action_encoder.dim, d), nn.SiLU(), nn.Linear(d, d)
+        )
+        self.null_action = nn.Parameter(torch.zeros(d))
+        self.heads = RewardTerminationHead(d)
+        self.autoencoder: FrameAutoencoder | None = None
+        if config.autoencoder is not None:
+            self.set_autoencoder(FrameAutoencoder(config.autoencoder))
+
+    # ----------------------------------------------------------------- frames <-> x
+    def set_autoencoder(self, ae: FrameAutoencoder | None) -> None:
+        """Diffuse frames in `ae`'s latent space (frozen), or in pixel space with None.
+
+        The autoencoder's config must match `config.autoencoder` (channels and factor decide
+        the backbone's shapes); it becomes part of the network's weights and checkpoints.
+        """
+        if ae is not None:
+            if self.config.autoencoder is None or ae.config != self.config.autoencoder:
+                raise ValueError(
+                    "the autoencoder's config differs from ModelConfig.autoencoder; build the "
+                    "net with config.autoencoder = ae.config"
+                )
+            ae.requires_grad_(False).eval()
+        elif self.config.autoencoder is not None:
+            raise ValueError("this net was configured with an autoencoder; it cannot be removed")
+        self.autoencoder = ae
+
+    def train(self, mode: bool = True) -> WorldModelNet:
+        super().train(mode)
+        if self.autoencoder is not None:
+            self.autoencoder.eval()  # frozen: always in eval mode
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.null_action.device
+
+    def check_frames(self, frames: Any, ndim: int = 5) -> Tensor:
+        """Frames as a uint8 tensor on the net's device, checked against the config.
+
+        Raises:
+            FrameError: wrong dtype, rank or size.
+        """
+        if not isinstance(frames, Tensor):
+            frames = torch.as_tensor(np.asarray(frames))
+        H, W, C = self.config.height, self.config.width, self.config.channels
+        if frames.dtype != torch.uint8:
+            raise FrameError(f"frames must be uint8 in [0, 255], got {frames.dtype}")
+        if frames.dim() != ndim or tuple(frames.shape[-3:]) != (H, W, C):
+            dims = "B, T, " if ndim == 5 else "B, "
+            raise FrameError(
+                f"frames have shape {tuple(frames.shape)}; this model needs [{dims}{H}, {W}, {C}] "
+                "(resize observations to the model's size, or train a model for this one)"
+            )
+        return frames.to(self.device)
+
+    def frames_to_x(self, frames: Any) -> Tensor:
+        """uint8 frames [B, T, H, W, C] -> diffused tensor x [B, T, c, h, w] in about [-1, 1]."""
+        frames = self.check_frames(frames)
+        B, T = frames.shape[:2]
+        if self.autoencoder is not None:
+            with torch.no_grad():
+                x = self.autoencoder.encode(frames.flatten(0, 1))  # [B*T, c, h, w]
+            return x.view(B, T, *x.shape[1:])
+        return frames.permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+
+    def x_to_frames(self, x: Tensor) -> Tensor:
+        """Diffused tensor x [B, T, c, h, w] -> uint8 frames [B, T, H, W, C]."""
+        B, T = x.shape[:2]
+        if self.autoencoder is not None:
+            with torch.no_grad():
+                x = self.autoencoder.decode(x.flatten(0, 1))  # [B*T, C, H, W] in [-1, 1]
+            x = x.view(B, T, *x.shape[1:])
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
+
+    def encode_actions(self, actions: Any) -> Tensor:
+        """Raw actions [..., *action_shape] (or a dict of such) -> float [..., A]."""
+        return self.action_encoder.encode(actions)
+
+    # ----------------------------------------------------------------- the denoiser
+    def condition(self, c_noise: Tensor, actions: Tensor | None, mask: Tensor | None) -> Tensor:
+        """Per-frame condition [B, T, D] from c_noise [B, T], encoded actions [B, T, A] and
+        mask [B, T] (True: use the action, False: the "no action" embedding)."""
+        cond = self.noise_embed(c_noise)
+        if actions is None:
+            return cond + self.null_action
+        emb = self.action_embed(actions)  # [B, T, D]
+        if mask is not None:
+            emb = torch.where(mask[..., None], emb, self.null_action)
+        return cond + emb
+
+    def denoise(
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        prev: Tensor,
+        prev_sigma: Tensor,
+        actions: Tensor | None = None,
+        mask: Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """EDM denoiser D for T frames following the cached ones.
+
+        Args:
+            x: [B, T, c, h, w] noisy frames. sigma: [B, T] their noise levels.
+            prev: [B, T, c, h, w] each frame's previous frame as the network sees it, and
+                prev_sigma [B, T] its noise level (NO_PREV_SIGMA and zeros: no previous).
+            actions: [B, T, A] encoded actions that led to each frame; mask [B, T] which to use.
+            cache: keys/values of earlier frames; the new ones are staged (see KVCache).
+
+        Returns:
+            denoised [B, T, c, h, w], raw network output F [B, T, c, h, w] and features [B, T, D].
+        """
+        cfg = self.config
+        ref, sd = reference(prev, prev_sigma, cfg.sigma_data, cfg.sigma_data_residual)
+        c_skip, c_out, c_in, c_noise = precondition(sigma, sd)  # [B, T] each
+        residual = x - ref
+        planes = torch.cat([_bc(c_in) * residual, ref], dim=2)  # [B, T, 2c, h, w]
+        out, features = self.backbone(planes, self.condition(c_noise, actions, mask), cache)
+        denoised = ref + _bc(c_skip) * residual + _bc(c_out) * out
+        return denoised, out, features
+
+    def predict(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Features [B, T, D] of frames -> (reward [B, T] of the transition into each frame,
+        termination probability [B, T])."""
+        return self.heads.predict(features)
+
+    # ----------------------------------------------------------------- training
+    def training_loss(
+        self,
+        frames: Tensor,
+        actions: Any,
+        rewards: Tensor,
+        terminated: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Diffusion-forcing loss on clips, plus reward and termination losses.
+
+        Args:
+            frames: uint8 [B, T, H, W, C], T <= config.context.
+            actions: raw actions [B, T-1, ...] (tensor, array, or dict of them); actions[:, t]
+                leads from frame t to frame t+1.
+            rewards: float [B, T-1]. terminated: bool [B, T-1].
+            generator: source of all randomness (noise levels, noise, action dropout).
+
+        Returns:
+            dict with "loss" (to backprop), "diffusion", "reward", "termination",
+            "reward_acc", "termination_acc" (scalars), "sigma" [B, T] and the detached
+            per-frame diffusion loss "frame_loss" [B, T].
+        """
+        cfg, dev = self.config, self.device
+        x0 = self.frames_to_x(frames)  # [B, T, c, h, w]
+        B, T = x0.shape[:2]
+        if cfg.context < T:
+            raise FrameError(f"clips of {T} frames exceed the model's context of {cfg.context}")
+        enc = self.encode_actions(actions).to(dev)  # [B, T-1, A]
+        if enc.shape[:2] != (B, T - 1):
+            raise FrameError(
+                f"actions have batch shape {tuple(enc.shape[:2])}, expected ({B}, {T - 1})"
+            )
+        # Diffusion forcing: an independent noise level per frame. In a share of clips a
+        # random prefix is context instead: lightly noised (augmentation), as in rollouts.
+        sigma = sample_sigmas((B, T), cfg.p_mean, cfg.p_std, device=dev, generator=generator)
+        if T > 1 and cfg.prefix_prob > 0:
+            is_prefix_clip = torch.rand(B, 1, device=dev, generator=generator) < cfg.prefix_prob
+            prefix = torch.randint(1, T, (B, 1), device=dev, generator=generator)
+            in_prefix = is_prefix_clip & (torch.arange(T, device=dev) < prefix)  # [B, T]
+            low = min(cfg.sigma_min, cfg.context_noise_max)
+            ctx_sigma = log_uniform(
+                (B, T), low, cfg.context_noise_max, device=dev, generator=generator
+            )
+            sigma = torch.where(in_prefix, ctx_sigma, sigma)
+        noise = torch.randn(x0.shape, device=dev, generator=generator)
+        x = x0 + _bc(sigma) * noise
+        prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+        prev_sigma = torch.cat([torch.full_like(sigma[:, :1], NO_PREV_SIGMA), sigma[:, :-1]], dim=1)
+        acts = torch.cat([enc.new_zeros(B, 1, enc.shape[-1]), enc], dim=1)  # [B, T, A]
+        keep = torch.rand(B, T, device=dev, generator=generator) >= cfg.action_dropout
+        keep[:, 0] = False  # frame 0 has no action before it
+        _, out, features = self.denoise(x, sigma, prev, prev_sigma, acts, keep)
+        # EDM loss: lambda(sigma) * |D - x0|^2 == |F - F_target|^2 with F_target below.
+        ref, sd = reference(prev, prev_sigma, cfg.sigma_data, cfg.sigma_data_residual)
+        c_skip, c_out, _, _ = precondition(sigma, sd)
+        target = (x0 - ref - _bc(c_skip) * (x - ref)) / _bc(c_out)
+        frame_loss = (out - target).pow(2).mean(dim=(2, 3, 4))  # [B, T]
+        diffusion = frame_loss.mean()
+        # Heads on the frames that follow a kept action (features of frame t+1 <-> step t).
+        rewards = torch.as_tensor(rewards, device=dev).float()  # [B, T-1]
+        terminated = torch.as_tensor(terminated, device=dev).bool()
+        if rewards.shape != (B, T - 1) or terminated.shape != (B, T - 1):
+            raise ValueError(
+                f"rewards {tuple(rewards.shape)} and terminated {tuple(terminated.shape)} must be "
+                f"[B, T-1] = [{B}, {T - 1}]"
+            )
+        head = self.heads.loss(features[:, 1:], rewards, terminated, keep[:, 1:])
+        loss = (
+            diffusion
+            + cfg.reward_weight * head["reward"]
+            + cfg.termination_weight * head["termination"]
+        )
+        return {
+            "loss": loss,
+            "diffusion": diffusion,
+            "sigma": sigma,
+            "frame_loss": frame_loss.detach(),
+            **head,
+        }
+
+
+def _bc(v: Tensor) -> Tensor:
+    """[B, T] -> [B, T, 1, 1, 1] for broadcasting over frame planes."""
+    return v[..., None, None, None]

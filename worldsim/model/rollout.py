@@ -1,0 +1,181 @@
+"""Autoregressive rollout: context priming, KV-cached or recomputed windows, chunked sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from worldsim.diffusion.edm import NO_PREV_SIGMA, karras_sigmas
+from worldsim.diffusion.sampler import guided, sample
+from worldsim.model.kv_cache import KVCache
+from worldsim.model.net import WorldModelNet
+
+__all__ = ["Rollout", "RolloutState", "randn"]
+
+
+def randn(
+    shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None
+) -> Tensor:
+    """Standard normal noise drawn on the generator's device (so a CPU generator seeds a GPU
+    rollout identically), then moved to `device`."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where).to(device)
+
+
+@dataclass
+class RolloutState:
+    """Frames seen so far, in diffusion space, newest last (at most `config.context`).
+
+    Cached mode also keeps the temporal keys/values of the window in `cache`; uncached mode
+    recomputes the window from `frames` and `actions` at every pass.
+    """
+
+    frames: list[Tensor] = field(default_factory=list)  # each [B, c, h, w]
+    actions: list[Tensor | None] = field(
+        default_factory=list
+    )  # encoded action into each frame [B, A]
+    cache: KVCache | None = None
+
+    @property
+    def last(self) -> Tensor | None:
+        return self.frames[-1] if self.frames else None
+
+
+class Rollout:
+    """Generates frames from a WorldModelNet, one or `k` at a time.
+
+    Context frames are clean but tagged with `config.sigma_stab`. Each new chunk of k frames
+    is denoised jointly (causal among themselves, every frame at the same noise level) from
+    sigma_max in a few Euler/Heun steps, then passed once more, clean, to read rewards and
+    terminations from its features and (cached mode) to append its keys/values. The window
+    holds at most `config.context` frames; older ones slide out.
+
+    Args:
+        net: the network (putting it in eval mode is the caller's business).
+        use_cache: keep keys/values of past frames (fast) or recompute the window each pass
+            (the reference the cache is tested against).
+    """
+
+    def __init__(self, net: WorldModelNet, use_cache: bool = True) -> None:
+        self.net, self.use_cache, self.config = net, use_cache, net.config
+
+    def start(self, x: Tensor, actions: Tensor) -> RolloutState:
+        """A state primed with context x [B, K, c, h, w] and encoded actions [B, K-1, A].
+
+        At most the last `config.context - 1` frames are kept, leaving room for a new one.
+        K may be 0 (x [B, 0, ...]): the next chunk is then a clip denoised from nothing.
+        """
+        keep = min(x.shape[1], max(self.config.context - 1, 0))
+        per_frame: list[Tensor | None] = [None, *actions.unbind(1)][: x.shape[1]]
+        state = RolloutState(
+            list(x.unbind(1))[x.shape[1] - keep :], per_frame[len(per_frame) - keep :]
+        )
+        if self.use_cache:
+            state.cache = KVCache(self.config.depth)
+            if keep:
+                context = torch.stack(state.frames, 1)
+                sigma = context.new_full(context.shape[:2], self.config.sigma_stab)
+                self._pass(RolloutState(cache=state.cache), context, sigma, state.actions, True)
+                state.cache.commit()
+        return state
+
+    def _pass(
+        self,
+        state: RolloutState,
+        x: Tensor,
+        sigma: Tensor,
+        actions: list[Tensor | None],
+        use_actions: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """Denoise chunk x [B, k, c, h, w] at levels sigma [B, k] following the state's window.
+
+        A chunk frame's previous frame is the chunk frame before it (at its current noise
+        level, as in diffusion-forcing training); the first one's is the window's last frame.
+        Returns (denoised [B, k, c, h, w], features [B, k, D]).
+        """
+        cfg, (B, k) = self.config, x.shape[:2]
+        window: list[Tensor] = []
+        window_actions: list[Tensor | None] = []
+        if state.cache is None and cfg.context > k and state.frames:
+            window = state.frames[-(cfg.context - k) :]
+            window_actions = state.actions[-len(window) :]
+        n, last = len(window), None if window else state.last
+        frames = torch.cat([torch.stack(window, 1), x], 1) if n else x  # [B, n + k, c, h, w]
+        sig = torch.cat([sigma.new_full((B, n), cfg.sigma_stab), sigma], 1)  # [B, n + k]
+        first = torch.zeros_like(x[:, :1]) if last is None else last[:, None]
+        prev = torch.cat([first, frames[:, :-1]], 1)
+        first_sigma = NO_PREV_SIGMA if last is None else cfg.sigma_stab
+        prev_sigma = torch.cat([sig.new_full((B, 1), first_sigma), sig[:, :-1]], 1)
+        acts = window_actions + list(actions)
+        if last is None:
+            acts[0] = None  # the first frame passed starts a clip: no action led to it
+        mask = torch.tensor([a is not None for a in acts], device=x.device).expand(B, -1).clone()
+        if not use_actions:
+            mask[:, n:] = False
+        zero = x.new_zeros(B, self.net.action_encoder.dim)
+        enc = torch.stack([zero if a is None else a for a in acts], 1)  # [B, n + k, A]
+        denoised, _, features = self.net.denoise(
+            frames, sig, prev, prev_sigma, enc, mask, state.cache
+        )
+        return denoised[:, n:], features[:, n:]
+
+    def next(
+        self,
+        state: RolloutState,
+        actions: Tensor,
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        generator: torch.Generator | None = None,
+        method: str | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Generate the k frames that follow encoded actions [B, k, A]; updates `state`.
+
+        Returns:
+            frames x [B, k, c, h, w], rewards [B, k], termination probabilities [B, k].
+        """
+        cfg = self.config
+        B, k = actions.shape[:2]
+        if not 1 <= k <= cfg.context:
+            raise ValueError(f"chunk of {k} frames must be between 1 and the context {cfg.context}")
+        steps = cfg.sampler_steps if steps is None else int(steps)
+        guidance = cfg.guidance if guidance is None else float(guidance)
+        if state.cache is not None:
+            state.cache.keep_last(cfg.context - k)  # sliding window
+        acts = list(actions.unbind(1))
+
+        def denoiser(use_actions: bool):
+            def run(x: Tensor, s: float) -> Tensor:
+                out = self._pass(state, x, x.new_full((B, k), s), acts, use_actions)[0]
+                if state.cache is not None:
+                    state.cache.discard()
+                return out
+
+            return run
+
+        sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+        shape = (B, k, cfg.latent_channels, *self._plane_size())
+        base = (
+            torch.zeros(shape, device=actions.device)
+            if state.last is None
+            else state.last[:, None].expand(shape)
+        )
+        x = base + float(sigmas[0]) * randn(shape, actions.device, generator)
+        x = sample(
+            guided(denoiser(True), denoiser(False), guidance), x, sigmas, method or cfg.sampler
+        )
+        x = x.clamp(-1, 1)
+        # One clean pass: rewards/terminations from features, keys/values for the cache.
+        _, features = self._pass(state, x, x.new_full((B, k), cfg.sigma_stab), acts, True)
+        if state.cache is not None:
+            state.cache.commit()
+        state.frames = (state.frames + list(x.unbind(1)))[-cfg.context :]
+        state.actions = (state.actions + acts)[-cfg.context :]
+        rewards, p_end = self.net.predict(features)
+        return x, rewards, p_end
+
+    def _plane_size(self) -> tuple[int, int]:
+        f = self.config.latent_factor
+        return self.config.height // f, self.config.width // f

@@ -1,0 +1,285 @@
+"""WorldModel: the inference API (checkpoint -> batched reset / step / generate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from worldsim.errors import ActionError, WorldsimError
+from worldsim.model.net import FrameError, WorldModelNet
+from worldsim.model.rollout import Rollout, RolloutState
+
+__all__ = ["WorldModel"]
+
+
+class WorldModel:
+    """A trained world model: give it context frames and actions, get the next frames.
+
+    Example:
+        >>> wm = WorldModel.from_checkpoint("crafter-S", device="cpu")
+        >>> wm.reset(frames, actions)        # [B, K, H, W, 3] uint8, [B, K-1, ...]
+        >>> frames, rewards, terminated = wm.step(actions, generator=torch.Generator().manual_seed(0))
+
+    Every call is reproducible under a seeded `torch.Generator`. The rollout keeps
+    keys/values of the context window (`use_cache=True`), so a step costs the new frame's
+    tokens only; rollouts longer than the model's context slide the window.
+
+    Args:
+        net: the network (moved to eval mode).
+        observation_space: Box [H, W, 3] uint8 matching the net's frame size.
+        action_space: the game's action space; must be the net's.
+        contexts: optional starting contexts, dict(frames [N, K, H, W, 3], actions [N, K-1, ...]).
+        use_cache: KV-cache the context (True) or recompute it at every pass.
+    """
+
+    def __init__(
+        self,
+        net: WorldModelNet,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Space,
+        contexts: dict[str, Any] | None = None,
+        use_cache: bool = True,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        cfg = net.config
+        expected = (cfg.height, cfg.width, cfg.channels)
+        if tuple(observation_space.shape or ()) != expected:
+            raise FrameError(
+                f"observation space shape {observation_space.shape} does not match the model's "
+                f"frames {expected}"
+            )
+        if action_space != net.action_space:
+            raise ActionError(f"action space {action_space} is not the model's {net.action_space}")
+        self.net = net.eval()
+        self._observation_space, self._action_space = observation_space, action_space
+        self._contexts = contexts
+        self.metadata: dict[str, Any] = dict(metadata or {})  # e.g. the release's game id
+        self.rollout = Rollout(net, use_cache=use_cache)
+        self._state: RolloutState | None = None
+        self._batch = 0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        action_space: gym.spaces.Space | None = None,
+        observation_space: gym.spaces.Space | None = None,
+    ) -> WorldModel:
+        """Load a released checkpoint folder (see `worldsim.checkpoint.save_release`).
+
+        Args:
+            path: the release folder.
+            device: where to run.
+            action_space / observation_space: if given, the checkpoint must have been trained
+                for these (else CheckpointError: a model of another game).
+        """
+        from worldsim.checkpoint import load_release
+
+        net, obs_space, act_space, contexts, metadata = load_release(
+            path, device, action_space=action_space, observation_space=observation_space
+        )
+        return cls(net, obs_space, act_space, contexts, metadata=metadata)
+
+    @classmethod
+    def from_net(
+        cls,
+        net: WorldModelNet,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Space,
+        contexts: dict[str, Any] | None = None,
+    ) -> WorldModel:
+        """Wrap an in-memory network (e.g. during training, for sample rollouts)."""
+        return cls(net, observation_space, action_space, contexts)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def observation_space(self) -> gym.spaces.Box:
+        return self._observation_space
+
+    @property
+    def action_space(self) -> gym.spaces.Space:
+        return self._action_space
+
+    @property
+    def contexts(self) -> dict[str, Any] | None:
+        """Starting contexts shipped with the checkpoint: frames [N, K, H, W, 3] uint8 and
+        actions [N, K-1, ...] (dict of arrays for Dict spaces), or None."""
+        return self._contexts
+
+    @property
+    def config(self):
+        return self.net.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.device
+
+    @property
+    def batch_size(self) -> int | None:
+        """Batch size of the current rollout (None before `reset`)."""
+        return None if self._state is None else self._batch
+
+    # ------------------------------------------------------------------ input checks
+    def _context(self, frames: Any, actions: Any) -> tuple[Tensor, Tensor]:
+        frames = self.net.check_frames(frames, ndim=5)  # [B, K, H, W, 3]
+        B, K = frames.shape[:2]
+        if K < 1:
+            raise FrameError("reset needs at least one context frame: frames [B, K>=1, H, W, 3]")
+        shape = self.net.action_encoder.batch_shape(actions)
+        if shape != (B, K - 1):
+            raise ActionError(
+                f"context actions have batch shape {shape}; frames [B={B}, K={K}] need actions "
+                f"[{B}, {K - 1}, ...] (the actions between consecutive frames)"
+            )
+        return self.net.frames_to_x(frames), self.net.encode_actions(actions).to(self.device)
+
+    def _actions(self, actions: Any, batch: int, chunk: int | None) -> Tensor:
+        shape = self.net.action_encoder.batch_shape(actions)
+        want = (batch,) if chunk is None else (batch, chunk)
+        if shape != want:
+            raise ActionError(
+                f"actions have batch shape {shape}, expected {want} "
+                f"(one action per {'environment' if chunk is None else 'environment and frame'})"
+            )
+        return self.net.encode_actions(actions).to(self.device)
+
+    # ------------------------------------------------------------------ rollout
+    @torch.inference_mode()
+    def reset(self, frames: Any, actions: Any) -> None:
+        """Start B rollouts from context frames [B, K, H, W, 3] uint8 (np or torch) and the
+        K-1 actions between them, [B, K-1, ...] (a dict of such for Dict spaces).
+
+        Frames beyond the model's context keep only the newest `context - 1`.
+        """
+        x, enc = self._context(frames, actions)
+        self._batch = x.shape[0]
+        self._state = self.rollout.start(x, enc)
+
+    @torch.inference_mode()
+    def step(
+        self,
+        actions: Any,
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Generate the frame that follows `actions` [B, ...] in every rollout.
+
+        Args:
+            actions: one action per rollout, [B, ...] (a dict of such for Dict spaces).
+            steps: sampler steps (default: the config's).
+            guidance: classifier-free guidance scale on the action (1: none).
+            generator: seeds the sampling noise.
+
+        Returns:
+            frames uint8 [B, H, W, 3], rewards float32 [B], terminated bool [B].
+        """
+        if self._state is None:
+            raise WorldsimError("call reset(frames, actions) before step(actions)")
+        enc = self._actions(actions, self._batch, None)[:, None]  # [B, 1, A]
+        x, rewards, p_end = self.rollout.next(
+            self._state, enc, steps=steps, guidance=guidance, generator=generator
+        )
+        frames = self.net.x_to_frames(x)[:, 0]
+        return (
+            frames.cpu().numpy(),
+            rewards[:, 0].float().cpu().numpy(),
+            (p_end[:, 0] > 0.5).cpu().numpy(),
+        )
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        context_frames: Any,
+        context_actions: Any,
+        future_actions: Any,
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        generator: torch.Generator | None = None,
+        chunk: int = 1,
+    ) -> dict[str, np.ndarray]:
+        """Open-loop rollout of N frames after a context, leaving `reset` state untouched.
+
+        Args:
+            context_frames: uint8 [B, K, H, W, 3]; context_actions [B, K-1, ...].
+            future_actions: [B, N, ...] actions, the first leading from the last context frame.
+            chunk: frames denoised jointly per sampler run (1: one at a time; N: the whole
+                future as one clip).
+
+        Returns:
+            dict(frames uint8 [B, N, H, W, 3], rewards float32 [B, N], terminated bool [B, N]).
+        """
+        x, enc = self._context(context_frames, context_actions)
+        B = x.shape[0]
+        shape = self.net.action_encoder.batch_shape(future_actions)
+        if len(shape) != 2 or shape[0] != B:
+            raise ActionError(f"future actions have batch shape {shape}, expected ({B}, N)")
+        future = self.net.encode_actions(future_actions).to(self.device)  # [B, N, A]
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
+        state = self.rollout.start(x, enc)
+        xs, rewards, ends = [], [], []
+        for i in range(0, future.shape[1], chunk):
+            out, r, p = self.rollout.next(
+                state, future[:, i : i + chunk], steps=steps, guidance=guidance, generator=generator
+            )
+            xs.append(out)
+            rewards.append(r)
+            ends.append(p > 0.5)
+        if not xs:
+            raise ActionError("future_actions is empty: pass [B, N>=1, ...] actions")
+        return {
+            "frames": self.net.x_to_frames(torch.cat(xs, 1)).cpu().numpy(),
+            "rewards": torch.cat(rewards, 1).float().cpu().numpy(),
+            "terminated": torch.cat(ends, 1).cpu().numpy(),
+        }
+
+    @torch.inference_mode()
+    def sample_clip(
+        self,
+        actions: Any,
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Denoise a whole clip of T = N + 1 frames jointly from noise, given its actions.
+
+        Args:
+            actions: [B, N, ...], N + 1 <= config.context; actions[:, t] leads frame t -> t+1.
+
+        Returns:
+            dict(frames uint8 [B, N+1, H, W, 3], rewards float32 [B, N], terminated bool [B, N])
+            (rewards/terminated of the transitions between the frames).
+        """
+        shape = self.net.action_encoder.batch_shape(actions)
+        if len(shape) != 2 or shape[1] + 1 > self.config.context:
+            raise ActionError(
+                f"actions have batch shape {shape}; sample_clip needs [B, N, ...] with "
+                f"N + 1 <= context {self.config.context}"
+            )
+        enc = self.net.encode_actions(actions).to(self.device)  # [B, N, A]
+        B, c, f = shape[0], self.config.latent_channels, self.config.latent_factor
+        empty = torch.zeros(
+            B, 0, c, self.config.height // f, self.config.width // f, device=self.device
+        )
+        state = self.rollout.start(empty, enc[:, :0])
+        enc = torch.cat([torch.zeros_like(enc[:, :1]), enc], 1)  # frame 0: no action before it
+        x, rewards, p_end = self.rollout.next(
+            state, enc, steps=steps, guidance=guidance, generator=generator
+        )
+        return {
+            "frames": self.net.x_to_frames(x).cpu().numpy(),
+            "rewards": rewards[:, 1:].float().cpu().numpy(),
+            "terminated": (p_end[:, 1:] > 0.5).cpu().numpy(),
+        }
