@@ -1,0 +1,1 @@
+"""Lightning training for worldsim: `worldsim fit` (training.cli), system, data module, callbacks."""

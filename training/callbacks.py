@@ -1,0 +1,179 @@
+"""Training callbacks: stop on a non-finite loss, and log sample rollouts next to real clips."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+
+from worldsim.errors import WorldsimError
+
+
+class NonFiniteLossError(WorldsimError, RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class NonFiniteLossStop(L.Callback):
+    """Stop training, before the bad update is applied, when the loss is NaN or infinite.
+
+    The check runs before backward on every process; the processes agree (one all-reduce of
+    a flag) so all of them stop together instead of some hanging in the gradient all-reduce.
+    The weights and the last checkpoint are those from before the step that failed.
+    """
+
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
+    ) -> None:
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return
+        raise NonFiniteLossError(
+            f"the training loss is not finite (this process: {loss.item()}) at global step "
+            f"{trainer.global_step} (epoch {trainer.current_epoch}); the weights are those from before "
+            "this step. Resume from the last checkpoint (`--ckpt_path last`) with a lower "
+            "--model.lr, a longer --model.warmup_steps or --trainer.gradient_clip_val, or check the data"
+        )
+
+
+def _slice_actions(actions: Tensor | dict[str, Tensor], sl: slice) -> Tensor | dict[str, Tensor]:
+    """Actions [B, T, ...] (or a dict of them) restricted to time steps `sl`."""
+    if isinstance(actions, dict):
+        return {k: v[:, sl] for k, v in actions.items()}
+    return actions[:, sl]
+
+
+def gif_bytes(video: np.ndarray, fps: float) -> bytes:
+    """An animated GIF of `video` uint8 [T, H, W, 3] that loops forever."""
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in video]
+    buffer = io.BytesIO()
+    duration = max(20, round(1000 / fps))  # ms per frame; browsers clamp below 20
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+    )
+    return buffer.getvalue()
+
+
+def log_video(
+    logger: TensorBoardLogger, tag: str, video: np.ndarray, step: int, fps: float
+) -> None:
+    """Write `video` uint8 [T, H, W, 3] to TensorBoard as an animated image (Images tab).
+
+    TensorBoard shows GIF-encoded image summaries animated; this is what
+    `SummaryWriter.add_video` writes, without its moviepy dependency.
+    """
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    _, H, W, C = video.shape
+    image = Summary.Image(
+        height=H, width=W, colorspace=C, encoded_image_string=gif_bytes(video, fps)
+    )
+    summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+    logger.experiment._get_file_writer().add_summary(summary, step)
+
+
+def side_by_side(real: Tensor, fake: Tensor, gap: int = 2) -> np.ndarray:
+    """One video of real (left) and generated (right) clips, one pair per row.
+
+    Args:
+        real: uint8 [B, T, H, W, 3]. fake: uint8 [B, T, H, W, 3].
+
+    Returns:
+        uint8 [T, B*(H+gap)-gap, 2*W+gap, 3], white gaps between the panels.
+    """
+    B, T, H, W, _ = real.shape
+    out = np.full((T, B * (H + gap) - gap, 2 * W + gap, 3), 255, np.uint8)
+    real, fake = real.cpu().numpy(), fake.cpu().numpy()
+    for b in range(B):
+        top = b * (H + gap)
+        out[:, top : top + H, :W] = real[b]
+        out[:, top : top + H, W + gap :] = fake[b]
+    return out
+
+
+class RolloutVideos(L.Callback):
+    """After validation, roll the EMA model out open-loop from real contexts and log videos.
+
+    Each logged video shows, per row, a real validation clip (left) and the model's rollout
+    (right) from the same first `context_frames` frames under the same actions. Also logs
+    `val/rollout_psnr` (dB, generated vs real future frames). Runs on every process with the
+    same inputs (so sharded models work) and writes from process 0; needs the datamodule
+    to be a `training.data.EpisodeDataModule`.
+
+    Args:
+        num_videos: Validation clips rolled out (rows of the video).
+        context_frames: Real frames the model starts from.
+        rollout_frames: Frames generated after the context.
+        sampler_steps: Denoising steps per frame (None: the model config's default).
+        every_n_validations: Log at every n-th validation run.
+        fps: Playback rate (None: the store's frame rate).
+        seed: Seed of the sampler's generator (the same noise at every validation).
+    """
+
+    def __init__(
+        self,
+        num_videos: int = 4,
+        context_frames: int = 4,
+        rollout_frames: int = 12,
+        sampler_steps: int | None = None,
+        every_n_validations: int = 1,
+        fps: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.num_videos = num_videos
+        self.context_frames = context_frames
+        self.rollout_frames = rollout_frames
+        self.sampler_steps = sampler_steps
+        self.every_n_validations = every_n_validations
+        self.fps = fps
+        self.seed = seed
+        self._clips: dict[str, Any] | None = None
+        self._validations = 0
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or getattr(pl_module, "ema", None) is None:
+            return
+        self._validations += 1
+        if (self._validations - 1) % self.every_n_validations:
+            return
+        from worldsim.world_model import WorldModel
+
+        dm = trainer.datamodule
+        K, N = self.context_frames, self.rollout_frames
+        if self._clips is None:
+            self._clips = dm.contexts(self.num_videos, K + N, split="val")
+        frames = self._clips["frames"].to(pl_module.device)  # uint8 [B, K+N, H, W, 3]
+        actions = self._clips["actions"]
+        actions = (
+            {k: v.to(pl_module.device) for k, v in actions.items()}
+            if isinstance(actions, dict)
+            else actions.to(pl_module.device)
+        )
+        world_model = WorldModel.from_net(
+            pl_module.ema.module, dm.observation_space, dm.action_space
+        )
+        generator = torch.Generator(pl_module.device).manual_seed(self.seed)
+        out = world_model.generate(
+            frames[:, :K],
+            _slice_actions(actions, slice(0, K - 1)),
+            _slice_actions(actions, slice(K - 1, K + N - 1)),
+            steps=self.sampler_steps,
+            generator=generator,
+        )
+        fake = torch.as_tensor(out["frames"])  # uint8 [B, N, H, W, 3]
+        frames = frames.cpu()
+        real = frames[:, K:]
+        mse = ((fake.float() - real.float()) / 255).pow(2).mean(dim=(1, 2, 3, 4)).clamp_min(1e-10)
+        pl_module.log("val/rollout_psnr", (-10 * torch.log10(mse)).mean(), sync_dist=False)
+        logger = trainer.logger
+        if trainer.is_global_zero and isinstance(logger, TensorBoardLogger):
+            video = side_by_side(frames, torch.cat([frames[:, :K], fake], dim=1))
+            fps = self.fps or float(dm.store.fps)
+            log_video(logger, "rollouts/real_vs_generated", video, trainer.global_step, fps)

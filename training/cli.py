@@ -1,0 +1,79 @@
+"""`worldsim fit`: Lightning's command line (LightningCLI) for the world model and autoencoder.
+
+    worldsim fit --config training/configs/tiny.yaml
+    worldsim fit --config training/configs/crafter_S.yaml --data.store data/crafter
+    worldsim fit --config training/configs/crafter_S.yaml --ckpt_path last   # resume
+    worldsim fit --config training/configs/tiny.yaml --print_config          # the full config
+    worldsim fit --help                                                      # every option
+
+`main(argv)` behaves like `LightningCLI(...)` run with ["fit", *argv]. Every checkpoint
+callback option is under --checkpoint.*; the run stops with an error naming the step if the
+loss becomes NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from training.autoencoder import AutoencoderSystem
+from training.callbacks import NonFiniteLossStop
+from training.data import EpisodeDataModule
+from training.module import WorldModelSystem
+from worldsim.errors import WorldsimError
+
+__all__ = ["AutoencoderSystem", "WorldModelSystem", "WorldsimCLI", "main"]
+
+
+class WorldsimCLI(LightningCLI):
+    """LightningCLI with the episode data module, a checkpoint callback and the NaN stop built in."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Always-on callbacks, configurable as --checkpoint.* / in the YAML `checkpoint:` section.
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,  # last.ckpt: what `--ckpt_path last` resumes from
+                "checkpoint.every_n_train_steps": 1000,
+                "checkpoint.save_top_k": -1,
+                "checkpoint.filename": "step{step:07d}",
+                "checkpoint.auto_insert_metric_name": False,
+                "model": {"class_path": "training.module.WorldModelSystem"},
+            }
+        )
+        parser.add_lightning_class_args(NonFiniteLossStop, "nan_stop")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `LightningCLI` with ["fit", *argv]; returns a process exit code.
+
+    Errors a user can fix (a missing store, a NaN loss, a checkpoint of another game) are
+    printed without a traceback and return 2.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # sys.argv stays as it is (DDP relaunches this command from it for the other ranks), so
+    # LightningCLI would warn that args are given on top of a command line.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    try:
+        WorldsimCLI(
+            model_class=LightningModule,
+            datamodule_class=EpisodeDataModule,
+            subclass_mode_model=True,
+            seed_everything_default=0,
+            # a resumed run writes config.yaml into its log dir again
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "worldsim"},
+            args=["fit", *argv],
+        )
+    except WorldsimError as e:
+        print(f"worldsim fit: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The Lightning data module: random fixed-length clips from an episode store, split by episode."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium as gym
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset, default_collate
+
+from worldsim.data import EpisodeStore
+from worldsim.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+class ClipDataset(Dataset):
+    """Every clip of `clip_length` frames in the given episodes, indexed by (episode, start).
+
+    Index k maps to the k-th valid start position over the episodes in order, so sampling k
+    uniformly samples clips uniformly over all valid start positions (long episodes give
+    more clips). The store is opened lazily in each process (DataLoader workers included).
+
+    An item is a dict: `frames` uint8 [T, H, W, 3], `actions` [T-1, ...] (array, or dict of
+    arrays for Dict spaces), `rewards` float32 [T-1], `terminated` bool [T-1].
+    """
+
+    def __init__(
+        self, path: str, episodes: list[int], lengths: np.ndarray, clip_length: int
+    ) -> None:
+        self.path = path
+        self.clip_length = clip_length
+        self.episodes = np.asarray(episodes, dtype=np.int64)
+        # an episode of L transitions has L + 1 frames and L + 2 - T clip starts
+        counts = np.maximum(np.asarray(lengths)[self.episodes] + 2 - clip_length, 0)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._store: EpisodeStore | None = None
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # zarr/fsspec handles do not travel to worker processes: each opens its own
+        return {**self.__dict__, "_store": None}
+
+    @property
+    def store(self) -> EpisodeStore:
+        if self._store is None:
+            self._store = EpisodeStore.open(self.path)
+        return self._store
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(episode index in the store, first frame) of clip `index`."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"clip {index} out of range: the dataset has {len(self)} clips")
+        j = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return int(self.episodes[j]), int(index - self.offsets[j])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        episode, start = self.locate(int(index))
+        clip = self.store.clip(episode, start, self.clip_length)
+        return {
+            "frames": clip.frames,  # uint8 [T, H, W, 3]
+            "actions": clip.actions,  # [T-1, ...] or {key: [T-1, ...]}
+            "rewards": clip.rewards.astype(np.float32),  # [T-1]
+            "terminated": clip.terminated.astype(bool),  # [T-1]
+        }
+
+
+def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack clips into a batch of tensors; dict actions become a dict of tensors.
+
+    Returns:
+        `frames` uint8 [B, T, H, W, 3], `actions` [B, T-1, ...] (or {key: [B, T-1, ...]}),
+        `rewards` float32 [B, T-1], `terminated` bool [B, T-1].
+    """
+    return default_collate(items)  # numpy arrays -> tensors, recursing into dicts
+
+
+class EpisodeDataModule(L.LightningDataModule):
+    """Clips from an episode store: random clips for training, a fixed set for validation.
+
+    Episodes are split into train/val by the store (a hash of each episode's key, so the
+    split never changes as episodes are added). An epoch is `samples_per_epoch` clips drawn
+    uniformly over all valid start positions of the train episodes (with replacement). The
+    validation set is `val_samples` clips chosen once with `seed`, the same in every run.
+
+    Args:
+        store: Episode store directory or fsspec URL (record one with `worldsim collect`).
+        clip_length: Frames per training clip (T); the model sees T-1 actions between them.
+        batch_size: Clips per batch, per process (the global batch is this times the world size).
+        samples_per_epoch: Clips drawn per training epoch (fixes what "an epoch" means).
+        val_samples: Clips in the fixed validation set (fewer if the val episodes hold fewer).
+        val_fraction: Share of episodes in the validation split (chosen by key hash).
+        test_fraction: Share of episodes held out for testing (never used for training).
+        num_workers: DataLoader worker processes per training process (0 reads in the main process).
+        seed: Seed for choosing the validation clips.
+    """
+
+    def __init__(
+        self,
+        store: str = "data/crafter",
+        clip_length: int = 16,
+        batch_size: int = 32,
+        samples_per_epoch: int = 100_000,
+        val_samples: int = 512,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        num_workers: int = 2,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.path = store
+        self.clip_length = clip_length
+        self.batch_size = batch_size
+        self.samples_per_epoch = samples_per_epoch
+        self.val_samples = val_samples
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.num_workers = num_workers
+        self.seed = seed
+        self._store: EpisodeStore | None = None
+        self.train_set: ClipDataset | None = None
+        self.val_set: Subset | None = None
+
+    # -------------------------------------------------------------- store facts
+    @property
+    def store(self) -> EpisodeStore:
+        """The episode store, opened on first use (reads only its metadata and index)."""
+        if self._store is None:
+            self._store = EpisodeStore.open(self.path)
+        return self._store
+
+    @property
+    def action_space(self) -> gym.Space:
+        """The store's action space (what the model's action encoder is built from)."""
+        return self.store.action_space
+
+    @property
+    def observation_space(self) -> gym.Space:
+        """The store's observation space, Box(0, 255, (H, W, 3), uint8)."""
+        return self.store.observation_space
+
+    def split(self, name: str) -> list[int]:
+        """Episode indices of split `name` ("train", "val" or "test")."""
+        return self.store.split(name, val=self.val_fraction, test=self.test_fraction)
+
+    # -------------------------------------------------------------- Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        store = self.store
+        train = ClipDataset(self.path, self.split("train"), store.lengths, self.clip_length)
+        if len(train) == 0:
+            longest = int(store.lengths.max()) + 1 if len(store) else 0
+            raise StoreError(
+                f"no train clips of {self.clip_length} frames in {self.path} ({len(store)} episodes, "
+                f"longest {longest} frames): lower data.clip_length or record more episodes"
+            )
+        self.train_set = train
+        val = ClipDataset(self.path, self.split("val"), store.lengths, self.clip_length)
+        if len(val) == 0:
+            log.warning("no validation clips in %s: raise data.val_fraction to validate", self.path)
+        rng = np.random.default_rng(self.seed)
+        picked = rng.choice(len(val), size=min(self.val_samples, len(val)), replace=False)
+        self.val_set = Subset(val, np.sort(picked).tolist())
+
+    def _loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=collate_clips,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup() first"
+        sampler = RandomSampler(
+            self.train_set, replacement=True, num_samples=self.samples_per_epoch
+        )
+        return self._loader(self.train_set, sampler=sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        assert self.val_set is not None, "call setup() first"
+        if len(self.val_set) == 0:
+            return []
+        return self._loader(self.val_set, shuffle=False)
+
+    def contexts(self, n: int, length: int, split: str = "val") -> dict[str, Any]:
+        """`n` real clips of `length` frames, evenly spread over a split's episodes.
+
+        Falls back to the train split when `split` has no episode of `length` frames.
+
+        Returns:
+            {"frames": uint8 tensor [n, length, H, W, 3], "actions": [n, length-1, ...]}
+            (fewer than n if the split holds fewer clips).
+        """
+        store = self.store
+        dataset = ClipDataset(self.path, self.split(split), store.lengths, length)
+        if len(dataset) == 0:
+            dataset = ClipDataset(self.path, self.split("train"), store.lengths, length)
+        if len(dataset) == 0:
+            raise StoreError(
+                f"no episode in {self.path} has {length} frames: record longer episodes or ask for shorter clips"
+            )
+        picks = np.linspace(0, len(dataset) - 1, num=min(n, len(dataset))).round().astype(int)
+        batch = collate_clips([dataset[int(k)] for k in picks])
+        return {"frames": batch["frames"], "actions": batch["actions"]}

@@ -1,0 +1,156 @@
+"""`worldsim export CKPT --out DIR`: a Lightning training checkpoint -> a released world model.
+
+    worldsim export runs/crafter_S/version_0/checkpoints/last.ckpt --out models/crafter_S
+
+The release holds the EMA weights (safetensors), the model config, the spaces and a few real
+starting contexts read from the episode store the run trained on (or --store); load it with
+`WorldModel.from_checkpoint(DIR)`. Needs the `training` package (imported when run).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from worldsim.errors import CheckpointError, StoreError
+
+
+def _to_numpy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_numpy(v) for k, v in value.items()}
+    return value.cpu().numpy()
+
+
+def _init_args(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Saved hyperparameters without the entries LightningCLI adds (`_class_path`, ...)."""
+    return {k: v for k, v in hparams.items() if not k.startswith("_")}
+
+
+def export_checkpoint(
+    ckpt: str,
+    out: str,
+    store: str | None = None,
+    contexts: int = 8,
+    context_frames: int | None = None,
+    split: str = "val",
+    weights: str = "ema",
+) -> Path:
+    """Write the release folder `out` from the Lightning checkpoint `ckpt`.
+
+    Args:
+        ckpt: A .ckpt written by training with `training.module.WorldModelSystem`.
+        out: The release folder to write.
+        store: Episode store to take starting contexts from (default: the run's `data.store`).
+        contexts: How many starting contexts to include.
+        context_frames: Frames per starting context (default: half the model's context).
+        split: Store split the contexts come from ("val", "test" or "train").
+        weights: "ema" (the averaged weights, normally better) or "trained".
+
+    Returns:
+        The release folder.
+    """
+    import torch
+
+    from training.data import EpisodeDataModule
+    from training.module import WorldModelSystem
+    from worldsim.checkpoint import save_release
+
+    try:
+        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"no checkpoint at {ckpt}: pass a .ckpt from a run's checkpoints/ folder"
+        ) from None
+    except Exception as e:
+        raise CheckpointError(f"{ckpt} is not a readable Lightning checkpoint ({e})") from None
+    if "worldsim" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise CheckpointError(
+            f"{ckpt} was not written by a world-model run (training.module.WorldModelSystem); "
+            "autoencoder checkpoints are used with --model.autoencoder, not exported"
+        )
+    hparams = _init_args(checkpoint["hyper_parameters"])
+    system = WorldModelSystem(**hparams)
+    system.on_load_checkpoint(checkpoint)  # builds the net from the saved config and spaces
+    system.load_state_dict(checkpoint["state_dict"])
+    net = system.ema.module if weights == "ema" else system.net
+    net.eval()
+
+    data_args = _init_args(checkpoint.get("datamodule_hyper_parameters", {}))
+    if store is not None:
+        data_args["store"] = store
+    if "store" not in data_args:
+        raise StoreError(
+            f"{ckpt} does not name its episode store: pass --store PATH for the starting contexts"
+        )
+    datamodule = EpisodeDataModule(**{**data_args, "num_workers": 0})
+    K = context_frames or max(1, net.config.context // 2)
+    clips = datamodule.contexts(contexts, K, split=split)
+    metadata = {
+        "game": datamodule.store.game,
+        "fps": datamodule.store.fps,
+        "source_checkpoint": str(ckpt),
+        "global_step": int(checkpoint.get("global_step", 0)),
+        "weights": weights,
+        "preset": hparams.get("preset"),
+    }
+    save_release(
+        out,
+        net,
+        observation_space=system.observation_space,
+        action_space=system.action_space,
+        contexts={"frames": _to_numpy(clips["frames"]), "actions": _to_numpy(clips["actions"])},
+        metadata=metadata,
+    )
+    return Path(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = export_checkpoint(
+        args.ckpt,
+        args.out,
+        store=args.store,
+        contexts=args.contexts,
+        context_frames=args.context_frames,
+        split=args.split,
+        weights=args.weights,
+    )
+    print(f"wrote {path} (load with WorldModel.from_checkpoint({str(path)!r}))")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="turn a training .ckpt into a released world model (EMA weights)",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument(
+        "ckpt", help="Lightning checkpoint of a world-model run (e.g. .../checkpoints/last.ckpt)"
+    )
+    p.add_argument("--out", required=True, help="release folder to write")
+    p.add_argument(
+        "--store", default=None, help="episode store for starting contexts (default: the run's)"
+    )
+    p.add_argument(
+        "--contexts", type=int, default=8, help="starting contexts to include (default 8)"
+    )
+    p.add_argument(
+        "--context-frames",
+        type=int,
+        default=None,
+        help="frames per starting context (default: half the model context)",
+    )
+    p.add_argument(
+        "--split",
+        default="val",
+        choices=["val", "test", "train"],
+        help="store split of the contexts",
+    )
+    p.add_argument(
+        "--weights",
+        default="ema",
+        choices=["ema", "trained"],
+        help="which weights to release (default ema)",
+    )
+    p.set_defaults(func=run)
