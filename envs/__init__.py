@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 
 from envs.games import GAMES, game_info, make_game
+from envs.world_model_registry import register_world_model_envs
 
 
 def _register(gym_id: str, entry_point: str, max_episode_steps: int | None, **kwargs: Any) -> None:
@@ -45,6 +46,7 @@ _register("worldsim/RealPixel-v0", "envs.pixel_env:PixelEnv", None)
 # MineRL envs carry their own limits.
 _register("worldsim/RealMineRL-v0", "envs.minerl_env:MineRLEnv", None)
 
-# --- world-model environments (worldsim/Crafter-v0, worldsim/WorldModel-v0) go here ---
+# --- world-model environments: worldsim/Crafter-v0 (bundled model), worldsim/WorldModel-v0 ---
+register_world_model_envs()
 
 __all__ = ["GAMES", "game_info", "make_game"]

@@ -1,0 +1,267 @@
+"""WorldModelVectorEnv: B dreams stepped together in one batched forward pass (Gymnasium 1.x)."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.world_model_env import (
+    StartContexts,
+    check_game,
+    load_world_model,
+    model_game,
+    render_fps,
+    stack_actions,
+)
+from worldsim.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from worldsim.world_model import WorldModel
+
+__all__ = ["WorldModelVectorEnv"]
+
+
+def _index(actions: Any, i: int) -> Any:
+    return (
+        {k: _index(v, i) for k, v in actions.items()} if isinstance(actions, dict) else actions[i]
+    )
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+class WorldModelVectorEnv(VectorEnv):
+    """``num_envs`` copies of `WorldModelEnv` sharing one world model and one forward pass.
+
+    Spaces, rewards, starting states and reset options are those of
+    :class:`envs.world_model_env.WorldModelEnv` (per-env options may be lists, e.g.
+    ``{"episode": [3, 5, ...]}``); observations are batched: uint8 [B, H, W, 3].
+
+    Autoreset (``autoreset_mode``, Gymnasium 1.x): ``NEXT_STEP`` (default): the step after
+    an env terminates or truncates resets it, ignoring its action and returning its new
+    first observation with reward 0; ``SAME_STEP``: the env resets in the step that ends
+    it, the last observation and info going to ``infos["final_obs"]``/``["final_info"]``;
+    ``DISABLED``: call ``reset(options={"reset_mask": mask})`` yourself. Truncation after
+    ``max_episode_steps`` steps is done here (vector envs get no ``TimeLimit``).
+
+    Resetting some envs re-primes the whole batch (the model keeps one batched key/value
+    cache): every env restarts from its last frames, trimmed to the shortest window in the
+    batch, so one env's reset can shorten the others' memory for a moment.
+
+    Args:
+        num_envs: B.
+        checkpoint: a release folder, or pass ``world_model``.
+        world_model: a loaded ``WorldModel`` (shared, e.g. with a single env).
+        game: check the checkpoint is of this game.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        sampler_steps: denoising steps per frame (None: the checkpoint's default).
+        guidance: classifier-free guidance scale on the action (None: the default).
+        max_episode_steps: truncate episodes after this many steps (None: never).
+        autoreset_mode: see above.
+        render_mode: ``"rgb_array"``: ``render()`` returns the B frames.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["rgb_array"],
+        "render_fps": 10,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        checkpoint: str | Path | None = None,
+        *,
+        world_model: WorldModel | None = None,
+        game: str | None = None,
+        device: str | torch.device = "auto",
+        sampler_steps: int | None = None,
+        guidance: float | None = None,
+        max_episode_steps: int | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if world_model is None:
+            if checkpoint is None:
+                raise CheckpointError(
+                    "WorldModelVectorEnv needs checkpoint=PATH (a release folder)"
+                )
+            world_model = load_world_model(checkpoint, device=device, game=game)
+        else:
+            check_game(world_model, game)
+        self.world_model, self.game = world_model, model_game(world_model)
+        self.num_envs, self.render_mode = int(num_envs), render_mode
+        self.max_episode_steps = max_episode_steps
+        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        meta = getattr(world_model, "metadata", None) or {}
+        self.action_names: list[str] | None = meta.get("action_names")
+        self.metadata = {
+            **self.metadata,
+            "render_fps": render_fps(meta),
+            "autoreset_mode": self.autoreset_mode,
+        }
+        self.single_observation_space = world_model.observation_space
+        self.single_action_space = world_model.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        config = getattr(world_model, "config", None)
+        self.sampler = str(getattr(config, "sampler", "euler"))
+        self.sampler_steps = int(sampler_steps or getattr(config, "sampler_steps", 2))
+        self.guidance = float(
+            guidance if guidance is not None else getattr(config, "guidance", 1.0)
+        )
+        # Frames the model attends to; its rollout keeps at most context - 1 of them on reset.
+        self.window = max(int(getattr(config, "context", 2)) - 1, 1)
+        self.starts = StartContexts(world_model)
+        B = self.num_envs
+        self._frames: list[deque[np.ndarray]] = [deque(maxlen=self.window) for _ in range(B)]
+        self._actions: list[deque[Any]] = [deque(maxlen=self.window - 1) for _ in range(B)]
+        self._obs = np.zeros(self.observation_space.shape, np.uint8)
+        self._steps = np.zeros(B, np.int64)
+        self._done = np.zeros(B, np.bool_)  # ended last step: NEXT_STEP resets it now
+        self._generator: torch.Generator | None = None
+        self._options: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- contexts
+    def _start(self, i: int, options: dict[str, Any]) -> dict[str, Any]:
+        """Draw env i's starting context into its history; returns its info."""
+        frames, actions, info = self.starts.draw(options, self.np_random, index=i)
+        self._frames[i].clear()
+        self._actions[i].clear()
+        self._frames[i].extend(np.asarray(frames))
+        if actions is not None and len(frames) > 1:
+            self._actions[i].extend(_index(actions, t) for t in range(len(frames) - 1))
+        self._obs[i] = frames[-1]
+        self._steps[i] = 0
+        return info
+
+    def _prime(self) -> None:
+        """Restart the model on every env's recent frames (same length for all)."""
+        K = min(len(f) for f in self._frames)
+        frames = np.stack([np.stack(list(f)[-K:]) for f in self._frames])  # [B, K, H, W, 3]
+        per_env = [stack_actions(list(a)[len(a) - (K - 1) :] if K > 1 else [], self.single_action_space)
+                   for a in self._actions]  # fmt: skip
+        if isinstance(self.single_action_space, gym.spaces.Dict):
+            actions: Any = {
+                k: np.stack([a[k] for a in per_env]) for k in self.single_action_space.spaces
+            }
+        else:
+            actions = np.stack(per_env)  # [B, K-1, ...]
+        self.world_model.reset(frames, actions)
+
+    def _infos(self, starts: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+        B = self.num_envs
+        infos: dict[str, Any] = {
+            "sampler_steps": np.full(B, self.sampler_steps),
+            "_sampler_steps": np.ones(B, np.bool_),
+            "guidance": np.full(B, self.guidance),
+            "_guidance": np.ones(B, np.bool_),
+        }
+        for i, info in (starts or {}).items():
+            infos = self._add_info(infos, {k: v for k, v in info.items() if k != "sampler"}, i)
+        return infos
+
+    # ---------------------------------------------------------------- Gymnasium API
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every env (or those in ``options["reset_mask"]``); see the class docstring."""
+        if isinstance(seed, list | tuple):
+            seed = int(
+                np.random.SeedSequence([s for s in seed if s is not None]).generate_state(1)[0]
+            )
+        super().reset(seed=seed)
+        if self._generator is None or seed is not None:
+            device = getattr(self.world_model, "device", "cpu")
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        mask = np.ones(self.num_envs, np.bool_) if mask is None else np.asarray(mask, np.bool_)
+        if mask.shape != (self.num_envs,):
+            raise ValueError(
+                f"options['reset_mask'] must have shape ({self.num_envs},), got {mask.shape}"
+            )
+        self._options = options
+        starts = {int(i): self._start(int(i), options) for i in np.flatnonzero(mask)}
+        self._done[mask] = False
+        self._prime()
+        return self._obs.copy(), self._infos(starts)
+
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step all B envs with one batched model call; autoreset per ``autoreset_mode``."""
+        if self._generator is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if self.autoreset_mode == AutoresetMode.DISABLED and self._done.any():
+            raise gym.error.ResetNeeded(
+                f"envs {np.flatnonzero(self._done).tolist()} ended: reset them with "
+                "reset(options={'reset_mask': mask}) (autoreset_mode=DISABLED)"
+            )
+        B = self.num_envs
+        if not isinstance(actions, dict):
+            actions = np.asarray(actions)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._done.all():
+            # Every env ended last step (TimeLimit ends them together): no frame to generate.
+            starts = {i: self._start(i, self._options) for i in range(B)}
+            self._done[:] = False
+            self._prime()
+            zeros = np.zeros(B, np.bool_)
+            return self._obs.copy(), np.zeros(B), zeros, zeros.copy(), self._infos(starts)
+        frames, rewards, terminated = self.world_model.step(
+            actions, steps=self.sampler_steps, guidance=self.guidance, generator=self._generator
+        )
+        frames = _numpy(frames)
+        rewards = _numpy(rewards).astype(np.float64).reshape(B)
+        terminated = _numpy(terminated).astype(np.bool_).reshape(B)
+        self._steps += 1
+        if self.max_episode_steps is not None:
+            truncated = self._steps >= self.max_episode_steps
+        else:
+            truncated = np.zeros(B, np.bool_)
+        self._obs[:] = frames
+        for i in range(B):
+            self._frames[i].append(frames[i])
+            self._actions[i].append(_index(actions, i))
+        infos = self._infos()
+        # Envs to reset now: those that ended last step (NEXT_STEP) or this step (SAME_STEP).
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            reset = self._done.copy()
+            rewards[reset], terminated[reset], truncated[reset] = 0.0, False, False
+        elif self.autoreset_mode == AutoresetMode.SAME_STEP:
+            reset = terminated | truncated
+            if reset.any():
+                final_obs = np.full(B, None, dtype=object)  # one frame per ended env
+                for i in np.flatnonzero(reset):
+                    final_obs[i] = self._obs[i].copy()
+                infos["final_obs"] = final_obs
+                infos["_final_obs"] = reset.copy()
+                infos["final_info"] = {
+                    k: v.copy() for k, v in infos.items() if not k.startswith(("final", "_final"))
+                }
+                infos["_final_info"] = reset.copy()
+        else:
+            reset = np.zeros(B, np.bool_)
+        if reset.any():
+            starts = {int(i): self._start(int(i), self._options) for i in np.flatnonzero(reset)}
+            for i, info in starts.items():
+                infos = self._add_info(infos, {k: v for k, v in info.items() if k != "sampler"}, i)
+            self._prime()
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+        self._done = np.zeros(B, np.bool_) if same_step else terminated | truncated
+        return self._obs.copy(), rewards, terminated, truncated, infos
+
+    def render(self) -> np.ndarray | None:
+        """The B current frames, uint8 [B, H, W, 3] (``render_mode="rgb_array"``)."""
+        return self._obs.copy() if self.render_mode == "rgb_array" else None
