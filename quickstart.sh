@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # worldsim quickstart: sets everything up on a fresh machine (Python 3.10+ is all it needs), then
-#   bash quickstart.sh demo   # the main job: record real Crafter play and inspect the dataset
+#   bash quickstart.sh play   # the main job: play the bundled Crafter world model (pygame window)
 #   bash quickstart.sh test   # the test suite
+#   bash quickstart.sh demo   # record real Crafter play and inspect the dataset
 # The virtual environment lives in .venv (override with WORLDSIM_VENV); set-up reruns only when
 # pyproject.toml changes.
 set -euo pipefail
@@ -21,7 +22,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 export SDL_AUDIODRIVER="${SDL_AUDIODRIVER:-dummy}"
-case "${1:-demo}" in
+case "${1:-play}" in
+  play)
+    shift || true
+    python play.py "$@"
+    ;;
   demo)
     worldsim collect --game crafter --episodes 4 --policy sticky --workers 2 --out data/crafter-demo
     worldsim data info data/crafter-demo
@@ -31,7 +36,7 @@ case "${1:-demo}" in
     python -m pytest -q "$@"
     ;;
   *)
-    echo "usage: bash quickstart.sh [demo|test]" >&2
+    echo "usage: bash quickstart.sh [play|test|demo] [ARGS...]" >&2
     exit 2
     ;;
 esac
