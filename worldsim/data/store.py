@@ -126,18 +126,20 @@ class EpisodeStore:
             store = cls.open(path, mode="a")
             store.check_compatible(game, action_space, observation_space)
             return store
-        root = zarr.open_group(store=_open_zarr_store(path, read_only=False), mode="w-")
-        root.attrs.update(
-            {
-                "format": FORMAT,
-                "game": game,
-                "fps": float(fps),
-                "action_space": serialize_space(action_space),
-                "observation_space": serialize_space(observation_space),
-                "metadata": dict(metadata or {}),
-            }
+        attributes = {
+            "format": FORMAT,
+            "game": game,
+            "fps": float(fps),
+            "action_space": serialize_space(action_space),
+            "observation_space": serialize_space(observation_space),
+            "metadata": dict(metadata or {}),
+        }
+        # The root's zarr.json with every attribute in one write: another process sees either
+        # no store or a whole one, never one without attributes (an `episodes` group may lag).
+        root = zarr.create_group(
+            store=_open_zarr_store(path, read_only=False), attributes=attributes
         )
-        root.create_group("episodes")
+        root.require_group("episodes")
         return cls(path, root, writable=True)
 
     @staticmethod
@@ -383,7 +385,7 @@ class EpisodeStore:
             raise StoreError(f"episode {key} already exists in {self.path}; append without index=")
         T = len(rewards)
         info = json.loads(json.dumps(dict(info or {}), default=_jsonable))
-        g = self._root["episodes"].create_group(key, overwrite=True)
+        g = self._root.require_group("episodes").create_group(key, overwrite=True)
         g.attrs.update({"length": T, "info": info, "complete": False})
         arr = g.create_array(
             "frames",
