@@ -23,16 +23,6 @@ FRAMES = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
 N, K = 3, 3  # starting contexts in the release, frames per context
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # The tiny model gains nothing from a second thread, and on a busy 2-core machine
-    # two OpenMP threads wait on each other (steps ~100x slower): use one here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)

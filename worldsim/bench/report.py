@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from worldsim.bench.fidelity import FidelityResult
+from worldsim.data.store import jsonable
 
 __all__ = ["markdown", "sweep_row", "write_report"]
 
@@ -332,7 +333,7 @@ def write_report(
         skipped["plots"] = "matplotlib is not installed: pip install matplotlib"
     if result.gallery:
         files["gallery"] = write_gallery(out, result.gallery, report, fps=fps)
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=_jsonable))
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=jsonable))
     (out / "report.md").write_text(markdown(report))
     if log:
         log(
@@ -340,13 +341,3 @@ def write_report(
             f"{len(files['gallery'])} videos ({out / 'index.html'})"
         )
     return report
-
-
-def _jsonable(x: Any) -> Any:
-    import numpy as np
-
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return str(x)

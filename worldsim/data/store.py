@@ -384,7 +384,7 @@ class EpisodeStore:
         if key in self.keys:
             raise StoreError(f"episode {key} already exists in {self.path}; append without index=")
         T = len(rewards)
-        info = json.loads(json.dumps(dict(info or {}), default=_jsonable))
+        info = json.loads(json.dumps(dict(info or {}), default=jsonable))
         g = self._root.require_group("episodes").create_group(key, overwrite=True)
         g.attrs.update({"length": T, "info": info, "complete": False})
         arr = g.create_array(
@@ -447,7 +447,8 @@ class EpisodeStore:
         return frames, actions, rewards, terminated, truncated
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """`json.dumps` default: numpy scalars and arrays as Python values, anything else as text."""
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):
