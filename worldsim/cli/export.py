@@ -89,6 +89,7 @@ def export_checkpoint(
     metadata = {
         "game": datamodule.store.game,
         "fps": datamodule.store.fps,
+        "action_names": datamodule.store.metadata.get("action_names"),  # keymaps, headers
         "source_checkpoint": str(ckpt),
         "global_step": int(checkpoint.get("global_step", 0)),
         "weights": weights,
