@@ -1,0 +1,253 @@
+"""RL: batched PPO and SB3 PPO in a tiny dream, agent folders, the Crafter score, real-game eval, the loop."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, ClassVar
+
+import crafter
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+
+from training import rl_ppo
+from training.agents import (
+    ActorCritic,
+    AgentError,
+    AgentPolicy,
+    NetworkConfig,
+    load_actor_critic,
+    load_agent_policy,
+    save_agent,
+)
+from training.rl_common import field_docs, with_overrides
+from training.rl_eval import crafter_score, evaluate, success_rates
+from worldsim.checkpoint import save_release
+from worldsim.cli import main as worldsim_main
+from worldsim.model import WorldModelNet, preset
+
+ACTIONS = gym.spaces.Discrete(17)
+FRAMES = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+TINY_AGENT = NetworkConfig(channels=(8, 16, 16), hidden=64)
+# Small batched-PPO runs: 8 dream envs, 16-step rollouts, 12-step episodes, 1 sampler step.
+SMALL_PPO = dict(num_envs=8, num_steps=16, channels=(8, 16, 16), hidden=64, device="cpu",
+                 sampler_steps=1, max_episode_steps=12)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny, untrained Crafter world model release (spaces and contexts like the real one)."""
+    torch.manual_seed(0)
+    net = WorldModelNet(preset("tiny", height=64, width=64, patch_size=8), ACTIONS)
+    rng = np.random.default_rng(0)
+    contexts = {
+        "frames": rng.integers(0, 256, (3, 3, 64, 64, 3), dtype=np.uint8),
+        "actions": rng.integers(0, 17, (3, 2)),
+    }
+    metadata = {"game": "crafter", "fps": 10, "action_names": list(crafter.constants.actions)}
+    path = tmp_path_factory.mktemp("release") / "crafter-tiny"
+    save_release(path, net, observation_space=FRAMES, action_space=ACTIONS,
+                 contexts=contexts, metadata=metadata)  # fmt: skip
+    return path
+
+
+# ------------------------------------------------------------------------------ batched PPO
+def test_batched_ppo_trains_in_the_dream_and_acts_identically_after_load(checkpoint, tmp_path):
+    args = rl_ppo.PPOArgs(total_timesteps=384, **SMALL_PPO)
+    out = tmp_path / "agent"
+    summary = rl_ppo.run(args, out, world="worldsim/WorldModel-v0", checkpoint=checkpoint,
+                         verbose=False)  # fmt: skip
+    assert summary["global_step"] == 384
+    assert summary["episodes"] >= 2 * args.num_envs  # 48 steps per env, episodes of <= 12
+    assert all(math.isfinite(r) for r in summary["episodic_returns"])
+    assert all(math.isfinite(v) for v in summary["losses"].values()), summary["losses"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and {"losses/value_loss", "charts/SPS", "charts/env_SPS"} <= set(rows[-1])
+    assert (out / "tb").is_dir()
+
+    trained = summary["agent"]
+    loaded, config = load_actor_critic(out)
+    assert config["algo"] == "ppo" and config["metadata"]["global_step"] == 384
+    obs = torch.from_numpy(
+        np.random.default_rng(1).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(obs), trained(obs), rtol=0, atol=0)
+
+    in_memory = AgentPolicy(lambda o: trained(o)[0])
+    policy = load_agent_policy(out, ACTIONS)
+    for p in (in_memory, policy):
+        p.reset(7)
+    frames = obs.numpy()
+    assert [policy(f) for f in frames] == [in_memory(f) for f in frames]
+    policy.reset(7), in_memory.reset(7)
+    assert policy.act(frames).tolist() == in_memory.act(frames).tolist()  # batched, too
+
+
+class BanditVectorEnv(gym.vector.VectorEnv):
+    """B one-frame bandits: action 3 pays 1, the rest 0; 4-step episodes, SAME_STEP autoreset."""
+
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+        self.single_observation_space = gym.spaces.Box(0, 255, (36, 36, 3), np.uint8)
+        self.single_action_space = gym.spaces.Discrete(5)
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, num_envs
+        )
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.t = np.zeros(num_envs, np.int64)
+
+    def _obs(self) -> np.ndarray:
+        return np.full((self.num_envs, 36, 36, 3), 100, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        self.t[:] = 0
+        return self._obs(), {}
+
+    def step(self, actions):
+        self.t += 1
+        truncated = self.t >= 4
+        infos = {}
+        if truncated.any():
+            final_obs = np.empty(self.num_envs, dtype=object)  # the frame each episode ended on
+            final_obs[:] = list(self._obs())
+            infos = {"final_obs": final_obs}
+            self.t[truncated] = 0
+        rewards = (np.asarray(actions) == 3).astype(np.float64)
+        return self._obs(), rewards, np.zeros(self.num_envs, bool), truncated, infos
+
+
+def test_batched_ppo_learns_the_rewarding_action():
+    envs = BanditVectorEnv(16)
+    args = rl_ppo.PPOArgs(total_timesteps=2048, num_envs=16, num_steps=16, learning_rate=1e-3,
+                          channels=(8, 16, 16), hidden=64, device="cpu", seed=0)  # fmt: skip
+    summary = rl_ppo.train(args, envs, verbose=False)
+    history = summary["history"]
+    assert history[-1]["charts/episodic_return"] > history[0]["charts/episodic_return"] + 1.0
+    with torch.no_grad():
+        probs = torch.softmax(summary["agent"](torch.from_numpy(envs._obs()[:1]))[0], -1)[0]
+    assert probs.argmax() == 3 and probs[3] > 0.6, probs
+
+
+def test_ppo_refuses_next_step_autoreset(checkpoint):
+    from envs.world_model_vector_env import WorldModelVectorEnv
+
+    envs = WorldModelVectorEnv(2, checkpoint, device="cpu")  # NEXT_STEP by default
+    with pytest.raises(AgentError, match="SAME_STEP"):
+        rl_ppo.train(rl_ppo.PPOArgs(num_envs=2), envs, verbose=False)
+
+
+def test_hyperparameter_overrides_are_typed_and_checked():
+    args = with_overrides(rl_ppo.PPOArgs(), ["learning_rate=1e-3", "channels=8,16,16",
+                                                    "target_kl=0.02", "anneal_lr=false"])  # fmt: skip
+    assert (args.learning_rate, args.channels, args.target_kl, args.anneal_lr) == (
+        1e-3,
+        (8, 16, 16),
+        0.02,
+        False,
+    )
+    with pytest.raises(AgentError, match="learning_rate"):
+        with_overrides(args, ["learning_rat=1"])
+    assert "learning rate" in field_docs(rl_ppo.PPOArgs)["learning_rate"]
+
+
+# ------------------------------------------------------------------------------ SB3
+def test_sb3_ppo_trains_on_the_gymnasium_env_and_loads_as_a_policy(checkpoint, tmp_path):
+    from stable_baselines3 import PPO
+
+    out = tmp_path / "sb3"
+    argv = ["rl", "train", "--checkpoint", str(checkpoint), "--algo", "sb3-ppo", "--num-envs", "2",
+            "--steps", "256", "--out", str(out), "--device", "cpu", "--sampler-steps", "1",
+            "--max-episode-steps", "20", "--hp", "n_steps=64", "--hp", "batch_size=64",
+            "--hp", "n_epochs=1", "--hp", "features_dim=64", "--quiet"]  # fmt: skip
+    assert worldsim_main(argv) == 0
+    assert {"agent.json", "model.safetensors", "sb3_model.zip"} <= {p.name for p in out.iterdir()}
+    policy = load_agent_policy(out, ACTIONS, deterministic=True)
+    assert policy.config["algo"] == "sb3-ppo" and policy.config["metadata"]["global_step"] == 256
+    model = PPO.load(out / "sb3_model.zip", device="cpu")
+    frames = np.random.default_rng(2).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    expected = [int(model.predict(f, deterministic=True)[0]) for f in frames]
+    assert policy.act(frames).tolist() == expected
+
+
+def test_agent_folder_errors_are_clear(tmp_path):
+    with pytest.raises(AgentError, match="not an agent folder"):
+        load_agent_policy(tmp_path, ACTIONS)
+    save_agent(tmp_path / "a", ActorCritic(FRAMES, ACTIONS, TINY_AGENT))
+    with pytest.raises(AgentError, match="another game"):
+        load_agent_policy(tmp_path / "a", gym.spaces.Discrete(6))
+    with pytest.raises(AgentError, match="Discrete"):
+        ActorCritic(FRAMES, gym.spaces.Box(-1, 1, (2,)))
+    assert worldsim_main(["rl", "eval", "--agent", str(tmp_path), "--episodes", "1"]) == 2
+
+
+# ------------------------------------------------------------------------------ evaluation
+def test_crafter_score_formula():
+    assert crafter_score([0.0] * 22) == 0.0
+    assert crafter_score([100.0] * 22) == pytest.approx(100.0)
+    # half never, half always: exp(ln(101) / 2) - 1 = sqrt(101) - 1
+    assert crafter_score([0.0] * 11 + [100.0] * 11) == pytest.approx(math.sqrt(101) - 1)
+    assert crafter_score({"a": 3.0, "b": 15.0}) == pytest.approx(math.sqrt(4 * 16) - 1)
+    with pytest.raises(ValueError):
+        crafter_score([120.0])
+    rates = success_rates([{"collect_wood": 2, "wake_up": 0}, {"collect_wood": 0}])
+    assert len(rates) == 22 and rates["collect_wood"] == 50.0 and rates["wake_up"] == 0.0
+
+
+def test_rl_eval_runs_an_agent_in_the_real_crafter(tmp_path):
+    save_agent(tmp_path / "agent", ActorCritic(FRAMES, ACTIONS, TINY_AGENT))
+    report_path = tmp_path / "report.json"
+    argv = ["rl", "eval", "--agent", str(tmp_path / "agent"), "--game", "crafter", "--episodes",
+            "2", "--max-steps", "40", "--out", str(report_path), "--quiet"]  # fmt: skip
+    assert worldsim_main(argv) == 0
+    reports = json.loads(report_path.read_text())
+    assert set(reports) == {"agent", "random"}
+    for report in reports.values():
+        assert report["episodes"] == 2 and all(n <= 40 for n in report["lengths"])
+        assert 0.0 <= report["crafter_score"] <= 100.0 and len(report["success_rates"]) == 22
+    # the same seed, the same worlds: a random policy's evaluation repeats exactly
+    from envs.policies import make_policy
+
+    again = evaluate(make_policy("random", ACTIONS), "crafter", episodes=2, max_steps=40)
+    assert again["returns"] == reports["random"]["returns"]
+
+
+# ------------------------------------------------------------------------------ the loop
+def test_loop_completes_and_resumes(tmp_path):
+    from envs.policies import make_policy
+    from worldsim.data import EpisodeStore
+
+    run = tmp_path / "run"
+    argv = ["loop", "--game", "crafter", "--iterations", "1", "--real-steps-per-iteration", "250",
+            "--out", str(run), "--world-model-config", "tiny", "--fit-steps-per-iteration", "4",
+            "--fit-arg=--trainer.limit_val_batches=0", "--dream-steps-per-iteration", "128",
+            "--num-envs", "8", "--device", "cpu", "--quiet"]  # fmt: skip
+    argv += [a for kv in ("num_steps=16", "channels=8,16,16", "hidden=64", "sampler_steps=1",
+                          "max_episode_steps=12") for a in ("--hp", kv)]  # fmt: skip
+    assert worldsim_main(argv) == 0
+    state = json.loads((run / "loop.json").read_text())
+    first = state["iterations"][0]
+    assert first["done"] == ["collect", "fit", "export", "agent"] and first["real_steps"] == 250
+    assert first["world_model_step"] == 4 and first["dream_steps"] == 128
+
+    argv[argv.index("--iterations") + 1] = "2"  # resume: iteration 0 is kept, iteration 1 added
+    assert worldsim_main(argv) == 0
+    state = json.loads((run / "loop.json").read_text())
+    assert state["iterations"][0] == first
+    second = state["iterations"][1]
+    assert second["policy"] == str(run / "agents" / "iter_000")  # the agent collected the data
+    assert second["world_model_step"] == 8  # the fit resumed from last.ckpt
+    store = EpisodeStore.open(str(run / "data"))
+    assert int(store.lengths.sum()) == 500
+    assert {store.info(i)["policy"] for i in range(len(store))} == {"random", second["policy"]}
+    policy = make_policy(str(run / "agents" / "iter_001"), ACTIONS)
+    assert ACTIONS.contains(policy(np.zeros((64, 64, 3), np.uint8)))
+
+    mtime = (run / "world_model" / "checkpoints" / "last.ckpt").stat().st_mtime
+    assert worldsim_main(argv) == 0  # nothing left to do
+    assert (run / "world_model" / "checkpoints" / "last.ckpt").stat().st_mtime == mtime

@@ -1,0 +1,179 @@
+"""Shared by the RL trainers: dataclass arguments <-> command line, vector envs, metric logging."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from gymnasium.vector import AutoresetMode
+
+from training.agents import AgentError
+
+__all__ = [
+    "MetricsLog",
+    "add_dataclass_arguments",
+    "env_device",
+    "field_docs",
+    "make_vector_env",
+    "parse_value",
+    "set_threads",
+    "with_overrides",
+]
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass, by field name (CleanRL's --help texts)."""
+    import docstring_parser
+
+    return {p.arg_name: p.description or "" for p in docstring_parser.parse_from_object(cls).params}
+
+
+def parse_value(text: str, hint: Any) -> Any:
+    """`text` as a value of the annotated type `hint` (int, float, bool, str, X | None, tuples)."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if text.lower() in ("none", "null"):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"{text!r} is not a boolean (true/false)")
+        return text.lower() in ("true", "1", "yes")
+    if typing.get_origin(hint) is tuple:
+        inner = typing.get_args(hint)[0]
+        return tuple(inner(v) for v in text.strip("()[] ").split(",") if v.strip())
+    return hint(text)
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One --option per dataclass field, typed, with its docstring and default as help."""
+    hints, docs = typing.get_type_hints(cls), field_docs(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            type=lambda text, hint=hint: parse_value(text, hint),
+            default=f.default,
+            help=f"{docs.get(f.name, '')} (default: {f.default})",
+        )
+
+
+def with_overrides(args: Any, items: list[str]) -> Any:
+    """A copy of the dataclass `args` with KEY=VALUE items applied (typed by the fields).
+
+    Raises:
+        AgentError: an unknown key or a value that does not parse.
+    """
+    hints = typing.get_type_hints(type(args))
+    changes = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if not sep or key not in hints:
+            raise AgentError(
+                f"--hp {item!r}: expected KEY=VALUE with KEY one of {', '.join(hints)}"
+            )
+        try:
+            changes[key] = parse_value(text, hints[key])
+        except (TypeError, ValueError) as e:
+            raise AgentError(f"--hp {item!r}: {e}") from None
+    return dataclasses.replace(args, **changes)
+
+
+def make_vector_env(
+    args: Any,
+    world: str = "worldsim/Crafter-v0",
+    checkpoint: str | Path | None = None,
+    real_game: str | None = None,
+) -> gym.vector.VectorEnv:
+    """B envs with SAME_STEP autoreset: the dream `world` id (batched), or a real game (sync).
+
+    Args:
+        args: num_envs, device, sampler_steps and max_episode_steps are used.
+        world: a world-model env id with a vector entry point.
+        checkpoint: the release folder for ``worldsim/WorldModel-v0``.
+        real_game: a name for ``envs.games.make_game`` ("crafter"): train in the real game.
+    """
+    kwargs: dict[str, Any] = {}
+    if args.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = args.max_episode_steps
+    if real_game is not None:
+        from envs.games import resolve
+
+        game = resolve(real_game)
+        return gym.make_vec(
+            game.gym_id,
+            num_envs=args.num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            **game.kwargs,
+            **kwargs,
+        )
+    from envs.world_model_registry import register_world_model_envs
+
+    register_world_model_envs()
+    if checkpoint is not None:
+        kwargs["checkpoint"] = str(checkpoint)
+    if args.sampler_steps is not None:
+        kwargs["sampler_steps"] = args.sampler_steps
+    return gym.make_vec(
+        world,
+        num_envs=args.num_envs,
+        vectorization_mode="vector_entry_point",
+        device=args.device,
+        autoreset_mode=AutoresetMode.SAME_STEP,
+        **kwargs,
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    """Use `threads` CPU threads in torch (None: leave torch's default)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def env_device(envs: gym.vector.VectorEnv, fallback: str) -> torch.device:
+    """The world model's device (observations and agent live there), else `fallback`."""
+    world_model = getattr(envs.unwrapped, "world_model", None)
+    if world_model is not None:
+        return torch.device(world_model.device)
+    if fallback == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(fallback)
+
+
+class MetricsLog:
+    """Scalars to TensorBoard (OUT/tb) and, one JSON line per rollout, to OUT/metrics.jsonl."""
+
+    def __init__(self, out: Path | None, args: Any) -> None:
+        self.writer, self.file = None, None
+        if out is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            out.mkdir(parents=True, exist_ok=True)
+            self.writer = SummaryWriter(str(out / "tb"))
+            table = "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items())
+            self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+            self.file = (out / "metrics.jsonl").open("w")  # this run only
+
+    def scalar(self, name: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(name, value, step)
+
+    def row(self, row: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.file.close()
