@@ -42,7 +42,14 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--sampler-steps", {"type": int, "help": "denoising steps per frame (default: checkpoint's)"}),
     ("--device", {"default": "auto", "help": "auto, cpu or cuda"}),
     ("--threads", {"type": int, "help": "torch CPU threads (default: torch's choice)"}),
-    ("--agent", {"type": Path, "metavar": "DIR", "help": "let a trained agent play (not yet)"}),
+    (
+        "--agent",
+        {
+            "type": Path,
+            "metavar": "DIR",
+            "help": "a trained agent plays (worldsim rl train); you watch",
+        },
+    ),
 ]
 
 
@@ -143,11 +150,6 @@ class Player:
     """The game loop: keys -> action -> every pane steps; draws header, panes and help."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        if args.agent is not None:
-            raise PlayError(
-                f"--agent {args.agent}: agents trained in the dream are not available yet; "
-                "play with the keyboard for now"
-            )
         if args.start_image is not None and (args.real or args.side_by_side):
             raise PlayError(
                 "--start-image starts a dream from a picture; it cannot set the real game "
@@ -180,6 +182,11 @@ class Player:
         if names is None and dream is not None:
             names = game_action_names(game)
         self.keymap = keymap_for(game, env.action_space, names)
+        self.agent = None
+        if args.agent is not None:
+            from training.agents import load_agent_policy  # agents belong to training/
+
+            self.agent = load_agent_policy(args.agent, env.action_space)
         fps = args.fps if args.fps is not None else float(env.metadata.get("render_fps") or 10)
         self.fps = fps
         H, W = env.observation_space.shape[:2]
@@ -229,9 +236,14 @@ class Player:
         for pane in self.panes:
             pane.reward = pane.ret = 0.0
             pane.done = False
+        if self.agent is not None:
+            self.agent.reset(0 if seed is None else seed)
 
     def step(self) -> None:
-        action = self.keymap.action(self.held, tuple(self.mouse))
+        if self.agent is not None:  # it sees the pane it plays: the dream, or the real game
+            action = self.agent(self.panes[-1].frame)
+        else:
+            action = self.keymap.action(self.held, tuple(self.mouse))
         self.action_name = self.keymap.describe(action)
         self.mouse = [0.0, 0.0]
         for pane in self.panes:
@@ -281,6 +293,8 @@ class Player:
         sampler = (
             f"sampler {self.dream.unwrapped.sampler_steps} steps" if self.dream else "real game"
         )
+        if self.agent is not None:
+            sampler += f"  agent {self.agent.name}"
         state = " [paused]" if self.paused else ""
         return [
             f"{self.game} ({mode})  step {self.result.steps}  {fps:.1f} fps  {sampler}{state}",

@@ -156,7 +156,7 @@ def test_start_image(checkpoint, tmp_path):
             "world model of 'crafter', not 'doom-health'",
         ),
         (["--checkpoint", "{ck}", "--start-image", "{tmp}/bad.png"], "cannot read start image"),
-        (["--checkpoint", "{ck}", "--agent", "{tmp}"], "not available yet"),
+        (["--checkpoint", "{ck}", "--agent", "{tmp}"], "is not an agent folder"),
         (["--game", "nosuchgame", "--real"], "unknown game"),
     ],
 )
@@ -219,3 +219,19 @@ def test_keymaps_for_other_games():
     assert space.contains(action) and action["forward"] == 1 and action["attack"] == 1
     np.testing.assert_allclose(action["camera"], [-3.0, 1.5])  # [pitch, yaw] in degrees
     assert space.contains(noop_action(space)) and "forward" in mc.describe(action)
+
+
+def test_an_agent_plays_the_dream(checkpoint, tmp_path):
+    from training.agents import ActorCritic, NetworkConfig, load_agent_policy, save_agent
+
+    env_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    torch.manual_seed(0)
+    agent_dir = save_agent(tmp_path / "agent", ActorCritic(env_space, ACTIONS, NetworkConfig()))
+    player = play.Player(args("--checkpoint", checkpoint, "--agent", agent_dir, "--scale", 1))
+    player.reset()
+    frame = player.panes[-1].frame.copy()
+    player.step()
+    policy = load_agent_policy(agent_dir, ACTIONS)
+    policy.reset(0)
+    assert player.action_name == player.keymap.describe(policy(frame))
+    assert "agent ppo:agent" in player.header(10.0)[0]
