@@ -258,8 +258,9 @@ class WorldModelEnv(gym.Env):
     after reset also ``start`` (checkpoint, store or image) and the context's index.
 
     ## Arguments
-    ``checkpoint`` (a release folder), or ``world_model`` (a loaded ``WorldModel``, shared
-    between envs); ``game`` (check the checkpoint is of this game); ``device``
+    ``checkpoint`` (a release folder), or ``world_model`` (a loaded ``WorldModel``; it holds
+    this env's rollout state, so give each env its own: batch envs with
+    ``WorldModelVectorEnv`` instead); ``game`` (check the checkpoint is of this game); ``device``
     (``"auto"``, ``"cpu"``, ``"cuda"``); ``sampler_steps`` and ``guidance`` (None: the
     checkpoint's defaults; both can be changed between steps); ``render_mode``
     (``"rgb_array"`` or ``"human"``, a pygame window scaled by ``render_scale``).
