@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import crafter
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -11,33 +10,14 @@ from PIL import Image
 
 import play
 from envs.keymaps import Keymap, noop_action
-from worldsim.checkpoint import save_release
-from worldsim.model import WorldModelNet, preset
 
 ACTIONS = gym.spaces.Discrete(17)
 FRAMES = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    net = WorldModelNet(preset("tiny", height=64, width=64, patch_size=8), ACTIONS)
-    rng = np.random.default_rng(0)
-    contexts = {
-        "frames": rng.integers(0, 256, (2, 3, 64, 64, 3), dtype=np.uint8),
-        "actions": rng.integers(0, 17, (2, 2)),
-    }
-    metadata = {"game": "crafter", "fps": 10, "action_names": list(crafter.constants.actions)}
-    path = tmp_path_factory.mktemp("release") / "ck"
-    save_release(
-        path,
-        net,
-        observation_space=FRAMES,
-        action_space=ACTIONS,
-        contexts=contexts,
-        metadata=metadata,
-    )
-    return path
+def checkpoint(crafter_release):
+    return crafter_release
 
 
 def args(*argv):

@@ -6,7 +6,6 @@ import json
 import math
 from typing import Any, ClassVar
 
-import crafter
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -25,9 +24,7 @@ from training.agents import (
 )
 from training.rl_common import field_docs, with_overrides
 from training.rl_eval import crafter_score, evaluate, success_rates
-from worldsim.checkpoint import save_release
 from worldsim.cli import main as worldsim_main
-from worldsim.model import WorldModelNet, preset
 
 ACTIONS = gym.spaces.Discrete(17)
 FRAMES = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
@@ -38,20 +35,9 @@ SMALL_PPO = dict(num_envs=8, num_steps=16, channels=(8, 16, 16), hidden=64, devi
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory):
+def checkpoint(crafter_release):
     """A tiny, untrained Crafter world model release (spaces and contexts like the real one)."""
-    torch.manual_seed(0)
-    net = WorldModelNet(preset("tiny", height=64, width=64, patch_size=8), ACTIONS)
-    rng = np.random.default_rng(0)
-    contexts = {
-        "frames": rng.integers(0, 256, (3, 3, 64, 64, 3), dtype=np.uint8),
-        "actions": rng.integers(0, 17, (3, 2)),
-    }
-    metadata = {"game": "crafter", "fps": 10, "action_names": list(crafter.constants.actions)}
-    path = tmp_path_factory.mktemp("release") / "crafter-tiny"
-    save_release(path, net, observation_space=FRAMES, action_space=ACTIONS,
-                 contexts=contexts, metadata=metadata)  # fmt: skip
-    return path
+    return crafter_release
 
 
 # ------------------------------------------------------------------------------ batched PPO

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import crafter
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
@@ -14,36 +12,17 @@ from envs import world_model_registry
 from envs.world_model_env import StartError
 from envs.world_model_registry import DREAM_MAX_STEPS, register_world_model_envs
 from envs.world_model_vector_env import WorldModelVectorEnv
-from worldsim.checkpoint import save_release
 from worldsim.errors import CheckpointError
-from worldsim.model import WorldModelNet, preset
 
 ACTIONS = gym.spaces.Discrete(17)
 FRAMES = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-N, K = 3, 3  # starting contexts in the release, frames per context
+N, K = 3, 3  # starting contexts in the release (conftest.crafter_release), frames per context
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    net = WorldModelNet(preset("tiny", height=64, width=64, patch_size=8), ACTIONS)
-    rng = np.random.default_rng(0)
-    contexts = {
-        "frames": rng.integers(0, 256, (N, K, 64, 64, 3), dtype=np.uint8),
-        "actions": rng.integers(0, 17, (N, K - 1)),
-    }
-    metadata = {"game": "crafter", "fps": 10, "action_names": list(crafter.constants.actions)}
-    path = tmp_path_factory.mktemp("release") / "ck"
-    save_release(
-        path,
-        net,
-        observation_space=FRAMES,
-        action_space=ACTIONS,
-        contexts=contexts,
-        metadata=metadata,
-    )
+def checkpoint(crafter_release):
     register_world_model_envs()
-    return path
+    return crafter_release
 
 
 def make(checkpoint, **kwargs):
