@@ -213,3 +213,30 @@ def test_model_info_prints_parameters_and_flops(capsys):
     assert main(["model", "info", "--preset", "tiny", "--height", "48", "--width", "80"]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "48x80" in out and "GF/eval" in out
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_clean_reference_shows_each_frame_its_clean_previous_frame(clean, monkeypatch):
+    space = gym.spaces.Discrete(4)
+    net = WorldModelNet(preset("tiny", clean_reference=clean, prefix_prob=0.0), space)
+    frames, actions, rewards, terminated = clip_batch(space)
+    seen = {}
+    denoise = net.denoise
+
+    def spy(x, sigma, prev, prev_sigma, *args, **kwargs):
+        seen.update(prev=prev, prev_sigma=prev_sigma)
+        return denoise(x, sigma, prev, prev_sigma, *args, **kwargs)
+
+    monkeypatch.setattr(net, "denoise", spy)
+    net.training_loss(
+        frames, torch.as_tensor(actions), rewards, terminated, torch.Generator().manual_seed(0)
+    )
+    x0 = net.frames_to_x(frames)
+    gap = (seen["prev"][:, 1:] - x0[:, :-1]).abs().amax(dim=(2, 3, 4))  # [B, T-1]
+    ctx = net.config.context_noise_max
+    if clean:  # the clean previous frame, noised no more than the context is in rollouts
+        assert (seen["prev_sigma"][:, 1:] <= ctx + 1e-6).all()
+        assert (gap <= 6 * seen["prev_sigma"][:, 1:]).all()
+    else:  # the previous frame at its own diffusion-forcing noise level
+        assert (seen["prev_sigma"][:, 1:] > ctx).any() and (gap > 6 * ctx).any()
+    assert (seen["prev"][:, 0] == 0).all()  # frame 0 has no previous frame

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from training.callbacks import NonFiniteLossError, NonFiniteLossStop, RolloutVideos
 from training.data import ClipDataset, EpisodeDataModule
-from training.module import WorldModelSystem
+from training.module import ConfigError, WorldModelSystem
 from worldsim.data import EpisodeStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -377,7 +377,7 @@ DDP_SCRIPT = """
 import json, sys, torch, lightning as L
 sys.path.insert(0, {tests!r})
 from test_training import datamodule
-from training.module import WorldModelSystem
+from training.module import ConfigError, WorldModelSystem
 system = WorldModelSystem(preset="tiny", warmup_steps=2)
 trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=3, logger=False,
                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -415,3 +415,29 @@ def test_two_process_ddp_on_cpu(store_path: str, tmp_path: Path) -> None:
     assert result["world_size"] == 2 and result["step"] == 3 and np.isfinite(result["val"])
     # the ranks stayed in sync: the same weights on both after 3 steps
     np.testing.assert_allclose(result["sums"][0], result["sums"][1], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------- fine-tuning
+def test_init_from_a_release_starts_from_its_weights(crafter_release: Path) -> None:
+    from worldsim.checkpoint import load_release
+    from worldsim.errors import CheckpointError
+
+    net, observation_space, action_space = load_release(crafter_release)[:3]
+    system = WorldModelSystem(
+        preset="tiny", overrides={"patch_size": 8}, init_from=str(crafter_release)
+    )
+    system.build(action_space, observation_space)
+    for name, weight in net.state_dict().items():
+        torch.testing.assert_close(system.net.state_dict()[name], weight)
+        torch.testing.assert_close(system.ema.module.state_dict()[name], weight)
+
+    wider = WorldModelSystem(
+        preset="tiny", overrides={"patch_size": 8, "dim": 32}, init_from=str(crafter_release)
+    )
+    with pytest.raises(ConfigError, match=r"init_from .*dim, depth"):
+        wider.build(action_space, observation_space)
+    other_game = WorldModelSystem(
+        preset="tiny", overrides={"patch_size": 8}, init_from=str(crafter_release)
+    )
+    with pytest.raises(CheckpointError, match="another game"):
+        other_game.build(gym.spaces.Discrete(5), observation_space)

@@ -62,6 +62,9 @@ class WorldModelSystem(L.LightningModule):
             height/width come from the data and need not be given.
         autoencoder: Frame-autoencoder checkpoint (.ckpt of `training.autoencoder.AutoencoderSystem`);
             frames are then diffused in its latent space. None: diffuse pixels.
+        init_from: A release folder (`worldsim export`) whose weights start a new run (fine-tuning);
+            its network must have the same shapes as preset + overrides. Ignored on resume
+            (`--ckpt_path`), where the checkpoint's weights win.
         lr: Peak AdamW learning rate (after warmup).
         weight_decay: AdamW weight decay on weight matrices (not on biases or norms).
         betas: AdamW betas.
@@ -77,6 +80,7 @@ class WorldModelSystem(L.LightningModule):
         preset: str = "tiny",
         overrides: dict[str, Any] | None = None,
         autoencoder: str | None = None,
+        init_from: str | None = None,
         lr: float = 3e-4,
         weight_decay: float = 0.05,
         betas: tuple[float, float] = (0.9, 0.99),
@@ -137,12 +141,33 @@ class WorldModelSystem(L.LightningModule):
         net = WorldModelNet(config, action_space)
         if autoencoder is not None:
             net.set_autoencoder(autoencoder)
+        if self.hparams.init_from:
+            self._init_weights(net, self.hparams.init_from, action_space, observation_space)
         self.action_space, self.observation_space = action_space, observation_space
         self.net = net
         ema = AveragedModel(net, multi_avg_fn=ema_update(self.hparams.ema_decay), use_buffers=True)
         # Kept outside the module tree (not a registered child): DDP/FSDP never wrap, shard or
         # wait for gradients of it; it is saved under "ema_state_dict" and follows .to() via _apply.
         object.__setattr__(self, "ema", ema.requires_grad_(False).eval())
+
+    @staticmethod
+    def _init_weights(
+        net: Any, folder: str, action_space: gym.Space, observation_space: gym.Space
+    ) -> None:
+        """Copy a release's weights into `net` (same game, same shapes), or raise ConfigError."""
+        from worldsim.checkpoint import load_release
+
+        source = load_release(
+            folder, action_space=action_space, observation_space=observation_space
+        )[0]
+        try:
+            net.load_state_dict(source.state_dict())
+        except RuntimeError as e:
+            raise ConfigError(
+                f"model.init_from {folder}: its weights do not fit this run's preset + overrides "
+                f"({str(e).splitlines()[0]}); copy the release's dim, depth, heads, mlp_ratio, "
+                "patch_size and stem_channels into model.overrides"
+            ) from None
 
     def configure_model(self) -> None:
         if self._trainer is None:  # load_from_checkpoint: on_load_checkpoint builds the net

@@ -58,6 +58,11 @@ class ModelConfig:
     sigma_stab: float = 0.02  # noise level context frames are tagged with at sampling
     context_noise_max: float = 0.1  # training: context frames noised up to this level
     prefix_prob: float = 0.5  # training: share of clips split into clean-ish prefix + noisy rest
+    # training: each frame's reference (the previous-frame input planes) is the clean previous
+    # frame, lightly noised up to context_noise_max, as in rollouts; False: the previous frame at
+    # its own diffusion-forcing noise level (mostly noise, so "clean frame + action -> next
+    # frame" is trained on few frames).
+    clean_reference: bool = False
     action_dropout: float = 0.1  # training: per-frame action drop, for classifier-free guidance
     sampler: str = "euler"  # "euler" or "heun"
     sampler_steps: int = 2

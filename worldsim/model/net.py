@@ -244,8 +244,18 @@ class WorldModelNet(nn.Module):
             sigma = torch.where(in_prefix, ctx_sigma, sigma)
         noise = torch.randn(x0.shape, device=dev, generator=generator)
         x = x0 + _bc(sigma) * noise
-        prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
-        prev_sigma = torch.cat([torch.full_like(sigma[:, :1], NO_PREV_SIGMA), sigma[:, :-1]], dim=1)
+        if cfg.clean_reference:  # the previous frame as rollouts see it: clean, lightly noised
+            low = min(cfg.sigma_min, cfg.context_noise_max)
+            ref_sigma = log_uniform(
+                (B, T), low, cfg.context_noise_max, device=dev, generator=generator
+            )
+            seen = x0 + _bc(ref_sigma) * torch.randn(x0.shape, device=dev, generator=generator)
+        else:  # the previous frame at its own diffusion-forcing noise level
+            ref_sigma, seen = sigma, x
+        prev = torch.cat([torch.zeros_like(seen[:, :1]), seen[:, :-1]], dim=1)
+        prev_sigma = torch.cat(
+            [torch.full_like(sigma[:, :1], NO_PREV_SIGMA), ref_sigma[:, :-1]], dim=1
+        )
         acts = torch.cat([enc.new_zeros(B, 1, enc.shape[-1]), enc], dim=1)  # [B, T, A]
         keep = torch.rand(B, T, device=dev, generator=generator) >= cfg.action_dropout
         keep[:, 0] = False  # frame 0 has no action before it
