@@ -134,6 +134,37 @@ def test_clips_cover_every_start_uniformly_and_val_is_fixed(
     assert batch["rewards"].dtype == torch.float32 and batch["terminated"].dtype == torch.bool
 
 
+def test_moving_weight_oversamples_clips_where_the_view_changes(tmp_path: Path) -> None:
+    store = EpisodeStore.create(
+        str(tmp_path / "still"),
+        game="dot",
+        action_space=gym.spaces.Discrete(4),
+        observation_space=gym.spaces.Box(0, 255, (H, W, 3), np.uint8),
+        fps=10,
+    )
+    for e in range(4):  # episodes 0 and 2 never change; in 1 and 3 only step 2 does
+        frames = np.zeros((9, H, W, 3), np.uint8)
+        if e % 2:
+            frames[3:, :4] = 255
+        none = np.zeros(8, bool)
+        store.append(frames, np.zeros(8, np.int64), np.zeros(8, np.float32), none, none)
+    dataset = ClipDataset(store.path, [0, 1, 2, 3], store.lengths, clip_length=4)
+    fractions = dataset.moving_fractions()  # 6 clips per episode; step 2 is in the first three
+    np.testing.assert_allclose(
+        fractions, np.tile([1 / 3] * 3 + [0] * 3, 4) * np.repeat([0, 1, 0, 1], 6)
+    )
+
+    dm = datamodule(store.path, val_fraction=0.0, moving_weight=9.0, samples_per_epoch=4000)
+    dm.setup("fit")
+    drawn = np.array(list(dm.train_dataloader().sampler))
+    share = (dm.train_set.moving_fractions()[drawn] > 0).mean()
+    assert (
+        0.53 < share < 0.61
+    )  # weight 4 on 6 moving clips, 1 on 18 still ones: 24/42; uniform: 1/4
+    with pytest.raises(ValueError, match="moving_weight"):
+        datamodule(store.path, moving_weight=-1)
+
+
 # ------------------------------------------------------------------------------- system
 def test_fast_dev_run_with_rollout_videos(store_path: str, tmp_path: Path) -> None:
     system = WorldModelSystem(preset="tiny")

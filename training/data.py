@@ -9,7 +9,14 @@ import gymnasium as gym
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset, default_collate
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Subset,
+    WeightedRandomSampler,
+    default_collate,
+)
 
 from worldsim.data import EpisodeStore
 from worldsim.errors import StoreError
@@ -59,6 +66,23 @@ class ClipDataset(Dataset):
         j = int(np.searchsorted(self.offsets, index, side="right")) - 1
         return int(self.episodes[j]), int(index - self.offsets[j])
 
+    def moving_fractions(self) -> np.ndarray:
+        """Per clip [len(self)], the share of its transitions that change the view
+        (`worldsim.bench.metrics.moving_mask`, the fidelity benchmark's "moving steps").
+
+        Reads every frame of the episodes once."""
+        from worldsim.bench.metrics import moving_mask
+
+        T, parts = self.clip_length, []
+        for j, episode in enumerate(self.episodes):
+            count = int(self.offsets[j + 1] - self.offsets[j])
+            if count == 0:
+                continue
+            frames = self.store.clip(episode, 0, count + T - 1).frames
+            moved = np.concatenate([[0], np.cumsum(moving_mask(frames))])  # [L + 1]
+            parts.append((moved[T - 1 : T - 1 + count] - moved[:count]) / max(T - 1, 1))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         episode, start = self.locate(int(index))
         clip = self.store.clip(episode, start, self.clip_length)
@@ -98,6 +122,10 @@ class EpisodeDataModule(L.LightningDataModule):
         test_fraction: Share of episodes held out for testing (never used for training).
         num_workers: DataLoader worker processes per training process (0 reads in the main process).
         seed: Seed for choosing the validation clips.
+        moving_weight: Oversample clips in which the view changes: a clip is drawn with weight
+            1 + moving_weight x (share of its steps that change the view). 0: uniform. Static
+            steps are easy ("copy the frame"); the steps where the player moves are where the
+            model learns what the action does.
     """
 
     def __init__(
@@ -111,6 +139,7 @@ class EpisodeDataModule(L.LightningDataModule):
         test_fraction: float = 0.05,
         num_workers: int = 2,
         seed: int = 0,
+        moving_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -123,6 +152,10 @@ class EpisodeDataModule(L.LightningDataModule):
         self.test_fraction = test_fraction
         self.num_workers = num_workers
         self.seed = seed
+        if moving_weight < 0:
+            raise ValueError(f"data.moving_weight must be >= 0, got {moving_weight}")
+        self.moving_weight = moving_weight
+        self.train_weights: np.ndarray | None = None
         self._store: EpisodeStore | None = None
         self.train_set: ClipDataset | None = None
         self.val_set: Subset | None = None
@@ -162,6 +195,8 @@ class EpisodeDataModule(L.LightningDataModule):
                 f"longest {longest} frames): lower data.clip_length or record more episodes"
             )
         self.train_set = train
+        if self.moving_weight > 0:
+            self.train_weights = 1.0 + self.moving_weight * train.moving_fractions()
         val = ClipDataset(self.path, self.split("val"), store.lengths, self.clip_length)
         if len(val) == 0:
             log.warning("no validation clips in %s: raise data.val_fraction to validate", self.path)
@@ -182,9 +217,14 @@ class EpisodeDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
-        sampler = RandomSampler(
-            self.train_set, replacement=True, num_samples=self.samples_per_epoch
-        )
+        if self.train_weights is not None:
+            sampler: Any = WeightedRandomSampler(
+                self.train_weights.tolist(), self.samples_per_epoch, replacement=True
+            )
+        else:
+            sampler = RandomSampler(
+                self.train_set, replacement=True, num_samples=self.samples_per_epoch
+            )
         return self._loader(self.train_set, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader | list:
