@@ -158,15 +158,24 @@ def test_loss_falls_when_overfitting_two_clips():
     assert fixed_loss() < 0.75 * before  # low-noise frames keep it from going much lower fast
 
 
-def test_resolution_48x80_and_indivisible_sizes():
+def test_resolution_48x80_and_patches_that_do_not_divide_the_frame():
     space = gym.spaces.Discrete(4)
     net = WorldModelNet(preset("tiny", height=48, width=80), space)
     frames, actions, rewards, terminated = clip_batch(space, H=48, W=80)
     out = net.training_loss(frames, torch.as_tensor(actions), rewards, terminated)
     assert torch.isfinite(out["loss"])
     assert net.config.grid == (12, 20)
-    with pytest.raises(ValueError, match="divisible"):
-        preset("tiny", height=50, width=80)
+    # Crafter's 7-pixel tiles: 7x7 patches pad a 64x64 frame to 70x70, a 10x10 grid.
+    padded = WorldModelNet(preset("tiny", patch_size=7), space)
+    assert padded.config.grid == (10, 10)
+    frames, actions, rewards, terminated = clip_batch(space)
+    out = padded.training_loss(frames, torch.as_tensor(actions), rewards, terminated)
+    assert torch.isfinite(out["loss"])
+    x = padded.frames_to_x(frames)
+    planes = torch.cat([x, x], dim=2)
+    assert padded.backbone(planes, torch.zeros(2, 4, 64))[0].shape == x.shape
+    with pytest.raises(ValueError, match="divisible by the autoencoder"):
+        preset("tiny", height=50, width=80, autoencoder=AutoencoderConfig(channels=(8, 8, 8)))
 
 
 def test_frames_of_the_wrong_size_raise_frame_error():

@@ -37,7 +37,9 @@ class ModelConfig:
     width: int = 64
     channels: int = 3
     # Tokens. Patch 4 keeps spatial detail finer than Crafter's ~7 px tiles (calibration
-    # lesson 2); the conv stem/decoder adds full-resolution detail cheaply on a CPU.
+    # lesson 2); the conv stem/decoder adds full-resolution detail cheaply on a CPU. A patch
+    # size that does not divide the frame pads it (Crafter's 7 px tiles: patch_size 7, and a
+    # move shifts the view by exactly one token).
     patch_size: int = 4
     stem_channels: int = 32  # 0: no conv stem/decoder, a linear patch embedding only
     # Transformer.
@@ -92,9 +94,10 @@ class ModelConfig:
 
     @property
     def grid(self) -> tuple[int, int]:
-        """Tokens per frame as (rows, columns)."""
-        f = self.latent_factor * self.patch_size
-        return self.height // f, self.width // f
+        """Tokens per frame as (rows, columns); planes are zero-padded on the bottom/right
+        to a multiple of the patch size (e.g. 7x7 patches on 64x64 frames: a 10x10 grid)."""
+        f, p = self.latent_factor, self.patch_size
+        return -(-self.height // f // p), -(-self.width // f // p)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -103,12 +106,14 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the inconsistent field."""
-        f = self.latent_factor * self.patch_size
+        f = self.latent_factor
         if self.height % f or self.width % f:
             raise ValueError(
-                f"frame size {self.height}x{self.width} is not divisible by patch_size "
-                f"{self.patch_size} x autoencoder factor {self.latent_factor}; resize or crop frames"
+                f"frame size {self.height}x{self.width} is not divisible by the autoencoder's "
+                f"factor {f}; resize or crop frames, or use an autoencoder with fewer levels"
             )
+        if self.patch_size < 1:
+            raise ValueError(f"patch_size must be at least 1, got {self.patch_size}")
         if self.dim % self.heads or (self.dim // self.heads) % 4:
             raise ValueError(
                 f"dim {self.dim} must split into {self.heads} heads of a multiple of 4"

@@ -118,7 +118,7 @@ class Block(nn.Module):
 class DiT(nn.Module):
     """Backbone F: per-frame input planes and conditions -> per-frame output planes + features.
 
-    Input planes [B, T, in_channels, h, w] (h, w multiples of the patch size) are embedded
+    Input planes [B, T, in_channels, h, w] (zero-padded to whole patches) are embedded
     by a conv stem and a strided patch conv into tokens [B, T, N, D]; the decoder maps tokens
     back to planes, with a full-resolution skip from the stem so fine detail need not pass
     through the tokens.
@@ -184,8 +184,10 @@ class DiT(nn.Module):
         """
         B, T, _, h, w = planes.shape
         p = self.config.patch_size
-        rows, cols = h // p, w // p
+        rows, cols = -(-h // p), -(-w // p)
         x = planes.reshape(B * T, *planes.shape[2:])  # [B*T, C_in, h, w]
+        if (rows * p, cols * p) != (h, w):  # zero-pad bottom/right to whole patches
+            x = F.pad(x, (0, cols * p - w, 0, rows * p - h))
         skip = None
         if self.stem is not None:
             x = skip = self.stem(x)  # [B*T, sc, h, w]
@@ -200,7 +202,9 @@ class DiT(nn.Module):
         features = x.mean(dim=2)  # [B, T, D]
         shift, scale = self.final_ada(cond).chunk(2, dim=-1)
         x = self.unpatch(modulate(x, shift, scale))  # [B, T, N, p*p*c]
-        x = x.view(B * T, rows, cols, -1, p, p).permute(0, 3, 1, 4, 2, 5).reshape(B * T, -1, h, w)
+        x = x.view(B * T, rows, cols, -1, p, p).permute(0, 3, 1, 4, 2, 5)
+        x = x.reshape(B * T, -1, rows * p, cols * p)
         if self.decoder is not None:
-            x = self.decoder(torch.cat([x, skip], dim=1))  # [B*T, C_out, h, w]
+            x = self.decoder(torch.cat([x, skip], dim=1))
+        x = x[..., :h, :w]  # [B*T, C_out, h, w]
         return x.view(B, T, *x.shape[1:]), features
