@@ -35,6 +35,8 @@ def export_checkpoint(
     context_frames: int | None = None,
     split: str = "val",
     weights: str = "ema",
+    sampler_steps: int | None = None,
+    guidance: float | None = None,
 ) -> Path:
     """Write the release folder `out` from the Lightning checkpoint `ckpt`.
 
@@ -46,6 +48,8 @@ def export_checkpoint(
         context_frames: Frames per starting context (default: half the model's context).
         split: Store split the contexts come from ("val", "test" or "train").
         weights: "ema" (the averaged weights, normally better) or "trained".
+        sampler_steps / guidance: the release's default sampler steps and action-guidance
+            scale (chosen with `worldsim bench fidelity --steps/--guidance`); None: the run's.
 
     Returns:
         The release folder.
@@ -75,6 +79,16 @@ def export_checkpoint(
     system.load_state_dict(checkpoint["state_dict"])
     net = system.ema.module if weights == "ema" else system.net
     net.eval()
+    if (sampler_steps is not None and sampler_steps < 1) or (guidance is not None and guidance < 0):
+        raise CheckpointError(
+            f"--sampler-steps must be at least 1 and --guidance at least 0 (got {sampler_steps}, "
+            f"{guidance}); 1 step and guidance 1 are the fastest"
+        )
+    if sampler_steps is not None:
+        net.config.sampler_steps = sampler_steps
+    if guidance is not None:
+        net.config.guidance = guidance
+    net.config.validate()
 
     data_args = _init_args(checkpoint.get("datamodule_hyper_parameters", {}))
     if store is not None:
@@ -115,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         context_frames=args.context_frames,
         split=args.split,
         weights=args.weights,
+        sampler_steps=args.sampler_steps,
+        guidance=args.guidance,
     )
     print(f"wrote {path} (load with WorldModel.from_checkpoint({str(path)!r}))")
     return 0
@@ -153,5 +169,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="ema",
         choices=["ema", "trained"],
         help="which weights to release (default ema)",
+    )
+    p.add_argument(
+        "--sampler-steps",
+        type=int,
+        default=None,
+        help="the release's default sampler steps (default: the run's)",
+    )
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="the release's default action-guidance scale (default: the run's)",
     )
     p.set_defaults(func=run)
