@@ -76,9 +76,11 @@ def make_batch(B: int, T: int, device: str, seed: int = 0) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def bench_step(preset: str, B: int, T: int, steps: int, device: str, precision: str) -> dict:
+def bench_step(
+    preset: str, B: int, T: int, steps: int, device: str, precision: str, overrides: dict
+) -> dict:
     """Time optimizer steps of the system outside the Trainer (no data loading)."""
-    system = WorldModelSystem(preset=preset, overrides={"context": T})
+    system = WorldModelSystem(preset=preset, overrides={**overrides, "context": T})
     system.build(ACTIONS, FRAMES)
     system.to(device)
     opt = torch.optim.AdamW(system.net.parameters(), lr=1e-4, fused=device.startswith("cuda"))
@@ -162,10 +164,18 @@ def make_store(path: Path, episodes: int = 4, T: int = 100) -> None:
 
 
 def bench_fit(
-    preset: str, B: int, T: int, steps: int, device: str, precision: str, store: Path, workers: int
+    preset: str,
+    B: int,
+    T: int,
+    steps: int,
+    device: str,
+    precision: str,
+    store: Path,
+    workers: int,
+    overrides: dict,
 ) -> dict:
     """samples/s of Trainer.fit through the data module (everything included)."""
-    system = WorldModelSystem(preset=preset, overrides={"context": T}, warmup_steps=1)
+    system = WorldModelSystem(preset=preset, overrides={**overrides, "context": T}, warmup_steps=1)
     data = EpisodeDataModule(
         store=str(store),
         clip_length=T,
@@ -218,6 +228,12 @@ def main() -> None:
         "--workers", type=int, default=1, help="DataLoader workers in the fit figure"
     )
     parser.add_argument("--no-fit", action="store_true", help="skip the Trainer.fit figure")
+    parser.add_argument(
+        "--overrides",
+        type=json.loads,
+        default={},
+        help='ModelConfig fields for every preset, as JSON, e.g. \'{"dim": 192, "motion_radius": 8}\'',
+    )
     parser.add_argument("--out", default="benchmarks/results/training.json")
     args = parser.parse_args()
 
@@ -239,10 +255,20 @@ def main() -> None:
                 "device": args.device,
                 "precision": args.precision,
             }
-            row |= bench_step(preset, B, T, args.steps, args.device, args.precision)
+            if args.overrides:
+                row["overrides"] = args.overrides
+            row |= bench_step(preset, B, T, args.steps, args.device, args.precision, args.overrides)
             if not args.no_fit:
                 row |= bench_fit(
-                    preset, B, T, args.steps, args.device, args.precision, store, args.workers
+                    preset,
+                    B,
+                    T,
+                    args.steps,
+                    args.device,
+                    args.precision,
+                    store,
+                    args.workers,
+                    args.overrides,
                 )
             row["MFU_%"] = round(100 * row["TFLOP_per_s"] / peak, 1)
             rows.append(row)

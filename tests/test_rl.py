@@ -237,3 +237,12 @@ def test_loop_completes_and_resumes(tmp_path):
     mtime = (run / "world_model" / "checkpoints" / "last.ckpt").stat().st_mtime
     assert worldsim_main(argv) == 0  # nothing left to do
     assert (run / "world_model" / "checkpoints" / "last.ckpt").stat().st_mtime == mtime
+
+
+def test_loop_from_a_missing_release_fails_before_collecting(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["loop", "--game", "crafter", "--iterations", "1", "--out", str(run),
+            "--init-from", str(tmp_path / "no-such-release"), "--quiet"]  # fmt: skip
+    assert worldsim_main(argv) != 0
+    assert "--init-from worldsim/assets/crafter" in capsys.readouterr().err
+    assert not (run / "data").exists()

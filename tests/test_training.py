@@ -468,6 +468,19 @@ def test_init_from_a_release_starts_from_its_weights(crafter_release: Path) -> N
         torch.testing.assert_close(system.net.state_dict()[name], weight)
         torch.testing.assert_close(system.ema.module.state_dict()[name], weight)
 
+    # Adding the motion head to a release without one: every other weight is copied and the
+    # head starts as the identity, so the reference is (almost) the unmoved previous frame.
+    moving = WorldModelSystem(
+        preset="tiny",
+        overrides={"patch_size": 8, "motion_radius": 3},
+        init_from=str(crafter_release),
+    )
+    moving.build(action_space, observation_space)
+    for name, weight in net.state_dict().items():
+        torch.testing.assert_close(moving.net.state_dict()[name], weight)
+    ky, kx = moving.net.backbone.motion(torch.randn(1, 1, 2, moving.net.config.dim))
+    assert ky[..., 3].min() > 0.98 and kx[..., 3].min() > 0.98
+
     wider = WorldModelSystem(
         preset="tiny", overrides={"patch_size": 8, "dim": 32}, init_from=str(crafter_release)
     )

@@ -55,8 +55,9 @@ def test_step_returns_frames_rewards_terminated_and_is_reproducible():
     assert np.array_equal(out, again)
 
 
-def test_cached_and_uncached_rollouts_agree():
-    net = random_net(context=6)
+@pytest.mark.parametrize("motion_radius", [0, 3])
+def test_cached_and_uncached_rollouts_agree(motion_radius):
+    net = random_net(context=6, motion_radius=motion_radius)
     frames, actions = context(K=3)
     future = np.array([[0, 1, 2], [4, 3, 2]])  # 3 + 3 frames: the whole window, no sliding
     cached = rollout(

@@ -161,7 +161,11 @@ class WorldModelSystem(L.LightningModule):
             folder, action_space=action_space, observation_space=observation_space
         )[0]
         try:
-            net.load_state_dict(source.state_dict())
+            missing, unexpected = net.load_state_dict(source.state_dict(), strict=False)
+            # A motion head may be added to a release without one: it starts as the identity.
+            new = [k for k in missing if not k.startswith("backbone.motion.")]
+            if new or unexpected:
+                raise RuntimeError(f"missing keys {new}, unexpected keys {unexpected}")
         except RuntimeError as e:
             raise ConfigError(
                 f"model.init_from {folder}: its weights do not fit this run's preset + overrides "

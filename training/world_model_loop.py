@@ -53,6 +53,7 @@ class LoopConfig:
     real_steps_per_iteration: int = 10_000  # real env steps collected per iteration
     out: str = "runs/loop"  # the run directory
     world_model_config: str = "crafter_default"  # a config in training/configs, or a YAML path
+    init_from: str | None = None  # release the world model starts from (None: the config's own)
     fit_steps_per_iteration: int = 500  # world-model optimizer steps added per iteration
     fit_args: list[str] = field(default_factory=list)  # extra `worldsim fit` options
     algo: str = "ppo"  # the dream agent: ppo (batched) or sb3-ppo
@@ -213,6 +214,8 @@ class Loop:
         }
         init_args = config.setdefault("model", {}).setdefault("init_args", {})
         init_args["total_steps"] = steps * self.cfg.iterations  # one cosine over the whole loop
+        if self.cfg.init_from is not None:
+            init_args["init_from"] = self.cfg.init_from
         config.setdefault("data", {})["store"] = str(self.data)
         config["checkpoint"] = {
             **config.get("checkpoint", {}),
@@ -296,7 +299,15 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
         raise LoopError("--iterations and --real-steps-per-iteration must be at least 1")
     if cfg.algo not in ("ppo", "sb3-ppo"):
         raise LoopError(f"unknown --algo {cfg.algo!r}: ppo or sb3-ppo")
-    config_path(cfg.world_model_config)  # fail before collecting anything
+    # Fail before collecting anything: a missing config or starting release.
+    config = yaml.safe_load(config_path(cfg.world_model_config).read_text())
+    init_from = cfg.init_from or config.get("model", {}).get("init_args", {}).get("init_from")
+    if init_from and not Path(init_from).is_dir():
+        raise LoopError(
+            f"the world model would start from the release {init_from}, which does not exist: "
+            "pass --init-from worldsim/assets/crafter (the bundled Crafter model) or another "
+            "release folder, or train that release first"
+        )
     return Loop(cfg).run()
 
 

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--world-model-config", default="crafter_default",
                    help="Lightning config: a name in training/configs (tiny, crafter_default, ...) "
                         "or a YAML path (default: crafter_default)")  # fmt: skip
+    p.add_argument("--init-from", default=None, metavar="RELEASE",
+                   help="release folder the world model starts from, e.g. worldsim/assets/crafter "
+                        "(default: the config's model.init_from)")  # fmt: skip
     p.add_argument("--fit-steps-per-iteration", type=int, default=500,
                    help="world-model training steps per iteration (default: 500)")  # fmt: skip
     p.add_argument("--fit-arg", action="append", default=[], metavar="OPTION=VALUE",
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         real_steps_per_iteration=args.real_steps_per_iteration,
         out=args.out,
         world_model_config=args.world_model_config,
+        init_from=args.init_from,
         fit_steps_per_iteration=args.fit_steps_per_iteration,
         fit_args=list(args.fit_arg),
         algo=args.algo,

@@ -42,6 +42,11 @@ class ModelConfig:
     # move shifts the view by exactly one token).
     patch_size: int = 4
     stem_channels: int = 32  # 0: no conv stem/decoder, a linear patch embedding only
+    # Motion-compensated reference (worldsim/model/motion.py): each token predicts a kernel of
+    # (2r+1)^2 taps that moves the previous frame's pixels by up to r, and the frame is
+    # predicted relative to the moved frame. 0: off (the reference is the previous frame).
+    # Crafter scrolls by 7 px: r = 8.
+    motion_radius: int = 0
     # Transformer.
     dim: int = 256
     depth: int = 6  # blocks, each: spatial attention, causal temporal attention, MLP
@@ -118,6 +123,8 @@ class ModelConfig:
             raise ValueError(
                 f"dim {self.dim} must split into {self.heads} heads of a multiple of 4"
             )
+        if self.motion_radius < 0:
+            raise ValueError(f"motion_radius must be 0 (off) or positive, got {self.motion_radius}")
         if self.context < 1 or self.sampler_steps < 1:
             raise ValueError("context and sampler_steps must be at least 1")
         if self.sampler not in ("euler", "heun"):

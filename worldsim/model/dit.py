@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from worldsim.model.config import ModelConfig
 from worldsim.model.kv_cache import KVCache
+from worldsim.model.motion import MotionHead
 from worldsim.model.rope import apply_rope, rope_1d, rope_2d
 
 __all__ = ["DiT", "modulate"]
@@ -150,6 +151,8 @@ class DiT(nn.Module):
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.unpatch = nn.Linear(d, p * p * unpatch_channels)
+        # Per-token kernels that move the previous frame (None: motion compensation off).
+        self.motion = MotionHead(d, config.motion_radius) if config.motion_radius else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -167,10 +170,12 @@ class DiT(nn.Module):
         last = self.decoder[-1] if self.decoder is not None else self.unpatch
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
+        if self.motion is not None:
+            self.motion.reset_parameters()  # identity kernels: the reference starts unmoved
 
     def forward(
         self, planes: Tensor, cond: Tensor, cache: KVCache | None = None
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
         """Run the backbone.
 
         Args:
@@ -180,7 +185,8 @@ class DiT(nn.Module):
                 it (commit with `cache.commit()`) so they can be appended after sampling.
 
         Returns:
-            out [B, T, C_out, h, w] and per-frame features [B, T, D] (mean of final tokens).
+            out [B, T, C_out, h, w], per-frame features [B, T, D] (mean of final tokens) and
+            per-token motion taps (ky, kx), each [B, T, N, 2r + 1] (None when motion_radius is 0).
         """
         B, T, _, h, w = planes.shape
         p = self.config.patch_size
@@ -201,10 +207,12 @@ class DiT(nn.Module):
         x = self.final_norm(x)  # [B, T, N, D]
         features = x.mean(dim=2)  # [B, T, D]
         shift, scale = self.final_ada(cond).chunk(2, dim=-1)
-        x = self.unpatch(modulate(x, shift, scale))  # [B, T, N, p*p*c]
+        x = modulate(x, shift, scale)  # [B, T, N, D]
+        kernels = None if self.motion is None else self.motion(x)  # 2 x [B, T, N, 2r + 1]
+        x = self.unpatch(x)  # [B, T, N, p*p*c]
         x = x.view(B * T, rows, cols, -1, p, p).permute(0, 3, 1, 4, 2, 5)
         x = x.reshape(B * T, -1, rows * p, cols * p)
         if self.decoder is not None:
             x = self.decoder(torch.cat([x, skip], dim=1))
         x = x[..., :h, :w]  # [B*T, C_out, h, w]
-        return x.view(B, T, *x.shape[1:]), features
+        return x.view(B, T, *x.shape[1:]), features, kernels

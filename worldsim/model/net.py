@@ -24,6 +24,7 @@ from worldsim.model.config import ModelConfig
 from worldsim.model.dit import DiT
 from worldsim.model.heads import RewardTerminationHead
 from worldsim.model.kv_cache import KVCache
+from worldsim.model.motion import apply_token_filters
 
 __all__ = ["FrameError", "WorldModelNet"]
 
@@ -188,8 +189,12 @@ class WorldModelNet(nn.Module):
         c_skip, c_out, c_in, c_noise = precondition(sigma, sd)  # [B, T] each
         residual = x - ref
         planes = torch.cat([_bc(c_in) * residual, ref], dim=2)  # [B, T, 2c, h, w]
-        out, features = self.backbone(planes, self.condition(c_noise, actions, mask), cache)
-        denoised = ref + _bc(c_skip) * residual + _bc(c_out) * out
+        out, features, kernels = self.backbone(
+            planes, self.condition(c_noise, actions, mask), cache
+        )
+        if kernels is not None:  # predict relative to the previous frame moved by the kernels
+            ref = apply_token_filters(ref, *kernels, cfg.patch_size)
+        denoised = ref + _bc(c_skip) * (x - ref) + _bc(c_out) * out
         return denoised, out, features
 
     def predict(self, features: Tensor) -> tuple[Tensor, Tensor]:
@@ -259,12 +264,12 @@ class WorldModelNet(nn.Module):
         acts = torch.cat([enc.new_zeros(B, 1, enc.shape[-1]), enc], dim=1)  # [B, T, A]
         keep = torch.rand(B, T, device=dev, generator=generator) >= cfg.action_dropout
         keep[:, 0] = False  # frame 0 has no action before it
-        _, out, features = self.denoise(x, sigma, prev, prev_sigma, acts, keep)
-        # EDM loss: lambda(sigma) * |D - x0|^2 == |F - F_target|^2 with F_target below.
-        ref, sd = reference(prev, prev_sigma, cfg.sigma_data, cfg.sigma_data_residual)
-        c_skip, c_out, _, _ = precondition(sigma, sd)
-        target = (x0 - ref - _bc(c_skip) * (x - ref)) / _bc(c_out)
-        frame_loss = (out - target).pow(2).mean(dim=(2, 3, 4))  # [B, T]
+        denoised, _, features = self.denoise(x, sigma, prev, prev_sigma, acts, keep)
+        # EDM loss: lambda(sigma) * |D - x0|^2 with lambda = 1 / c_out^2 (unit-variance
+        # network targets; the same as |F - F_target|^2).
+        _, sd = reference(prev, prev_sigma, cfg.sigma_data, cfg.sigma_data_residual)
+        c_out = precondition(sigma, sd)[1]
+        frame_loss = ((denoised - x0) / _bc(c_out)).pow(2).mean(dim=(2, 3, 4))  # [B, T]
         diffusion = frame_loss.mean()
         # Heads on the frames that follow a kept action (features of frame t+1 <-> step t).
         rewards = torch.as_tensor(rewards, device=dev).float()  # [B, T-1]
