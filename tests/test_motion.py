@@ -59,6 +59,19 @@ def test_a_fresh_head_is_nearly_the_identity_and_kernels_are_normalised():
     torch.testing.assert_close(moved[..., 2:-2, 2:-2], flat[..., 2:-2, 2:-2])
 
 
+def test_temperature_sharpens_kernels_when_sampling_only():
+    head = MotionHead(8, 2, temperature=0.5)
+    with torch.no_grad():
+        head.proj.weight.normal_()
+    tokens = torch.randn(1, 1, 3, 8)
+    trained = head.train()(tokens)[1]
+    sampled = head.eval()(tokens)[1]
+    torch.testing.assert_close(sampled, (trained.log() / 0.5).softmax(-1))
+    assert torch.all(sampled.max(-1).values >= trained.max(-1).values)
+    with pytest.raises(ValueError, match="motion_temperature"):
+        preset("tiny", motion_temperature=0.0)
+
+
 def test_bad_kernel_shapes_raise_value_error():
     with pytest.raises(ValueError, match="do not fit"):
         apply_token_filters(

@@ -316,10 +316,12 @@ def test_export_gives_a_release_matching_the_ema_net(store_path: str, tmp_path: 
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
     tuned = tmp_path / "tuned"
     args = ["export", str(ckpt_dir / "last.ckpt"), "--out", str(tuned), "--contexts", "1"]
-    assert worldsim_main([*args, "--sampler-steps", "1", "--guidance", "1.5"]) == 0
+    tuning = ["--sampler-steps", "1", "--guidance", "1.5", "--motion-temperature", "0.5"]
+    assert worldsim_main([*args, *tuning]) == 0
     config = WorldModel.from_checkpoint(str(tuned), device="cpu").net.config
-    assert (config.sampler_steps, config.guidance) == (1, 1.5)
+    assert (config.sampler_steps, config.guidance, config.motion_temperature) == (1, 1.5, 0.5)
     assert worldsim_main([*args, "--sampler-steps", "0"]) == 2  # a clear error, no release
+    assert worldsim_main([*args, "--motion-temperature", "0"]) == 2
     reloaded = WorldModelSystem.load_from_checkpoint(ckpt_dir / "last.ckpt")  # the Lightning way
     for name, weight in system.ema.module.state_dict().items():
         torch.testing.assert_close(reloaded.ema.module.state_dict()[name], weight)

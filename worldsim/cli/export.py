@@ -37,6 +37,7 @@ def export_checkpoint(
     weights: str = "ema",
     sampler_steps: int | None = None,
     guidance: float | None = None,
+    motion_temperature: float | None = None,
 ) -> Path:
     """Write the release folder `out` from the Lightning checkpoint `ckpt`.
 
@@ -50,6 +51,8 @@ def export_checkpoint(
         weights: "ema" (the averaged weights, normally better) or "trained".
         sampler_steps / guidance: the release's default sampler steps and action-guidance
             scale (chosen with `worldsim bench fidelity --steps/--guidance`); None: the run's.
+        motion_temperature: the release's motion-kernel sampling temperature (models with
+            motion_radius; below 1 rollouts commit to the likeliest displacement); None: the run's.
 
     Returns:
         The release folder.
@@ -88,6 +91,15 @@ def export_checkpoint(
         net.config.sampler_steps = sampler_steps
     if guidance is not None:
         net.config.guidance = guidance
+    if motion_temperature is not None:
+        if motion_temperature <= 0:
+            raise CheckpointError(
+                f"--motion-temperature must be positive, got {motion_temperature}; 1 keeps the "
+                "trained kernels, 0.5 commits rollouts to the likeliest displacement"
+            )
+        net.config.motion_temperature = motion_temperature
+        if net.backbone.motion is not None:
+            net.backbone.motion.temperature = motion_temperature
     net.config.validate()
 
     data_args = _init_args(checkpoint.get("datamodule_hyper_parameters", {}))
@@ -131,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         sampler_steps=args.sampler_steps,
         guidance=args.guidance,
+        motion_temperature=args.motion_temperature,
     )
     print(f"wrote {path} (load with WorldModel.from_checkpoint({str(path)!r}))")
     return 0
@@ -181,5 +194,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="the release's default action-guidance scale (default: the run's)",
+    )
+    p.add_argument(
+        "--motion-temperature",
+        type=float,
+        default=None,
+        help="the release's motion-kernel sampling temperature (default: the run's, 1)",
     )
     p.set_defaults(func=run)

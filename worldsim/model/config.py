@@ -47,6 +47,10 @@ class ModelConfig:
     # predicted relative to the moved frame. 0: off (the reference is the previous frame).
     # Crafter scrolls by 7 px: r = 8.
     motion_radius: int = 0
+    # Sampling only: kernel taps are softmax(logits / motion_temperature). Below 1 a rollout
+    # commits to the likeliest displacement instead of blending "moved" and "blocked" (a blur
+    # that compounds over open-loop steps); training always uses 1 (the MMSE kernels).
+    motion_temperature: float = 1.0
     # Transformer.
     dim: int = 256
     depth: int = 6  # blocks, each: spatial attention, causal temporal attention, MLP
@@ -123,6 +127,8 @@ class ModelConfig:
             raise ValueError(
                 f"dim {self.dim} must split into {self.heads} heads of a multiple of 4"
             )
+        if self.motion_temperature <= 0:
+            raise ValueError(f"motion_temperature must be positive, got {self.motion_temperature}")
         if self.motion_radius < 0:
             raise ValueError(f"motion_radius must be 0 (off) or positive, got {self.motion_radius}")
         if self.context < 1 or self.sampler_steps < 1:

@@ -152,7 +152,11 @@ class DiT(nn.Module):
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.unpatch = nn.Linear(d, p * p * unpatch_channels)
         # Per-token kernels that move the previous frame (None: motion compensation off).
-        self.motion = MotionHead(d, config.motion_radius) if config.motion_radius else None
+        self.motion = (
+            MotionHead(d, config.motion_radius, config.motion_temperature)
+            if config.motion_radius
+            else None
+        )
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
