@@ -60,12 +60,12 @@ def test_a_fresh_head_is_nearly_the_identity_and_kernels_are_normalised():
 
 
 def test_temperature_sharpens_kernels_when_sampling_only():
-    head = MotionHead(8, 2, temperature=0.5)
+    head = MotionHead(8, 2)
     with torch.no_grad():
         head.proj.weight.normal_()
     tokens = torch.randn(1, 1, 3, 8)
-    trained = head.train()(tokens)[1]
-    sampled = head.eval()(tokens)[1]
+    trained = head.train()(tokens, 0.5)[1]
+    sampled = head.eval()(tokens, 0.5)[1]
     torch.testing.assert_close(sampled, (trained.log() / 0.5).softmax(-1))
     assert torch.all(sampled.max(-1).values >= trained.max(-1).values)
     with pytest.raises(ValueError, match="motion_temperature"):

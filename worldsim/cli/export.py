@@ -98,8 +98,6 @@ def export_checkpoint(
                 "trained kernels, 0.5 commits rollouts to the likeliest displacement"
             )
         net.config.motion_temperature = motion_temperature
-        if net.backbone.motion is not None:
-            net.backbone.motion.temperature = motion_temperature
     net.config.validate()
 
     data_args = _init_args(checkpoint.get("datamodule_hyper_parameters", {}))

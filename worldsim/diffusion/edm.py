@@ -29,6 +29,7 @@ __all__ = [
     "log_uniform",
     "precondition",
     "reference",
+    "residual_std",
     "sample_sigmas",
 ]
 
@@ -49,9 +50,16 @@ def reference(
         ref [B, T, C, h, w] and the residual data std sd_eff [B, T].
     """
     w = sigma_data**2 / (prev_sigma**2 + sigma_data**2)  # [B, T] trust in prev
-    ref = w[..., None, None, None] * prev
+    return w[..., None, None, None] * prev, residual_std(
+        prev_sigma, sigma_data, sigma_data_residual
+    )
+
+
+def residual_std(prev_sigma: Tensor, sigma_data: float, sigma_data_residual: float) -> Tensor:
+    """Std sd_eff [B, T] of (frame - reference) given the previous frame's noise level [B, T]."""
+    w = sigma_data**2 / (prev_sigma**2 + sigma_data**2)
     var = w * (sigma_data_residual**2 + w * prev_sigma**2) + (1 - w) * sigma_data**2
-    return ref, var.sqrt()
+    return var.sqrt()
 
 
 def precondition(sigma: Tensor, sd: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

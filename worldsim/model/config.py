@@ -42,8 +42,8 @@ class ModelConfig:
     # move shifts the view by exactly one token).
     patch_size: int = 4
     stem_channels: int = 32  # 0: no conv stem/decoder, a linear patch embedding only
-    # Motion-compensated reference (worldsim/model/motion.py): each token predicts a kernel of
-    # (2r+1)^2 taps that moves the previous frame's pixels by up to r, and the frame is
+    # Motion-compensated reference (worldsim/model/motion.py): each token predicts a separable
+    # kernel (2r+1 taps per axis) that moves the previous frame's pixels by up to r, and the frame is
     # predicted relative to the moved frame. 0: off (the reference is the previous frame).
     # Crafter scrolls by 7 px: r = 8.
     motion_radius: int = 0

@@ -152,11 +152,7 @@ class DiT(nn.Module):
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.unpatch = nn.Linear(d, p * p * unpatch_channels)
         # Per-token kernels that move the previous frame (None: motion compensation off).
-        self.motion = (
-            MotionHead(d, config.motion_radius, config.motion_temperature)
-            if config.motion_radius
-            else None
-        )
+        self.motion = MotionHead(d, config.motion_radius) if config.motion_radius else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -212,7 +208,9 @@ class DiT(nn.Module):
         features = x.mean(dim=2)  # [B, T, D]
         shift, scale = self.final_ada(cond).chunk(2, dim=-1)
         x = modulate(x, shift, scale)  # [B, T, N, D]
-        kernels = None if self.motion is None else self.motion(x)  # 2 x [B, T, N, 2r + 1]
+        kernels = (  # 2 x [B, T, N, 2r + 1]
+            None if self.motion is None else self.motion(x, self.config.motion_temperature)
+        )
         x = self.unpatch(x)  # [B, T, N, p*p*c]
         x = x.view(B * T, rows, cols, -1, p, p).permute(0, 3, 1, 4, 2, 5)
         x = x.reshape(B * T, -1, rows * p, cols * p)

@@ -88,10 +88,9 @@ class MotionHead(nn.Module):
 
     CENTRE_WEIGHT = 0.99
 
-    def __init__(self, dim: int, radius: int, temperature: float = 1.0) -> None:
+    def __init__(self, dim: int, radius: int) -> None:
         super().__init__()
         self.radius = radius
-        self.temperature = temperature  # used in eval mode only (sampling); training uses 1
         self.proj = nn.Linear(dim, 2 * (2 * radius + 1))
         self.reset_parameters()
 
@@ -105,9 +104,10 @@ class MotionHead(nn.Module):
             self.proj.bias[self.radius] = centre
             self.proj.bias[K + self.radius] = centre
 
-    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, tokens: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+        """`temperature` applies in eval mode only (sampling); training always uses 1."""
         logits = self.proj(tokens)
-        if not self.training and self.temperature != 1.0:
-            logits = logits / self.temperature
+        if not self.training and temperature != 1.0:
+            logits = logits / temperature
         ky, kx = logits.chunk(2, dim=-1)
         return ky.softmax(dim=-1), kx.softmax(dim=-1)

@@ -16,6 +16,7 @@ from worldsim.diffusion.edm import (
     log_uniform,
     precondition,
     reference,
+    residual_std,
     sample_sigmas,
 )
 from worldsim.errors import WorldsimError
@@ -267,7 +268,7 @@ class WorldModelNet(nn.Module):
         denoised, _, features = self.denoise(x, sigma, prev, prev_sigma, acts, keep)
         # EDM loss: lambda(sigma) * |D - x0|^2 with lambda = 1 / c_out^2 (unit-variance
         # network targets; the same as |F - F_target|^2).
-        _, sd = reference(prev, prev_sigma, cfg.sigma_data, cfg.sigma_data_residual)
+        sd = residual_std(prev_sigma, cfg.sigma_data, cfg.sigma_data_residual)
         c_out = precondition(sigma, sd)[1]
         frame_loss = ((denoised - x0) / _bc(c_out)).pow(2).mean(dim=(2, 3, 4))  # [B, T]
         diffusion = frame_loss.mean()
