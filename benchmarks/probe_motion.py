@@ -39,11 +39,12 @@ def main() -> None:
     if motion is None:
         raise SystemExit(f"{args.checkpoint} has no motion head (motion_radius 0)")
     if args.temperature is not None:
-        motion.temperature = args.temperature
+        cfg.motion_temperature = args.temperature
     r, s = cfg.motion_radius, args.shift
     kernels: list[tuple[torch.Tensor, torch.Tensor]] = []
     motion.register_forward_hook(lambda module, inputs, out: kernels.append(out))
     store, rng = EpisodeStore.open(args.data), np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)  # the noise each probed frame is denoised from
     taps: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {a: [] for a in range(len(NAMES))}
     for ep in range(min(args.episodes, len(store))):
         episode = store.episode(ep)
