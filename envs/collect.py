@@ -31,7 +31,7 @@ class CollectConfig:
     game: str = "crafter"  # a name known to envs.games.make_game
     episodes: int = 10  # episodes of this policy and seed the store holds when done
     out: str = "data/crafter"  # store directory or fsspec URL
-    policy: str = "sticky"  # random | sticky | path of a saved agent
+    policy: str = "sticky"  # random | sticky | explorer | path of a saved agent
     workers: int = 1  # worker processes, each with its own game instance
     seed: int = 0  # run seed: episode k is played with a seed derived from (seed, k)
     max_steps: int | None = (
@@ -59,20 +59,30 @@ def _worker_state(cfg: CollectConfig) -> tuple[Any, Any, EpisodeStore]:
         env = make_game(cfg.game, **kwargs)
         _WORKER.update(
             env=env,
-            policy=make_policy(cfg.policy, env.action_space),
+            policy=make_policy(
+                cfg.policy, env.action_space, getattr(env.unwrapped, "action_names", None)
+            ),
             store=EpisodeStore.open(cfg.out, mode="a"),
         )
     return _WORKER["env"], _WORKER["policy"], _WORKER["store"]
 
 
 def play_episode(env: Any, policy: Any, seed: int) -> dict[str, Any]:
-    """Play one episode; returns its arrays (frames [T+1,H,W,3], actions [T,...], ...) and info."""
+    """Play one episode; returns its arrays (frames [T+1,H,W,3], actions [T,...], ...) and info.
+
+    Per-frame labels the game puts in its info (the names in its `label_spec["arrays"]`, e.g.
+    Crafter's `semantic` tiles) come back as `labels`: name -> [T+1, ...].
+    """
     policy.reset(seed)
     obs, info = env.reset(seed=seed)
+    label_names = getattr(env.unwrapped, "label_spec", {}).get("arrays", [])
+    labels = {k: [info[k]] for k in label_names}
     frames, actions, rewards, terminated, truncated = [obs], [], [], [], []
     while True:
         action = policy(obs)
         obs, reward, term, trunc, info = env.step(action)
+        for k in label_names:
+            labels[k].append(info[k])
         frames.append(obs)
         actions.append(action)
         rewards.append(reward)
@@ -87,6 +97,7 @@ def play_episode(env: Any, policy: Any, seed: int) -> dict[str, Any]:
         rewards=np.asarray(rewards, np.float32),
         terminated=np.asarray(terminated, bool),
         truncated=np.asarray(truncated, bool),
+        labels={k: np.stack(v) for k, v in labels.items()},
         final_info=final,
     )
 
@@ -110,6 +121,7 @@ def _collect_one(cfg: CollectConfig, k: int, key: int) -> tuple[int, int, float]
         ep["terminated"],
         ep["truncated"],
         info=info,
+        labels=ep["labels"],
         index=key,
     )
     return k, len(ep["rewards"]) + 1, info["return"]
@@ -134,6 +146,7 @@ def open_store_for(cfg: CollectConfig) -> EpisodeStore:
             observation_space=env.observation_space,
             fps=float(env.metadata.get("render_fps") or 30),
             metadata=metadata,
+            label_spec=getattr(env.unwrapped, "label_spec", None),
             exist_ok=True,
         )
     finally:

@@ -47,8 +47,12 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
     disabled; truncation comes from ``TimeLimit`` (10,000 steps when registered).
 
     ## Info
-    ``achievements`` (name -> count), ``inventory`` (name -> amount, health included) and
-    ``player_pos`` (int64 [2], world x, y): copies, safe to keep.
+    ``achievements`` (name -> count), ``inventory`` (name -> amount, health included),
+    ``player_pos`` (int64 [2], world x, y), and the labels of the frame, recorded with every
+    episode: ``semantic`` (uint8 [7, 9], the semantic id drawn in each map tile of the view,
+    from the game's own semantic map: material, or the creature standing on it; 0 outside the
+    world; names in ``label_spec``) and ``view_pos`` (int32 [2], world row and column of the
+    view's top-left map tile). All are copies, safe to keep.
 
     ## Arguments
     ``size`` (int or (H, W)), ``area`` (world size in tiles), ``view`` (tiles seen),
@@ -80,7 +84,51 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_space = image_space(self.size)
         self.action_space = spaces.Discrete(len(constants.actions))
         self.action_names: list[str] = list(constants.actions)
+        self.label_spec = self._label_spec(view)
         self._frame: np.ndarray | None = None
+
+    def _label_spec(self, view: tuple[int, int]) -> dict[str, Any]:
+        """How the per-frame labels map onto the frame, stored with recorded episodes."""
+        cols, rows = self.game._local_view._grid.tolist()  # map tiles (x, y)
+        unit = [self.size[0] // view[1], self.size[1] // view[0]]  # tile [h, w] in px
+        border = [(self.size[i] - unit[i] * view[1 - i]) // 2 for i in (0, 1)]
+        sem = self.game._sem_view
+        names = [None] * (len(sem._mat_ids) + len(sem._obj_ids))
+        for material, i in sem._mat_ids.items():
+            names[i] = material or "none"
+        for kind, i in sem._obj_ids.items():
+            names[i] = kind.__name__.lower()
+        moves = {
+            "move_left": [0, -1],
+            "move_right": [0, 1],
+            "move_up": [-1, 0],
+            "move_down": [1, 0],
+        }
+        return {
+            "arrays": ["semantic", "view_pos"],
+            "semantic": {
+                "names": names,
+                "grid": [rows, cols],  # map tiles of the view, top-left first
+                "frame_grid": [int(view[1]), int(view[0])],  # every tile row, inventory below
+                "tile": unit,
+                "origin": border,  # pixel (y, x) of the top-left tile
+                "background": ["none", "grass", "sand", "path"],  # not objects
+            },
+            # action -> change of view_pos when the move is not blocked
+            "moves": {str(self.action_names.index(k)): v for k, v in moves.items()},
+        }
+
+    def _labels(self) -> dict[str, np.ndarray]:
+        rows, cols = self.label_spec["semantic"]["grid"]
+        x, y = (int(v) for v in self.game._player.pos)
+        top, left = y - rows // 2, x - cols // 2
+        semantic = np.pad(self.game._sem_view(), max(rows, cols))  # [X, Y]; 0 outside
+        pad = max(rows, cols)
+        window = semantic[left + pad : left + pad + cols, top + pad : top + pad + rows]
+        return {
+            "semantic": np.ascontiguousarray(window.T, dtype=np.uint8),
+            "view_pos": np.array([top, left], np.int32),
+        }
 
     def _info(self) -> dict[str, Any]:
         # crafter mutates these dicts in place every step: hand out copies.
@@ -89,6 +137,7 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
             "achievements": copy.deepcopy(player.achievements),
             "inventory": copy.deepcopy(player.inventory),
             "player_pos": np.array(player.pos, dtype=np.int64),
+            **self._labels(),
         }
 
     def reset(

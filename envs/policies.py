@@ -1,4 +1,4 @@
-"""Behaviour policies for collecting play: uniform random, sticky random, or a trained agent.
+"""Behaviour policies for collecting play: uniform random, sticky random, explorer, or a trained agent.
 
 A policy is called once per step with the current observation and returns an action of the
 env's action space; `reset(seed)` starts a new episode with its own random stream, so a
@@ -15,7 +15,7 @@ import numpy as np
 
 from worldsim.errors import WorldsimError
 
-POLICIES = ("random", "sticky")
+POLICIES = ("random", "sticky", "explorer")
 
 
 class Policy(Protocol):
@@ -70,12 +70,66 @@ class StickyPolicy(RandomPolicy):
         return self._action
 
 
-def make_policy(spec: str, action_space: gym.Space) -> Policy:
-    """The policy named by `spec`: "random", "sticky", or the path of a saved agent."""
+class ExplorerPolicy:
+    """Walks in runs and interacts: the play a world model must follow (moves, scrolls, rewards).
+
+    Each turn it walks one direction for 2-10 steps (uniform), then with probability
+    `interact` presses the interaction action (Crafter's "do": chop, drink, mine, hit) 1-4
+    times, facing whatever stopped or ended the walk; otherwise, with probability `other`,
+    it takes one other action (place, craft, sleep, noop). Needs named move actions
+    (``move_*``) and an interaction action (`do`).
+    """
+
+    name = "explorer"
+
+    def __init__(
+        self,
+        action_space: gym.Space,
+        action_names: list[str] | None,
+        interact: float = 0.5,
+        other: float = 0.2,
+        do: str = "do",
+    ) -> None:
+        names = list(action_names or [])
+        moves = [i for i, n in enumerate(names) if n.startswith("move")]
+        if not isinstance(action_space, gym.spaces.Discrete) or not moves or do not in names:
+            raise WorldsimError(
+                f"--policy explorer needs a Discrete action space with named move_* actions and "
+                f"{do!r} (Crafter has them); this game has {action_space} named {names or 'nothing'}:"
+                " use --policy sticky"
+            )
+        self.moves, self.do = moves, names.index(do)
+        self.others = [i for i in range(len(names)) if i not in moves and i != self.do]
+        self.interact, self.other = interact, other
+        self._rng = np.random.default_rng(0)
+        self._plan: list[int] = []
+
+    def reset(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._plan = []
+
+    def __call__(self, observation: np.ndarray) -> Any:
+        if not self._plan:
+            rng = self._rng
+            self._plan = [int(rng.choice(self.moves))] * int(rng.integers(2, 11))
+            if rng.random() < self.interact:
+                self._plan += [self.do] * int(rng.integers(1, 5))
+            elif rng.random() < self.other:
+                self._plan.append(int(rng.choice(self.others)))
+        return np.int64(self._plan.pop(0))
+
+
+def make_policy(
+    spec: str, action_space: gym.Space, action_names: list[str] | None = None
+) -> Policy:
+    """The policy named by `spec`: "random", "sticky", "explorer" (needs the game's
+    `action_names`), or the path of a saved agent."""
     if spec == "random":
         return RandomPolicy(action_space)
     if spec == "sticky":
         return StickyPolicy(action_space)
+    if spec == "explorer":
+        return ExplorerPolicy(action_space, action_names)
     if Path(spec).exists():
         try:
             from training.agents import load_agent_policy  # trained agents live in training/

@@ -183,7 +183,8 @@ class Loop:
                     **ep["final_info"],
                 }
                 store.append(ep["frames"], ep["actions"], ep["rewards"], ep["terminated"],
-                             ep["truncated"], info=info, index=store.next_index())  # fmt: skip
+                             ep["truncated"], info=info, labels=ep["labels"],
+                             index=store.next_index())  # fmt: skip
                 steps, k = steps + len(ep["rewards"]), k + 1
         finally:
             env.close()

@@ -14,7 +14,6 @@ generated transitions, and reward / termination prediction. Works on plain array
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldsim.bench import scoring
-from worldsim.bench.data import merge_leading, stack_leading, take_actions
+from worldsim.bench import rollouts, scoring
+from worldsim.bench.data import merge_leading, take_actions
 from worldsim.bench.idm import action_targets, score_targets
 from worldsim.bench.metrics import (
     PSNR_CAP_DB,
@@ -34,6 +33,7 @@ from worldsim.bench.metrics import (
     psnr,
     summary_steps,
 )
+from worldsim.bench.rollouts import rollout_seed
 from worldsim.errors import WorldsimError
 
 __all__ = ["FidelityResult", "evaluate_rollouts"]
@@ -61,20 +61,6 @@ class FidelityResult:
         out = asdict(self)
         out.pop("gallery")
         return out
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
-def _random_actions(space: Any, n: int, horizon: int, seed: int) -> Any:
-    """Uniform random actions of `space`, [n, horizon, ...] (a dict of such for Dict spaces)."""
-    space = copy.deepcopy(space)
-    space.seed(seed)
-    flat = stack_leading([space.sample() for _ in range(n * horizon)])
-    if isinstance(flat, dict):
-        return {k: v.reshape(n, horizon, *v.shape[1:]) for k, v in flat.items()}
-    return flat.reshape(n, horizon, *flat.shape[1:])
 
 
 def _fvd_window(context: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -170,7 +156,7 @@ def evaluate_rollouts(
     def rollout(acts: Any, s: int, b0: int, h: int) -> dict[str, np.ndarray]:
         nonlocal gen_seconds
         sl = slice(b0, b0 + batch_size)
-        g = torch.Generator().manual_seed(_seed(seed, s, b0))
+        g = torch.Generator().manual_seed(rollout_seed(seed, s, b0))
         t0 = time.perf_counter()
         out = world_model.generate(
             frames[sl, :K],
@@ -226,9 +212,13 @@ def evaluate_rollouts(
 
     tf_frames = None
     if teacher_forced:
-        tf_frames, tf_r, tf_t, tf_seconds = _teacher_forced(
-            world_model, frames, actions, K, H, steps, guidance, seed, batch_size
-        )
+        clip_idx, step_idx = np.divmod(np.arange(N * H), H)  # pair p: clip n, step h
+        tf_frames, tf_r, tf_t, tf_seconds = rollouts.teacher_forced(
+            world_model, frames, actions, K, clip_idx, step_idx, steps=steps,
+            guidance=guidance, seed=seed, batch_size=batch_size,
+        )  # fmt: skip
+        tf_frames = tf_frames.reshape(N, H, *frames.shape[2:])
+        tf_r, tf_t = tf_r.reshape(N, H), tf_t.reshape(N, H)
         speed["teacher_forced_frames_per_s"] = N * H / max(tf_seconds, 1e-9)
         for n, v in scorer(tf_frames, real).items():
             variants[n]["teacher_forced"] = v[None]
@@ -241,7 +231,7 @@ def evaluate_rollouts(
     controllability: dict[str, Any] = {}
     if random_actions:
         Hr = min(H, 16)
-        rand = _random_actions(world_model.action_space, N, Hr, _seed(seed, 99))
+        rand = rollouts.random_actions(world_model.action_space, N, Hr, rollout_seed(seed, 99))
         rand_psnr = np.full((N, H), np.nan)  # steps past Hr: not run
         rand_idm = []  # IDM readings of the random-action transitions, per batch
         for b0 in range(0, N, batch_size):
@@ -328,44 +318,4 @@ def evaluate_rollouts(
         fvd=fvd_out,
         speed=speed,
         gallery=shown,
-    )
-
-
-def _teacher_forced(
-    world_model: Any,
-    frames: np.ndarray,
-    actions: Any,
-    K: int,
-    H: int,
-    steps: int | None,
-    guidance: float | None,
-    seed: int,
-    batch_size: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Next frame from K real frames at every step: frames uint8 [N, H, ...], rewards, ends, seconds."""
-    N = len(frames)
-    n_idx, h_idx = np.divmod(np.arange(N * H), H)  # pair p predicts real frame K + h of clip n
-    out_f = np.zeros((N * H, *frames.shape[2:]), np.uint8)
-    out_r, out_t = np.zeros(N * H, np.float32), np.zeros(N * H, bool)
-    seconds = 0.0
-    for p0 in range(0, N * H, batch_size):
-        n, h = n_idx[p0 : p0 + batch_size, None], h_idx[p0 : p0 + batch_size, None]
-        ctx = frames[n, h + np.arange(K)]  # [b, K, H, W, 3]
-        ctx_a = take_actions(actions, (n, h + np.arange(K - 1)))
-        fut = take_actions(actions, (n, h + K - 1))  # [b, 1, ...]
-        g = torch.Generator().manual_seed(_seed(seed, 77, p0))
-        t0 = time.perf_counter()
-        out = world_model.generate(ctx, ctx_a, fut, steps=steps, guidance=guidance, generator=g)
-        seconds += time.perf_counter() - t0
-        out_f[p0 : p0 + batch_size] = out["frames"][:, 0]
-        out_r[p0 : p0 + batch_size], out_t[p0 : p0 + batch_size] = (
-            out["rewards"][:, 0],
-            out["terminated"][:, 0],
-        )
-    shape = (N, H)
-    return (
-        out_f.reshape(*shape, *frames.shape[2:]),
-        out_r.reshape(shape),
-        out_t.reshape(shape),
-        seconds,
     )

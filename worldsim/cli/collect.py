@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--policy",
         default="sticky",
-        help="random | sticky | path of a saved agent (default: sticky)",
+        help="random | sticky | explorer (walks in runs of 2-10 steps and interacts) | path of "
+        "a saved agent (default: sticky)",
     )
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
     p.add_argument(

@@ -96,6 +96,12 @@ def run_info(args: argparse.Namespace) -> int:
         ),
         ("action space", s["action_space"]),
         (
+            "labels",
+            (", ".join(s["labels"]["arrays"]) or "none")
+            + f" ({s['labels']['episodes_labelled']} episodes)"
+            + (f"; {s['labels']['missing']}" if "missing" in s["labels"] else ""),
+        ),
+        (
             "collected with",
             ", ".join(f"{k}={v}" for k, v in s["metadata"].items() if k != "action_names"),
         ),

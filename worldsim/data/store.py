@@ -9,6 +9,9 @@ Layout (Gymnasium/Minari conventions, one zarr v3 hierarchy on disk or any fsspe
     STORE/episodes/000000/rewards        float32 [T]
     STORE/episodes/000000/terminated     bool [T]
     STORE/episodes/000000/truncated      bool [T]
+    STORE/episodes/000000/labels/NAME    optional per-frame labels [T+1, ...] (Crafter: `semantic`,
+                                         the class of each map tile, and `view_pos`); the store's
+                                         attrs["labels"] says how they map onto the frames
 
 An episode counts only once its `complete` flag is written, after all its arrays, so a crash or
 Ctrl-C while writing loses at most that episode and leaves everything else readable.
@@ -52,6 +55,7 @@ class Episode:
     terminated: np.ndarray  # bool [T]
     truncated: np.ndarray  # bool [T]
     info: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [T+1, ...], may be {}
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -87,6 +91,8 @@ class EpisodeStore:
         self.game: str = attrs["game"]
         self.fps: float = float(attrs["fps"])
         self.metadata: dict[str, Any] = dict(attrs.get("metadata", {}))
+        # How per-frame labels map onto frames ({} for games without labels).
+        self.label_spec: dict[str, Any] = dict(attrs.get("labels") or {})
         self.action_space: gym.Space = deserialize_space(attrs["action_space"])
         self.observation_space: gym.Space = deserialize_space(attrs["observation_space"])
         self._reader = ChunkReader(self.path)
@@ -103,9 +109,14 @@ class EpisodeStore:
         observation_space: gym.Space,
         fps: float,
         metadata: Mapping[str, Any] | None = None,
+        label_spec: Mapping[str, Any] | None = None,
         exist_ok: bool = False,
     ) -> EpisodeStore:
-        """Create an empty store; with `exist_ok`, open an existing one of the same game and spaces."""
+        """Create an empty store; with `exist_ok`, open an existing one of the same game and spaces.
+
+        `label_spec` describes the per-frame labels its episodes carry (the env's
+        `label_spec`); an existing store without one gets it.
+        """
         shape = getattr(observation_space, "shape", None)
         if not (
             isinstance(observation_space, gym.spaces.Box)
@@ -125,6 +136,8 @@ class EpisodeStore:
                 )
             store = cls.open(path, mode="a")
             store.check_compatible(game, action_space, observation_space)
+            if label_spec:
+                store.set_label_spec(label_spec)
             return store
         attributes = {
             "format": FORMAT,
@@ -133,6 +146,7 @@ class EpisodeStore:
             "action_space": serialize_space(action_space),
             "observation_space": serialize_space(observation_space),
             "metadata": dict(metadata or {}),
+            "labels": dict(label_spec or {}),
         }
         # The root's zarr.json with every attribute in one write: another process sees either
         # no store or a whole one, never one without attributes (an `episodes` group may lag).
@@ -212,6 +226,21 @@ class EpisodeStore:
                     "write episodes with other settings to another directory"
                 )
 
+    def set_label_spec(self, spec: Mapping[str, Any]) -> None:
+        """Record how per-frame labels map onto frames (once; a different one is an error)."""
+        spec = json.loads(json.dumps(dict(spec), default=jsonable))
+        if self.label_spec == spec:
+            return
+        if self.label_spec:
+            raise StoreError(
+                f"the store at {self.path} holds labels of another layout "
+                f"({sorted(self.label_spec)}): write these episodes to another --out directory"
+            )
+        if not self._writable:
+            raise StoreError(f"the store at {self.path} is open read-only: open it with mode='a'")
+        self._root.attrs["labels"] = spec
+        self.label_spec = spec
+
     # ----------------------------------------------------------------- index
     def refresh(self) -> None:
         """Re-read the episode index (episodes appended by other processes become visible).
@@ -281,8 +310,10 @@ class EpisodeStore:
     def _group(self, i: int) -> zarr.Group:
         return self._root["episodes"][self._check_index(i)]
 
-    def _small_arrays(self, i: int) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Actions, rewards, terminated, truncated and info of episode i, cached: they are tiny."""
+    def _small_arrays(
+        self, i: int
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict, dict[str, np.ndarray]]:
+        """Actions, rewards, ends, info and labels of episode i, cached: they are tiny."""
         if i not in self._actions_cache:
             g = self._group(i)
             actions = g["actions"]
@@ -291,12 +322,15 @@ class EpisodeStore:
             else:
                 actions = actions[:]
             info = dict(g.attrs.asdict().get("info", {}))
+            labels = g.get("labels")
+            labels = {k: labels[k][:] for k in sorted(labels.array_keys())} if labels else {}
             self._actions_cache[i] = (
                 actions,
                 g["rewards"][:],
                 g["terminated"][:],
                 g["truncated"][:],
                 info,
+                labels,
             )
         return self._actions_cache[i]
 
@@ -308,11 +342,15 @@ class EpisodeStore:
         """The info dict stored with episode i (policy, seeds, return, ...)."""
         return self._small_arrays(i)[4]
 
+    def labels(self, i: int) -> dict[str, np.ndarray]:
+        """Per-frame labels of episode i (name -> [T+1, ...]); {} if it was recorded without."""
+        return self._small_arrays(i)[5]
+
     def episode(self, i: int) -> Episode:
         """The whole episode i."""
-        actions, rewards, terminated, truncated, info = self._small_arrays(i)
+        actions, rewards, terminated, truncated, info, labels = self._small_arrays(i)
         frames = self._group(i)["frames"][:]
-        return Episode(frames, actions, rewards, terminated, truncated, info)
+        return Episode(frames, actions, rewards, terminated, truncated, info, labels)
 
     def clip(self, i: int, start: int, length: int) -> Episode:
         """Frames start..start+length-1 of episode i and the length-1 transitions between them.
@@ -325,7 +363,7 @@ class EpisodeStore:
             raise IndexError(
                 f"clip [{start}, {start + length}) is outside episode {i}, which has {n_frames} frames"
             )
-        actions, rewards, terminated, truncated, info = self._small_arrays(i)
+        actions, rewards, terminated, truncated, info, labels = self._small_arrays(i)
         frames = self._reader.read(
             f"episodes/{key}/frames", start, start + length, lambda: self._group(i)["frames"]
         )
@@ -334,8 +372,15 @@ class EpisodeStore:
             clip_actions = {k: v[window] for k, v in actions.items()}
         else:
             clip_actions = actions[window]
+        frame_window = slice(start, start + length)
         return Episode(
-            frames, clip_actions, rewards[window], terminated[window], truncated[window], info
+            frames,
+            clip_actions,
+            rewards[window],
+            terminated[window],
+            truncated[window],
+            info,
+            {k: v[frame_window] for k, v in labels.items()},
         )
 
     # ----------------------------------------------------------------- writing
@@ -366,6 +411,7 @@ class EpisodeStore:
         truncated: np.ndarray | list,
         *,
         info: Mapping[str, Any] | None = None,
+        labels: Mapping[str, np.ndarray] | None = None,
         index: int | None = None,
     ) -> int:
         """Validate and write one episode; returns its index among complete episodes' keys.
@@ -373,12 +419,14 @@ class EpisodeStore:
         Everything is checked before anything is written, so bad input leaves the store as it was.
         `index` names the episode key (the collector uses it so a resumed run refills the same
         slots); an incomplete episode at that key is overwritten, a complete one is an error.
+        `labels` are optional per-frame arrays (name -> [T+1, ...]), described by `label_spec`.
         """
         if not self._writable:
             raise StoreError(f"the store at {self.path} is open read-only: open it with mode='a'")
         frames, actions, rewards, terminated, truncated = self._validate(
             frames, actions, rewards, terminated, truncated
         )
+        labels = self._validate_labels(labels, len(frames))
         index = self.next_index() if index is None else int(index)
         key = f"{index:06d}"
         if key in self.keys:
@@ -407,9 +455,32 @@ class EpisodeStore:
             ("truncated", truncated),
         ):
             g.create_array(name, data=values, chunks=values.shape, compressors=COMPRESSOR)
+        if labels:
+            lg = g.create_group("labels")
+            for k, v in labels.items():
+                lg.create_array(k, data=v, chunks=v.shape, compressors=COMPRESSOR)
         g.attrs["complete"] = True  # last: the episode exists from here on
         self.refresh()
         return self.keys.index(key)
+
+    def _validate_labels(
+        self, labels: Mapping[str, np.ndarray] | None, n_frames: int
+    ) -> dict[str, np.ndarray]:
+        out = {}
+        for name, value in (labels or {}).items():
+            v = np.asarray(value)
+            if v.ndim < 1 or len(v) != n_frames or v.dtype == object:
+                raise StoreError(
+                    f"labels[{name!r}] has shape {v.shape}, expected [{n_frames}, ...]: one "
+                    "entry per frame, len(frames)"
+                )
+            out[str(name)] = v
+        if out and not self.label_spec:
+            raise StoreError(
+                f"episode labels {sorted(out)} need the store's label_spec: create the store "
+                "with EpisodeStore.create(..., label_spec=env.unwrapped.label_spec)"
+            )
+        return out
 
     def _validate(self, frames, actions, rewards, terminated, truncated):
         frames = np.asarray(frames)

@@ -81,4 +81,24 @@ def summarize(store: EpisodeStore) -> dict[str, Any]:
         "action_space": str(store.action_space),
         "action_histogram": action_histogram(store),
         "metadata": store.metadata,
+        "labels": label_summary(store),
     }
+
+
+def label_summary(store: EpisodeStore) -> dict[str, Any]:
+    """Which per-frame labels the store holds, in how many episodes, and what lacks them."""
+    names = list(store.label_spec.get("arrays", []))
+    labelled = sum(1 for i in range(len(store)) if store.labels(i))
+    out: dict[str, Any] = {"arrays": names, "episodes_labelled": labelled}
+    if labelled < len(store):
+        missing = len(store) - labelled
+        out["missing"] = (
+            f"{missing} of {len(store)} episodes have no per-frame labels, so the semantic "
+            "fidelity metrics (tile accuracy, scroll agreement) cannot use them"
+            + (
+                ": re-record them with `worldsim collect`, which writes Crafter's tile labels"
+                if store.game == "crafter"
+                else " (this game records none)"
+            )
+        )
+    return out
