@@ -113,6 +113,7 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
                 "tile": unit,
                 "origin": border,  # pixel (y, x) of the top-left tile
                 "background": ["none", "grass", "sand", "path"],  # not objects
+                "anchor": [rows // 2, cols // 2],  # the player's tile: fixed while the view moves
             },
             # action -> change of view_pos when the move is not blocked
             "moves": {str(self.action_names.index(k)): v for k, v in moves.items()},

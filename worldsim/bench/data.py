@@ -61,6 +61,9 @@ class Clips:
     rewards: np.ndarray
     terminated: np.ndarray
     refs: list[dict[str, int | str]] = field(default_factory=list)  # episode, key, start
+    # per-frame labels {name: [N, L, ...]}, only those every clip has ({} for most games)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    unlabelled: int = 0  # clips whose episode has no labels
 
 
 def select_clips(
@@ -104,7 +107,10 @@ def select_clips(
             lo, hi = c * span // n, (c + 1) * span // n
             start = int(rng.integers(lo, max(hi, lo + 1)))
             clips.append((i, start, store.clip(i, start, length)))
+    names = set.intersection(*(set(c.labels) for _, _, c in clips))
     return Clips(
+        labels={k: np.stack([c.labels[k] for _, _, c in clips]) for k in sorted(names)},
+        unlabelled=sum(1 for _, _, c in clips if not c.labels),
         frames=np.stack([c.frames for _, _, c in clips]),
         actions=stack_leading([c.actions for _, _, c in clips]),
         rewards=np.stack([c.rewards for _, _, c in clips]).astype(np.float32),

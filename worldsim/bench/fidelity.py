@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldsim.bench import rollouts, scoring
+from worldsim.bench import rollouts, scoring, semantic_eval
 from worldsim.bench.data import merge_leading, take_actions
 from worldsim.bench.idm import action_targets, score_targets
 from worldsim.bench.metrics import (
@@ -34,6 +34,7 @@ from worldsim.bench.metrics import (
     summary_steps,
 )
 from worldsim.bench.rollouts import rollout_seed
+from worldsim.bench.semantic_verdict import semantic_verdict
 from worldsim.errors import WorldsimError
 
 __all__ = ["FidelityResult", "evaluate_rollouts"]
@@ -55,11 +56,14 @@ class FidelityResult:
     speed: dict[str, Any]
     skipped: dict[str, str] = field(default_factory=dict)
     loops: dict[str, Any] | None = None
+    semantic: dict[str, Any] = field(default_factory=dict)  # tiles, scroll, long horizon
     gallery: list[dict[str, np.ndarray]] = field(default_factory=list)
+    long_gallery: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("gallery")
+        out.pop("long_gallery")
         return out
 
 
@@ -94,6 +98,11 @@ def evaluate_rollouts(
     moving_threshold: float = 8.0,
     moving_fraction: float = 0.01,
     reward_threshold: float = 0.05,
+    labels: dict[str, np.ndarray] | None = None,
+    label_spec: dict[str, Any] | None = None,
+    tiles: Any | None = None,
+    long_horizon: int = 0,
+    long_horizon_clips: int = 8,
     log: Callable[[str], None] | None = None,
 ) -> FidelityResult:
     """Score open-loop rollouts of `world_model` against real clips.
@@ -114,6 +123,13 @@ def evaluate_rollouts(
         gallery: clips of sample 0 kept for the side-by-side videos.
         moving_threshold / moving_fraction: what counts as a moving step (`moving_mask`).
         reward_threshold: |reward| above this is a reward event.
+        labels: real per-frame labels of the clips: {"semantic": [N, T, R, C] tile classes,
+            "view_pos": [N, T, 2]} (Crafter records them); with `tiles`, the semantic metrics.
+        label_spec: how they map onto frames (a store's `label_spec`: moves, anchor).
+        tiles: a TileModel (`worldsim bench train-tiles`): reads generated frames as tiles,
+            and says which tiles look real (also for games without labels).
+        long_horizon: roll this many steps under noop and random play from the first
+            `long_horizon_clips` contexts and check the tiles still look real (0: skip).
         log: progress messages (e.g. `print`).
 
     Returns:
@@ -152,6 +168,12 @@ def evaluate_rollouts(
     use_fvd = fvd is not None and K + min(H, FVD_FRAMES) >= FVD_FRAMES and N >= 2
     kept: list[np.ndarray] = []
     gen_seconds = 0.0
+    sem = semantic_eval.semantic_setup(labels, label_spec, tiles, frames.shape[:2])
+    classify = sem["skipped"] is None and "semantic" in sem["applies"]
+    if classify:
+        R, C = tiles.grid.grid
+        pred_labels = np.zeros((S, N, H, R, C), np.uint8)
+    realism = np.zeros((S, N, H)) if tiles is not None else None
 
     def rollout(acts: Any, s: int, b0: int, h: int) -> dict[str, np.ndarray]:
         nonlocal gen_seconds
@@ -177,6 +199,10 @@ def evaluate_rollouts(
             for n, v in scorer(gen, real[sl]).items():
                 values[n][s, sl] = v
             pred_r[s, sl], pred_t[s, sl] = out["rewards"], out["terminated"]
+            if classify:
+                pred_labels[s, sl] = tiles.classify(gen)
+            if realism is not None:
+                realism[s, sl] = tiles.looks_real(gen).mean((-2, -1))
             if idm is not None:
                 prev = np.concatenate([last[sl, None], gen[:, :-1]], axis=1)
                 p = idm.predict_targets(
@@ -265,6 +291,49 @@ def evaluate_rollouts(
             idm, frames, actions, future, idm_gen, tf_frames, K, H, moving
         )
 
+    semantic: dict[str, Any] = {"applies": sem["applies"], "names": sem["names"]}
+    long_gallery: dict[str, dict[str, np.ndarray]] = {}
+    if tiles is not None:
+        semantic["tile_model"] = {
+            "grid": asdict(tiles.grid),
+            "names": tiles.names,
+            "background": tiles.background,
+            "threshold_rms": tiles.threshold,
+            "metrics": tiles.metrics,
+        }
+    if sem["skipped"]:
+        semantic["skipped"] = sem["skipped"]
+    steps_at_list = summary_steps(H)
+    if realism is not None:
+        semantic["realism_open_loop"] = scoring.curves(realism, moving)["all"]
+    if classify:
+        tf_labels = tiles.classify(tf_frames) if tf_frames is not None else None
+        semantic["tiles"] = semantic_eval.open_loop_tiles(
+            pred_labels, labels["semantic"], labels["view_pos"], K, tiles.background_ids,
+            steps_at_list, teacher_forced=tf_labels,
+        )  # fmt: skip
+        if "scroll" in sem["applies"]:
+            semantic["scroll"] = semantic_eval.scroll_control(
+                world_model, tiles, frames, actions, labels["semantic"], labels["view_pos"],
+                sem["moves"], K, H, anchor=sem["anchor"], generated=tf_frames, steps=steps,
+                guidance=guidance, seed=seed, batch_size=batch_size,
+            )  # fmt: skip
+            say(f"scroll control: {semantic['scroll']['seconds']:.1f}s")
+    if long_horizon and tiles is not None:
+        n = min(long_horizon_clips, N)
+        semantic["long_horizon"] = semantic_eval.long_horizon(
+            world_model, tiles, frames[:n], take_actions(actions, slice(0, n)), K,
+            length=long_horizon, noop=semantic_eval.noop_action(world_model.action_space), steps=steps,
+            guidance=guidance, seed=seed, batch_size=batch_size, keep=min(gallery, n),
+        )  # fmt: skip
+        say(f"long horizon: {long_horizon} steps x {n} clips under noop and random play")
+        for policy, block in semantic["long_horizon"].items():
+            if "frames" in block:
+                long_gallery[policy] = {
+                    "frames": block.pop("frames"),
+                    "real": block.pop("frames_real"),
+                }
+
     fvd_out: dict[str, Any] = {}
     if use_fvd:
         stats_real = feature_stats(np.concatenate(feats["real"]))
@@ -298,6 +367,8 @@ def evaluate_rollouts(
         "reward_threshold": reward_threshold,
         "teacher_forced": teacher_forced,
         "random_actions": random_actions,
+        "long_horizon": long_horizon,
+        "long_horizon_clips": min(long_horizon_clips, N) if long_horizon else 0,
     }
     kept_frames = np.concatenate(kept) if kept else np.zeros((0, H, *frames.shape[2:]), np.uint8)
     shown = [
@@ -308,6 +379,11 @@ def evaluate_rollouts(
         }
         for i in range(len(kept_frames))
     ]
+    if classify:
+        for item in shown:
+            item["real_labels"] = labels["semantic"][item["index"], :L]
+            item["generated_labels"] = tiles.classify(item["generated"])
+    semantic["verdict"] = semantic_verdict(semantic, events)
     return FidelityResult(
         settings=settings,
         curves=curves,
@@ -317,5 +393,7 @@ def evaluate_rollouts(
         events=events,
         fvd=fvd_out,
         speed=speed,
+        semantic=semantic,
         gallery=shown,
+        long_gallery=long_gallery,
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from worldsim.bench.fidelity import FidelityResult
+from worldsim.bench.report_semantic import applies_line, semantic_sections
 from worldsim.data.store import jsonable
 
 __all__ = ["markdown", "sweep_row", "write_report"]
@@ -124,10 +125,15 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Verdict",
         "",
+        applies_line(report),
+        "",
     ]
-    lines += [f"- **{t}**" if "NOT" in t else f"- {t}" for t in report["verdict"]["text"]] or [
-        "- (no baseline)"
+    texts = [
+        *report.get("semantic", {}).get("verdict", {}).get("text", []),
+        *report["verdict"]["text"],
     ]
+    lines += [f"- **{t}**" if "NOT" in t else f"- {t}" for t in texts] or ["- (no baseline)"]
+    lines += ["", *semantic_sections(report, _fmt)]
     lines += [
         "",
         "## Frame metrics",
@@ -174,7 +180,15 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["## Rewards and episode ends", ""]
         rows = []
         for variant, ev in report["events"].items():
-            for kind in ("reward_positive", "reward_negative", "termination"):
+            for kind in (
+                "reward_positive",
+                "reward_negative",
+                "reward_unlock",
+                "reward_health",
+                "termination",
+            ):
+                if kind not in ev:
+                    continue
                 e = ev[kind]
                 rows.append(
                     [
@@ -331,8 +345,10 @@ def write_report(
         files["plots"] = write_plots(out, report)
     except ImportError:
         skipped["plots"] = "matplotlib is not installed: pip install matplotlib"
-    if result.gallery:
-        files["gallery"] = write_gallery(out, result.gallery, report, fps=fps)
+    if result.gallery or result.long_gallery:
+        files["gallery"] = write_gallery(
+            out, result.gallery, report, fps=fps, long_gallery=result.long_gallery
+        )
     (out / "report.json").write_text(json.dumps(report, indent=1, default=jsonable))
     (out / "report.md").write_text(markdown(report))
     if log:

@@ -91,11 +91,24 @@ def verdict(summary: dict[str, Any], steps: list[int]) -> dict[str, Any]:
 def events(
     pred_r: np.ndarray, pred_t: np.ndarray, real_r: np.ndarray, real_t: np.ndarray, threshold: float
 ) -> dict[str, Any]:
+    """Precision/recall of reward and end events, predicted vs real (same shapes or broadcast).
+
+    Besides any positive / negative reward, Crafter's reward is split in its two parts: +1 for
+    each achievement unlocked (`reward_unlock`: reward >= 0.5) and the change in health / 10
+    (`reward_health`: a fractional part of at least `threshold`). Games with whole rewards
+    have no health events.
+    """
     real_r = np.broadcast_to(real_r, pred_r.shape)
     real_t = np.broadcast_to(real_t, pred_t.shape)
+
+    def health(r: np.ndarray) -> np.ndarray:
+        return np.abs(r - np.round(r)) >= threshold
+
     return {
         "reward_positive": precision_recall_f1(pred_r > threshold, real_r > threshold),
         "reward_negative": precision_recall_f1(pred_r < -threshold, real_r < -threshold),
+        "reward_unlock": precision_recall_f1(pred_r >= 0.5, real_r >= 0.5),
+        "reward_health": precision_recall_f1(health(pred_r), health(real_r)),
         "reward_mae": float(np.abs(pred_r - real_r).mean()),
         "termination": precision_recall_f1(pred_t, real_t),
     }

@@ -1,7 +1,7 @@
 """Training the tile model on labelled real frames: `worldsim bench train-tiles` (seconds on a CPU).
 
 The classifier is a tiny MLP over each tile's pixels, trained with AdamW on the map tiles of the
-store's train split and scored on its held-out episodes. The realism bank holds the most
+store's train split (rare classes drawn more often) and scored on its held-out episodes. The realism bank holds the most
 frequent distinct real tiles (ties drawn at random); its threshold is the `quantile` of held-out tiles' nearest-bank distances
 on one half of the held-out episodes, and the share within it is reported on the other half.
 """
@@ -132,9 +132,15 @@ def train_tile_model(
         opt = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
         xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+        # Rare classes (a table, a plant) drawn more often: weights ~ 1/sqrt(class frequency).
+        freq = np.bincount(y, minlength=len(names)).astype(np.float64)
+        weight = 1.0 / np.sqrt(np.maximum(freq, 1))[y]
+        cdf = np.cumsum(weight / weight.sum())
         start = time.perf_counter()
         for step in range(1, steps + 1):
-            pick = torch.as_tensor(rng.integers(len(x), size=batch_size))
+            pick = torch.as_tensor(
+                np.minimum(np.searchsorted(cdf, rng.random(batch_size)), len(x) - 1)
+            )
             loss = torch.nn.functional.cross_entropy(
                 classifier(xt[pick].to(device)), yt[pick].to(device)
             )
@@ -150,7 +156,9 @@ def train_tile_model(
     # The bank: distinct real tiles of the whole lattice (map and inventory) of train frames.
     every = np.concatenate([cut_tiles(f, grid).reshape(-1, cut_tiles(f[:1], grid).shape[-1])
                             for f in train_f])  # fmt: skip
-    distinct, counts = np.unique(every, axis=0, return_counts=True)
+    rows_as_bytes = np.ascontiguousarray(every).view(np.dtype((np.void, every.shape[1])))
+    _, first, counts = np.unique(rows_as_bytes.ravel(), return_index=True, return_counts=True)
+    distinct = every[first]
     # The most frequent first (a black inventory slot must be in), ties in random order.
     order = np.lexsort((rng.random(len(counts)), -counts))
     bank = distinct[order[:bank_size]]

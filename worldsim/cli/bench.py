@@ -43,6 +43,22 @@ FIDELITY_OPTIONS: list[tuple[str, Any, Any, str | None, str]] = [
     ("--device", str, None, None, "cpu, cuda, cuda:1, ... (default: cuda if available)"),
     ("--idm", str, None, "FILE", "inverse-dynamics model from `worldsim bench train-idm`"),
     (
+        "--tiles",
+        str,
+        None,
+        "FILE",
+        "tile model from `worldsim bench train-tiles`: tile accuracy, scroll, realism",
+    ),
+    (
+        "--long-horizon",
+        int,
+        1000,
+        "N",
+        "with --tiles: roll N steps under noop and random play and check the tiles stay real "
+        "(0: skip)",
+    ),
+    ("--long-horizon-clips", int, 8, "N", "contexts the long-horizon rollouts start from"),
+    (
         "--lpips-weights",
         str,
         None,
@@ -116,6 +132,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="default: cuda if available")
     t.set_defaults(func=run_train_idm)
+
+    tt = bsub.add_parser(
+        "train-tiles",
+        help="train the tile model (tile classes and a bank of real tiles) on labelled real frames",
+        description="Trains on the store's train split and reports accuracy on its held-out "
+        "episodes. Crafter stores carry tile labels; other games get the realism bank only "
+        "(--tile H W).",
+        epilog="example: worldsim bench train-tiles --data data/crafter --out bench/tiles-crafter.safetensors",
+    )
+    tt.add_argument("--data", required=True, help="episode store of real play")
+    tt.add_argument("--out", required=True, help="output .safetensors file")
+    tt.add_argument("--steps", type=int, default=3000, help="optimisation steps (default: 3000)")
+    tt.add_argument("--batch-size", type=int, default=512, help="tiles per step (default: 512)")
+    tt.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")
+    tt.add_argument("--bank-size", type=int, default=20000, help="real tiles kept (default: 20000)")
+    tt.add_argument(
+        "--quantile",
+        type=float,
+        default=0.99,
+        help="share of real held-out tiles the realism threshold admits (default: 0.99)",
+    )
+    tt.add_argument(
+        "--tile", type=int, nargs=2, metavar=("H", "W"), default=None,
+        help="tile size for stores without labels (a realism bank only)",
+    )  # fmt: skip
+    tt.add_argument(
+        "--max-gb", type=float, default=1.0, help="frames held in memory, GB (default: 1)"
+    )
+    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--device", default=None, help="default: cuda if available")
+    tt.set_defaults(func=run_train_tiles)
 
 
 def _device(name: str | None) -> str:
@@ -213,6 +260,18 @@ def run_fidelity(args: argparse.Namespace) -> int:
     for name in ("lpips", "fvd"):
         if name in skipped:
             print(skipped[name])
+    tiles = None
+    if args.tiles:
+        from worldsim.bench.tiles import load_tile_model
+
+        tiles = load_tile_model(args.tiles, device=device)
+        tiles.grid.check(store.frame_shape)
+        weights["tiles"] = sha256_file(args.tiles)
+        if clips.unlabelled:
+            print(
+                f"{clips.unlabelled} of {len(clips.frames)} clips come from episodes without tile "
+                "labels: tile accuracy and scroll are skipped (see `worldsim data info`)"
+            )
     results = []
     for i, steps in enumerate(args.steps or [None]):
         results.append(
@@ -235,6 +294,11 @@ def run_fidelity(args: argparse.Namespace) -> int:
                 teacher_forced=not args.no_teacher_forced,
                 random_actions=not args.no_random_actions,
                 gallery=args.gallery if i == 0 else 0,
+                labels=clips.labels,
+                label_spec=store.label_spec,
+                tiles=tiles,
+                long_horizon=args.long_horizon if i == 0 else 0,
+                long_horizon_clips=args.long_horizon_clips,
                 log=print,
             )
         )
@@ -286,6 +350,46 @@ def run_fidelity(args: argparse.Namespace) -> int:
     )
     for line in result.verdict["text"]:
         print(line)
+    return 0
+
+
+def run_train_tiles(args: argparse.Namespace) -> int:
+    from worldsim.bench.tiles import save_tile_model
+    from worldsim.bench.tiles_training import train_tile_model
+    from worldsim.data import EpisodeStore
+
+    if not 0 < args.quantile <= 1:
+        raise WorldsimError(f"--quantile must be in (0, 1], got {args.quantile}")
+    model = train_tile_model(
+        EpisodeStore.open(args.data),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        bank_size=args.bank_size,
+        quantile=args.quantile,
+        tile=tuple(args.tile) if args.tile else None,
+        max_bytes=args.max_gb * 1e9,
+        seed=args.seed,
+        device=_device(args.device),
+        log=print,
+    )
+    save_tile_model(args.out, model)
+    m = model.metrics
+    if "held_out" in m:
+        h = m["held_out"]
+        print(
+            f"held-out tile accuracy {h['accuracy']:.4f}, object tiles {h['object_accuracy']:.4f} "
+            f"({h['tiles']:,} map tiles of {m['held_out_episodes']} episodes)"
+        )
+        worst = sorted(h["per_class"].items(), key=lambda kv: kv[1]["accuracy"])[:3]
+        print("weakest classes: " + ", ".join(f"{k} {v['accuracy']:.3f} ({v['tiles']} tiles)"
+                                              for k, v in worst))  # fmt: skip
+    r = m["realism"]
+    print(
+        f"realism bank: {r['bank_tiles']:,} real tiles; threshold {r['threshold_rms']:.2f} RMS "
+        f"admits {r['held_out_share_real']:.4f} of other held-out real tiles"
+    )
+    print(f"wrote {args.out}")
     return 0
 
 

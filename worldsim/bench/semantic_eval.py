@@ -1,0 +1,319 @@
+"""Semantic fidelity of a world model: what a player sees, scored on tile labels.
+
+Run by `evaluate_rollouts` when the clips carry tile labels and a tile model is given, or on
+their own from Python:
+
+- `open_loop_tiles`: per-step tile accuracy of open-loop (and teacher-forced) rollouts, on
+  map, object and already-seen tiles, next to copy-last-frame and the oracle scroller.
+- `scroll_control`: one teacher-forced step after real context, per direction: does the
+  generated view scroll the way the real one did; do blocked moves scroll anyway; does the
+  opposite key still scroll the real way.
+- `long_horizon`: roll the model far past its training horizon (noop, random play) and
+  report the share of tiles that still look like real ones.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldsim.bench import rollouts
+from worldsim.bench.data import take_actions
+from worldsim.bench.semantic import (
+    SHIFT_NAMES,
+    SHIFTS,
+    classify_scroll,
+    shift_index,
+    summarise_curve,
+    tile_scores,
+)
+from worldsim.errors import WorldsimError
+
+__all__ = ["long_horizon", "noop_action", "open_loop_tiles", "scroll_control", "semantic_setup"]
+
+LONG_AT = (16, 64, 256, 1000)
+OPPOSITE = np.array(
+    [0, 2, 1, 4, 3]
+)  # index into SHIFTS of the opposite shift  # steps the long-horizon realism is summarised at
+
+
+def open_loop_tiles(
+    pred: np.ndarray,
+    semantic: np.ndarray,
+    view_pos: np.ndarray,
+    K: int,
+    background: list[int],
+    steps: list[int],
+    teacher_forced: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Tile accuracy per step of generated tile labels against the real ones.
+
+    Args:
+        pred: generated labels [S, N, H, R, C] (the tile classifier's reading).
+        semantic, view_pos: real labels [N, T, R, C] and view positions [N, T, 2] of the clips.
+        K: context frames; the rollout's step h is clip frame K - 1 + h.
+        teacher_forced: labels [N, H, R, C] of teacher-forced next frames (optional).
+
+    Returns:
+        {"curves": {subset: {variant: {"mean", "count"}}}, "summary": {subset: {variant:
+        {"1", "4", ..., "mean_1_16"}}}}.
+    """
+    H = pred.shape[2]
+    args = (
+        semantic[:, K : K + H],
+        semantic[:, :K],
+        view_pos[:, :K],
+        view_pos[:, K : K + H],
+        background,
+    )
+    curves = tile_scores(pred, *args)
+    if teacher_forced is not None:
+        tf = tile_scores(teacher_forced[None], *args)
+        for subset in curves:
+            curves[subset]["teacher_forced"] = tf[subset]["model"]
+    summary = {
+        subset: {v: summarise_curve(c, steps) for v, c in block.items()}
+        for subset, block in curves.items()
+    }
+    return {"curves": curves, "summary": summary}
+
+
+def _share(hit: np.ndarray) -> dict[str, Any]:
+    return {"share": float(hit.mean()) if hit.size else None, "n": int(hit.size)}
+
+
+def scroll_control(
+    world_model: Any,
+    tiles: Any,
+    frames: np.ndarray,
+    actions: np.ndarray,
+    semantic: np.ndarray,
+    view_pos: np.ndarray,
+    moves: dict[int, tuple[int, int]],
+    K: int,
+    H: int,
+    *,
+    anchor: tuple[int, int] | None = None,
+    generated: np.ndarray | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Does one teacher-forced step scroll the view the way the keys say?
+
+    Over the move transitions of the clips (steps 1..H after K real frames):
+    - *agreement*: of the real one-tile scrolls, the share the generated frame scrolls the same
+      way (per direction, and over all);
+    - *false scrolls*: of the blocked moves (the key was a move, the view stayed), the share
+      the generated frame scrolls anyway;
+    - *opposite*: with the opposite move in place of the real one, the share that still
+      scrolls the real way.
+    Only transitions whose real scroll (or stay) can be told from the real tiles count: in a
+    field of plain grass nobody can see a scroll.
+
+    Args:
+        tiles: a TileModel with a classifier.
+        actions: Discrete actions [N, T-1]; moves: action -> view displacement when unblocked.
+        generated: teacher-forced frames [N, H, ...] with the logged actions, if already made.
+
+    Returns:
+        {"agreement": {direction: {"share", "n"}, "all": ...}, "false_scroll": {...},
+        "opposite_real_way": {...}, "unclear_real": n, "seconds": s}.
+    """
+    start = time.perf_counter()
+    N = len(frames)
+    acts = np.asarray(actions)[:, K - 1 : K - 1 + H]  # [N, H]: the action into step h
+    prev = semantic[:, K - 1 : K - 1 + H]
+    nxt = semantic[:, K : K + H]
+    d = view_pos[:, K : K + H] - view_pos[:, K - 1 : K - 1 + H]  # [N, H, 2]
+    true = shift_index(d)
+    readable = classify_scroll(prev, nxt, anchor) == true  # the real tiles show it
+    is_move = np.isin(acts, list(moves))
+    scrolled = is_move & (true > 0) & readable
+    blocked = is_move & (true == 0) & readable
+    if generated is None:
+        n_idx, h_idx = np.divmod(np.arange(N * H), H)
+        generated = rollouts.teacher_forced(
+            world_model, frames, actions, K, n_idx, h_idx, steps=steps, guidance=guidance,
+            seed=seed, batch_size=batch_size,
+        )[0].reshape(N, H, *frames.shape[2:])  # fmt: skip
+    gen_shift = classify_scroll(prev, tiles.classify(generated), anchor)  # [N, H]
+    out: dict[str, Any] = {"agreement": {}, "false_scroll": {}, "opposite_real_way": {}}
+    for j in range(1, len(SHIFTS)):
+        sel = scrolled & (true == j)
+        out["agreement"][SHIFT_NAMES[j]] = _share(gen_shift[sel] == j)
+    out["agreement"]["all"] = _share(gen_shift[scrolled] == true[scrolled])
+    for a, dd in sorted(moves.items()):
+        sel = blocked & (acts == a)
+        name = SHIFT_NAMES[int(shift_index(np.asarray(dd)))]
+        out["false_scroll"][name] = _share(gen_shift[sel] > 0)
+    out["false_scroll"]["all"] = _share(gen_shift[blocked] > 0)
+    # The opposite key on every real scroll whose opposite move exists.
+    opposite = {tuple(-np.asarray(dd)): a for a, dd in moves.items()}
+    n_idx, h_idx = np.nonzero(scrolled)
+    opp = np.array([opposite.get(tuple(d[n, h]), -1) for n, h in zip(n_idx, h_idx)], np.int64)
+    keep = opp >= 0
+    n_idx, h_idx, opp = n_idx[keep], h_idx[keep], opp[keep]
+    if len(n_idx):
+        opp_frames = rollouts.teacher_forced(
+            world_model, frames, actions, K, n_idx, h_idx, next_actions=opp.astype(acts.dtype),
+            steps=steps, guidance=guidance, seed=seed + 1, batch_size=batch_size,
+        )[0]  # fmt: skip
+        opp_shift = classify_scroll(prev[n_idx, h_idx], tiles.classify(opp_frames), anchor)
+        real_way = opp_shift == true[n_idx, h_idx]
+        for j in range(1, len(SHIFTS)):
+            out["opposite_real_way"][SHIFT_NAMES[j]] = _share(real_way[true[n_idx, h_idx] == j])
+        out["opposite_real_way"]["all"] = _share(real_way)
+        out["opposite_commanded_way"] = _share(opp_shift == OPPOSITE[true[n_idx, h_idx]])
+    out["unclear_real"] = int((is_move & ~readable).sum())
+    out["moves"] = int(is_move.sum())
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def long_horizon(
+    world_model: Any,
+    tiles: Any,
+    frames: np.ndarray,
+    actions: Any,
+    K: int,
+    *,
+    length: int = 1000,
+    policies: tuple[str, ...] = ("noop", "random"),
+    noop: Any = 0,
+    every: int = 16,
+    steps: int | None = None,
+    guidance: float | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    keep: int = 0,
+) -> dict[str, Any]:
+    """Roll `length` steps from real contexts and check the tiles still look like real ones.
+
+    Args:
+        tiles: a TileModel (its bank and threshold judge "looks real").
+        frames, actions: real clips [N, T, ...] and their actions; the first K frames start
+            each rollout.
+        policies: "noop" (always `noop`) and/or "random" (uniform random actions).
+        every: realism is measured every `every` steps (and at LONG_AT within `length`).
+        keep: rollouts of each policy whose frames are kept (at the measured steps) for a look.
+
+    Returns:
+        {policy: {"steps": [..], "map_real": [..], "inventory_real": [..] (if the lattice has
+        rows below the map), "at": {step: {"map", "inventory"}}, "frames_per_s": ..}}.
+    """
+    N = len(frames)
+    at = sorted({*range(every, length + 1, every), *(s for s in LONG_AT if s <= length)})
+    rows = tiles.grid.grid[0] if tiles.classifier is not None else tiles.grid.frame_grid[0]
+    out: dict[str, Any] = {}
+    for policy in policies:
+        if policy == "noop":
+            future = np.broadcast_to(np.asarray(noop), (N, length, *np.shape(noop))).copy()
+        elif policy == "random":
+            future = rollouts.random_actions(
+                world_model.action_space, N, length, rollouts.rollout_seed(seed, 123)
+            )
+        else:
+            raise ValueError(f"policy must be 'noop' or 'random', not {policy!r}")
+        real = np.zeros((N, len(at), *tiles.grid.frame_grid), bool)
+        shown = []
+        t0 = time.perf_counter()
+        for b0 in range(0, N, batch_size):
+            sl = slice(b0, b0 + batch_size)
+            g = torch.Generator().manual_seed(rollouts.rollout_seed(seed, 55, b0))
+            gen = world_model.generate(
+                frames[sl, :K],
+                take_actions(actions, (sl, slice(0, K - 1))),
+                take_actions(future, sl),
+                steps=steps,
+                guidance=guidance,
+                generator=g,
+            )["frames"][:, np.asarray(at) - 1]  # [b, len(at), H, W, 3]
+            real[sl] = tiles.looks_real(gen)
+            if b0 < keep:
+                shown.append(gen[: keep - b0])
+        seconds = time.perf_counter() - t0
+        block = {
+            "steps": at,
+            "map_real": real[:, :, :rows].mean((0, 2, 3)).tolist(),
+            "frames_per_s": N * length / max(seconds, 1e-9),
+            "clips": N,
+        }
+        if real.shape[2] > rows:
+            block["inventory_real"] = real[:, :, rows:].mean((0, 2, 3)).tolist()
+        block["at"] = {
+            str(s): {
+                "map": block["map_real"][at.index(s)],
+                "inventory": block.get("inventory_real", [None] * len(at))[at.index(s)],
+            }
+            for s in LONG_AT
+            if s in at
+        }
+        block["min_map_real"] = float(min(block["map_real"]))
+        if shown:  # popped into FidelityResult.long_gallery, not JSON
+            block["frames"] = np.concatenate(shown)
+            block["frames_real"] = real[: len(block["frames"])]
+        out[policy] = block
+    return out
+
+
+def semantic_setup(
+    labels: dict[str, np.ndarray] | None,
+    spec: dict[str, Any] | None,
+    tiles: Any | None,
+    clip_shape: tuple[int, int],
+) -> dict[str, Any]:
+    """Which semantic metrics apply to these clips, and why the others do not."""
+    out: dict[str, Any] = {"applies": [], "skipped": None, "names": [], "moves": {}, "anchor": None}
+    if tiles is None:
+        out["skipped"] = (
+            "no tile model: train one with `worldsim bench train-tiles --data STORE --out "
+            "tiles.safetensors` and pass --tiles (tile accuracy and scroll need a game with "
+            "tile labels, such as Crafter; realism works on any game)"
+        )
+        return out
+    out["applies"].append("realism")
+    out["names"] = list(tiles.names)
+    if tiles.classifier is None:
+        out["skipped"] = "the tile model has no classifier (no tile labels): realism only"
+        return out
+    if not labels or "semantic" not in labels or "view_pos" not in labels:
+        out["skipped"] = (
+            "the clips have no tile labels (semantic, view_pos): only Crafter records them; "
+            "re-record Crafter data with `worldsim collect`"
+        )
+        return out
+    for name in ("semantic", "view_pos"):
+        if tuple(np.shape(labels[name])[:2]) != tuple(clip_shape):
+            raise WorldsimError(
+                f"labels[{name!r}] has shape {np.shape(labels[name])}, expected "
+                f"[{clip_shape[0]}, {clip_shape[1]}, ...]: one entry per clip frame"
+            )
+    if tuple(np.shape(labels["semantic"])[2:]) != tuple(tiles.grid.grid):
+        raise WorldsimError(
+            f"the clips' tile labels are {np.shape(labels['semantic'])[2:]} tiles, the tile "
+            f"model reads {tiles.grid.grid}: a tile model of another game or view?"
+        )
+    out["applies"].append("semantic")
+    spec = spec or {}
+    moves = {int(k): tuple(v) for k, v in (spec.get("moves") or {}).items()}
+    if moves:
+        out["applies"].append("scroll")
+        out["moves"] = moves
+    anchor = (spec.get("semantic") or {}).get("anchor")
+    out["anchor"] = tuple(anchor) if anchor else None
+    return out
+
+
+def noop_action(space: Any) -> Any:
+    """The do-nothing action: 0 of a Discrete space (Crafter's noop), else zeros."""
+    if hasattr(space, "n"):
+        return np.int64(getattr(space, "start", 0))
+    sample = space.sample()
+    if isinstance(sample, dict):
+        raise WorldsimError("long-horizon noop rollouts need a non-Dict action space")
+    return np.zeros_like(sample)

@@ -1,0 +1,148 @@
+"""The semantic verdict: what a player would notice, in plain sentences and pass/fail checks.
+
+Leads report.md. Each check compares the model with a bar a person would set: keep the
+objects at least as well as copying the last frame and as an oracle that only scrolls, scroll
+with the keys (>= 90% per direction), do not scroll on blocked moves (<= 5%), pay the rewards
+(unlock recall and precision >= 0.5), and stay a real-looking world over long play (>= 95%
+of map tiles). A failed check is written with NOT, so it shows at a glance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["BARS", "semantic_verdict"]
+
+BARS = {
+    "scroll_agreement": 0.9,
+    "false_scroll": 0.05,
+    "unlock_recall": 0.5,
+    "unlock_precision": 0.5,
+    "long_horizon_real": 0.95,
+}
+
+
+def _f(x: Any) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def _tiles(sem: dict[str, Any], checks: dict[str, Any], lines: list[str]) -> None:
+    names = {"objects": "Object tiles", "seen_objects": "Objects already seen in the context",
+             "map": "All map tiles"}  # fmt: skip
+    for subset, title in names.items():
+        curves = sem["tiles"]["curves"][subset]
+        H = min(16, len(curves["model"]["mean"]))
+        show = [s for s in (1, 4, 16) if s <= H]
+        vals = {v: curves[v]["mean"] for v in ("model", "copy_last", "oracle")}
+        losing = {
+            base: [
+                h + 1
+                for h in range(H)
+                if None not in (vals["model"][h], vals[base][h])
+                and vals["model"][h] <= vals[base][h]
+            ]
+            for base in ("copy_last", "oracle")
+        }
+        ok = not losing["copy_last"] and not losing["oracle"]
+        if subset != "map":
+            checks[f"{subset}_beat_baselines_1_{H}"] = ok
+        row = "/".join(_f(vals["model"][s - 1]) for s in show)
+        text = (
+            f"{title}, open loop, steps {'/'.join(map(str, show))}: model {row}, copy-last "
+            + "/".join(_f(vals["copy_last"][s - 1]) for s in show)
+            + ", oracle scroller "
+            + "/".join(_f(vals["oracle"][s - 1]) for s in show)
+        )
+        if ok:
+            text += f": above both at every step 1-{H}."
+        else:
+            parts = [
+                f"{'copy-last' if b == 'copy_last' else 'the oracle'} at {len(v)} of {H} steps"
+                for b, v in losing.items()
+                if v
+            ]
+            text += ": NOT above " + " and ".join(parts) + "."
+        lines.append(text)
+
+
+def _scroll(scroll: dict[str, Any], checks: dict[str, Any], lines: list[str]) -> None:
+    agree = scroll["agreement"]
+    dirs = [d for d in ("left", "right", "up", "down") if agree.get(d, {}).get("n")]
+    ok = bool(dirs) and all(agree[d]["share"] >= BARS["scroll_agreement"] for d in dirs)
+    checks["scroll_agreement"] = ok
+    text = "Scroll with the keys (teacher-forced, real scrolls): " + ", ".join(
+        f"{d} {_f(agree[d]['share'])} (n={agree[d]['n']})" for d in dirs
+    )
+    bar = f"{BARS['scroll_agreement']:.0%}"
+    lines.append(text + (f": all at least {bar}." if ok else f": NOT all at least {bar}."))
+    false = scroll["false_scroll"]["all"]
+    if false["n"]:
+        ok = false["share"] <= BARS["false_scroll"]
+        checks["false_scroll"] = ok
+        lines.append(
+            f"Blocked moves that scroll anyway: {_f(false['share'])} (n={false['n']})"
+            + (": at most 5%." if ok else ": NOT at most 5%.")
+        )
+    opp = scroll.get("opposite_real_way", {}).get("all")
+    if opp and opp["n"]:
+        ok = opp["share"] == 0
+        checks["opposite_never_real_way"] = ok
+        lines.append(
+            f"With the opposite key, the view still scrolls the real way in {_f(opp['share'])} "
+            f"of cases (n={opp['n']})" + (": never." if ok else ": NOT never.")
+        )
+
+
+def _rewards(events: dict[str, Any], checks: dict[str, Any], lines: list[str]) -> None:
+    for variant in ("teacher_forced", "open_loop"):
+        ev = events.get(variant)
+        if not ev or "reward_unlock" not in ev:
+            continue
+        u, h = ev["reward_unlock"], ev["reward_health"]
+        text = (
+            f"Rewards, {variant.replace('_', '-')}: achievement unlocks recall {_f(u['recall'])}, "
+            f"precision {_f(u['precision'])} ({u['support']} real, {u['predicted']} predicted); "
+            f"health changes recall {_f(h['recall'])}, precision {_f(h['precision'])} "
+            f"({h['support']} real)"
+        )
+        if variant == "teacher_forced" and u["support"]:
+            ok = (u["recall"] or 0) >= BARS["unlock_recall"] and (u["precision"] or 0) >= BARS[
+                "unlock_precision"
+            ]
+            checks["unlock_rewards"] = ok
+            text += ": unlocks paid." if ok else ": unlocks NOT paid (recall and precision >= 0.5)."
+        else:
+            text += "."
+        lines.append(text)
+
+
+def _long(long: dict[str, Any], checks: dict[str, Any], lines: list[str]) -> None:
+    for policy, block in long.items():
+        at = block["at"]
+        shown = ", ".join(f"{_f(v['map'])}@{s}" for s, v in at.items())
+        ok = block["min_map_real"] >= BARS["long_horizon_real"]
+        checks[f"long_horizon_{policy}"] = ok
+        inv = [v["inventory"] for v in at.values() if v.get("inventory") is not None]
+        text = (
+            f"Long play ({policy}, {block['steps'][-1]} steps, {block['clips']} rollouts): map "
+            f"tiles that look real {shown}; lowest {_f(block['min_map_real'])}"
+            + (f"; inventory {'/'.join(_f(x) for x in inv)}" if inv else "")
+        )
+        lines.append(text + (": stays real." if ok else ": NOT at least 95% throughout."))
+
+
+def semantic_verdict(semantic: dict[str, Any], events: dict[str, Any]) -> dict[str, Any]:
+    """{"text": [sentences], "checks": {name: passed}} from a FidelityResult's semantic block."""
+    lines: list[str] = []
+    checks: dict[str, Any] = {}
+    if "tiles" in semantic:
+        _tiles(semantic, checks, lines)
+    if "scroll" in semantic:
+        _scroll(semantic["scroll"], checks, lines)
+    if "tiles" in semantic:
+        _rewards(events, checks, lines)
+    if "long_horizon" in semantic:
+        _long(semantic["long_horizon"], checks, lines)
+    if semantic.get("skipped"):
+        lines.append(f"Semantic metrics skipped: {semantic['skipped']}")
+    return {"text": lines, "checks": checks}
