@@ -70,6 +70,23 @@ def test_sticky_policy_holds_actions():
         make_policy("greedy", gym.spaces.Discrete(3))
 
 
+def test_explorer_walks_in_runs_and_interacts():
+    import crafter
+    import gymnasium as gym
+
+    names = list(crafter.constants.actions)
+    policy = make_policy("explorer", gym.spaces.Discrete(17), names)
+    policy.reset(4)
+    actions = [int(policy(None)) for _ in range(600)]
+    runs = [len(list(g)) for a, g in itertools.groupby(actions) if names[a].startswith("move")]
+    assert min(runs) >= 2 and np.mean(runs) > 4  # walks 2-10 steps at a time
+    assert actions.count(names.index("do")) > 30  # and interacts
+    policy.reset(4)
+    assert [int(policy(None)) for _ in range(600)] == actions
+    with pytest.raises(WorldsimError, match="--policy sticky"):
+        make_policy("explorer", gym.spaces.Discrete(3), None)
+
+
 def test_ctrl_c_keeps_finished_episodes(tmp_path):
     out = tmp_path / "s"
     cmd = [

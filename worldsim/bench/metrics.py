@@ -177,8 +177,8 @@ def precision_recall_f1(preds: np.ndarray, target: np.ndarray) -> dict[str, floa
         {"precision", "recall", "f1" (None where undefined: no predicted / no real events),
         "support" (real events), "predicted" (predicted events), "n"}.
     """
-    p = torch.as_tensor(np.asarray(preds, dtype=bool).reshape(-1))
-    t = torch.as_tensor(np.asarray(target, dtype=bool).reshape(-1))
+    p = torch.as_tensor(np.array(preds, dtype=bool).reshape(-1))  # a copy: inputs may be views
+    t = torch.as_tensor(np.array(target, dtype=bool).reshape(-1))
     if p.numel() == 0:
         return {"precision": None, "recall": None, "f1": None, "support": 0, "predicted": 0, "n": 0}
     tp, fp, _tn, fn, support = (int(v) for v in binary_stat_scores(p.long(), t.long()))

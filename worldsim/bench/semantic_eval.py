@@ -199,7 +199,8 @@ def long_horizon(
         frames, actions: real clips [N, T, ...] and their actions; the first K frames start
             each rollout.
         policies: "noop" (always `noop`) and/or "random" (uniform random actions).
-        every: realism is measured every `every` steps (and at LONG_AT within `length`).
+        every: realism is measured every `every` steps (and at LONG_AT within `length`, and at
+            the last step).
         keep: rollouts of each policy whose frames are kept (at the measured steps) for a look.
 
     Returns:
@@ -207,7 +208,7 @@ def long_horizon(
         rows below the map), "at": {step: {"map", "inventory"}}, "frames_per_s": ..}}.
     """
     N = len(frames)
-    at = sorted({*range(every, length + 1, every), *(s for s in LONG_AT if s <= length)})
+    at = sorted({*range(every, length + 1, every), *(s for s in LONG_AT if s <= length), length})
     rows = tiles.grid.grid[0] if tiles.classifier is not None else tiles.grid.frame_grid[0]
     out: dict[str, Any] = {}
     for policy in policies:
