@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from worldsim.data import EpisodeStore
+from worldsim.data.lock import writer_lock
 from worldsim.errors import StoreError
 
 
@@ -128,12 +129,17 @@ def _collect_one(cfg: CollectConfig, k: int, key: int) -> tuple[int, int, float]
 
 
 def open_store_for(cfg: CollectConfig) -> EpisodeStore:
-    """Create the store for this game (or open it, checking it holds the same game)."""
+    """Create the store for this game (or open it, checking it holds the same game).
+
+    The policy is checked against the game first, so a bad --policy leaves nothing behind.
+    """
     from envs.games import make_game
+    from envs.policies import make_policy
 
     env = make_game(cfg.game, **cfg.game_kwargs)
     try:
         names = getattr(env.unwrapped, "action_names", None)
+        make_policy(cfg.policy, env.action_space, names)  # raises for an unknown policy
         metadata = {
             "policy": cfg.policy,
             "seed": cfg.seed,
@@ -167,8 +173,21 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     """Record `cfg.episodes` episodes into `cfg.out`; returns a summary with frames/s."""
     if cfg.episodes < 0 or cfg.workers < 1:
         raise StoreError("--episodes must be >= 0 and --workers >= 1")
+    from envs.games import make_game
+    from envs.policies import make_policy
+
+    env = make_game(cfg.game, **cfg.game_kwargs)  # a bad game or policy: nothing is created
+    try:
+        make_policy(cfg.policy, env.action_space, getattr(env.unwrapped, "action_names", None))
+    finally:
+        env.close()
+    with writer_lock(cfg.out, f"worldsim collect --policy {cfg.policy} --seed {cfg.seed}"):
+        return _collect_locked(cfg, progress)
+
+
+def _collect_locked(cfg: CollectConfig, progress: bool) -> dict[str, Any]:
     store = open_store_for(cfg)
-    store.remove_incomplete()  # leftovers of an interrupted run (one collector per store)
+    store.remove_incomplete()  # leftovers of an interrupted run: no other writer holds the lock
     todo = missing_episodes(store, cfg)
     first_key = store.next_index()
     start = time.perf_counter()

@@ -345,8 +345,9 @@ def test_worldsim_fit_print_config(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_worldsim_fit_runs_and_resumes_from_last(store_path: str, tmp_path: Path) -> None:
-    from training.cli import main
+    from training.cli import check_checkpoint_file, main
     from worldsim.cli import main as worldsim_main
+    from worldsim.errors import WorldsimError
 
     args = [
         "--config",
@@ -378,6 +379,20 @@ def test_worldsim_fit_runs_and_resumes_from_last(store_path: str, tmp_path: Path
     release = tmp_path / "release"
     assert worldsim_main(["export", str(tmp_path / "ckpt/last.ckpt"), "--out", str(release)]) == 0
     assert (release / "config.json").exists()
+    # Contexts from a store of another game: refused, the release is left as it was.
+    other = EpisodeStore.create(tmp_path / "other", game="other", action_space=gym.spaces.Discrete(2),
+                                observation_space=EpisodeStore.open(store_path).observation_space,
+                                fps=10)  # fmt: skip
+    before = (release / "config.json").read_text()
+    bad = ["export", str(tmp_path / "ckpt/last.ckpt"), "--out", str(release), "--store"]
+    assert worldsim_main([*bad, other.path]) == 2
+    assert (release / "config.json").read_text() == before
+    # A last.ckpt cut short by a crash: the error names the step checkpoints to resume from.
+    last = tmp_path / "ckpt/last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.raises(WorldsimError, match=r"truncated or corrupt.*--ckpt_path .*step"):
+        check_checkpoint_file(last)
+    assert main([*args, "--trainer.max_steps", "6", "--ckpt_path", "last"]) == 2
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logs = EventAccumulator(str(tmp_path / "tiny/version_0"))

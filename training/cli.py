@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sys
 import warnings
+import zipfile
+from pathlib import Path
 
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -46,6 +48,39 @@ class WorldsimCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(NonFiniteLossStop, "nan_stop")
+
+    def before_fit(self) -> None:
+        """Refuse to resume from a checkpoint a crash cut short, naming the ones to use instead."""
+        fit = self.config["fit"]
+        ckpt = fit.get("ckpt_path")
+        if ckpt == "last":
+            dirpath = fit.get("checkpoint", {}).get("dirpath")
+            path = Path(dirpath) / "last.ckpt" if dirpath else None
+        elif ckpt in (None, "best", "hpc", "registry"):
+            path = None
+        else:
+            path = Path(ckpt)
+        if path is not None and path.is_file():
+            check_checkpoint_file(path)
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Raise WorldsimError if a torch checkpoint file is truncated or corrupt (a zip check)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        bad = str(e)
+    if bad is None:
+        return
+    others = sorted(p.name for p in path.parent.glob("step*.ckpt") if p != path)
+    hint = (
+        f"resume from the newest step checkpoint beside it instead: --ckpt_path "
+        f"{path.parent / others[-1]} (there are {len(others)}: {', '.join(others[-3:])})"
+        if others
+        else "no step*.ckpt is beside it: start a new run without --ckpt_path"
+    )
+    raise WorldsimError(f"{path} is truncated or corrupt ({bad}), probably cut short by a crash; {hint}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -150,6 +150,12 @@ class Loop:
         return "random" if i == 0 else str(self.agent_dir(i - 1))
 
     def _collect(self, i: int) -> dict[str, Any]:
+        from worldsim.data.lock import writer_lock
+
+        with writer_lock(str(self.data), f"worldsim loop (iteration {i})"):
+            return self._collect_locked(i)
+
+    def _collect_locked(self, i: int) -> dict[str, Any]:
         from gymnasium.wrappers import TimeLimit
 
         from envs.games import make_game

@@ -3,16 +3,21 @@
 Layout of a release folder:
     model.safetensors     the WorldModelNet state dict (autoencoder included, if any)
     config.json           {"format", "format_version", "model_config", "observation_space",
-                           "action_space" (minari.serialization), "metadata"}
+                           "action_space" (minari.serialization), "metadata", "files" (sha256 of
+                           each file beside it: a folder mixing two exports is refused)}
     contexts.safetensors  optional: "frames" uint8 [N, K, H, W, 3] and "actions"
                           [N, K-1, ...] (or "actions.<key>" for each key of a Dict space)
-Loading never unpickles anything.
+Loading never unpickles anything. A release is written into a temporary folder beside the
+target and swapped in at the end, so an export killed at any point leaves the old release
+(or, in the instant between two renames, a `.NAME.old-*` folder that `load_release` names).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +35,21 @@ FORMAT = "worldsim-release"
 FORMAT_VERSION = 1
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _swap_in(tmp: Path, folder: Path) -> None:
+    """Replace `folder` by the complete folder `tmp` (two renames; the old one is removed)."""
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _context_tensors(
@@ -63,7 +79,7 @@ def save_release(
     contexts: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a release folder (created if needed; existing files replaced atomically).
+    """Write a release folder, atomically: all of it is written beside `path` and swapped in.
 
     Args:
         path: the folder.
@@ -81,17 +97,16 @@ def save_release(
     if action_space != net.action_space:
         raise CheckpointError(f"action space {action_space} is not the net's {net.action_space}")
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder} is a file, not a release folder: choose another --out")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-    _atomic_write(
-        folder / "model.safetensors",
-        lambda p: save_file(state, str(p), metadata={"format": FORMAT}),
-    )
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
     if contexts is not None:
-        tensors = _context_tensors(contexts, action_space)
-        _atomic_write(folder / "contexts.safetensors", lambda p: save_file(tensors, str(p)))
-    elif (folder / "contexts.safetensors").exists():
-        (folder / "contexts.safetensors").unlink()
+        save_file(_context_tensors(contexts, action_space), str(tmp / "contexts.safetensors"))
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -99,15 +114,23 @@ def save_release(
         "observation_space": json.loads(serialize_space(observation_space)),
         "action_space": json.loads(serialize_space(action_space)),
         "metadata": metadata or {},
+        "files": {p.name: _sha256(p) for p in sorted(tmp.iterdir())},
     }
-    text = json.dumps(config, indent=1)
-    _atomic_write(folder / "config.json", lambda p: p.write_text(text))
+    (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    _swap_in(tmp, folder)
     return folder
 
 
 def read_release_config(path: str | Path) -> dict[str, Any]:
     """The parsed config.json of a release folder, checked for format and version."""
     folder = Path(path)
+    if not folder.exists():
+        left = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
+        if left:
+            raise CheckpointError(
+                f"{folder} is missing: an interrupted export left the previous release at "
+                f"{left[-1]}; rename it to {folder.name}, or export again"
+            )
     if not folder.is_dir() or not (folder / "config.json").is_file():
         raise CheckpointError(
             f"{folder} is not a worldsim release folder (no config.json); make one with "
@@ -171,6 +194,12 @@ def load_release(
             raise CheckpointError(
                 f"{folder} was trained for {name} space {found}, not {wanted}: it is a model of "
                 "another game (or another setting of it); pick the matching checkpoint"
+            )
+    for name, digest in (config.get("files") or {}).items():
+        if not (folder / name).is_file() or _sha256(folder / name) != digest:
+            raise CheckpointError(
+                f"{folder / name} is missing or is not the file its config.json was written "
+                "with (a release mixing two exports, or a damaged copy): export it again"
             )
     net = WorldModelNet(model_config, act_space)
     try:

@@ -23,6 +23,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true", help="print the figures as JSON")
     info.set_defaults(func=run_info)
 
+    check = dsub.add_parser(
+        "check",
+        help="find incomplete, missing or damaged episodes; --repair sets them aside",
+        description="Reads every episode whole (arrays, labels, every frame chunk). With "
+        "--repair, each bad episode's folder moves to STORE/quarantine/KEY and the rest is "
+        "left as it is. Exits 1 when problems were found (and not repaired).",
+        epilog="example: worldsim data check data/crafter --repair",
+    )
+    check.add_argument("store", help="store directory or fsspec URL")
+    check.add_argument("--repair", action="store_true", help="quarantine the bad episodes")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(func=run_check)
+
     imp = dsub.add_parser(
         "import",
         help="import recordings into a store: VPT (.mp4 + .jsonl), MineRL v0.4, or a Minari dataset",
@@ -44,6 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--game",
         default=None,
         help="game name to record in the store (default: minecraft / the dataset's)",
+    )
+    imp.add_argument(
+        "--data-path",
+        default=None,
+        help="Minari datasets root for --format minari (default: $MINARI_DATASETS_PATH or ~/.minari)",
     )
     imp.set_defaults(func=run_import)
 
@@ -126,6 +144,25 @@ def _histogram_table(hist: dict, total: int):
         else:
             t.add_row(k, json.dumps(v), "")
     return t
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from worldsim.data.check import check_store
+
+    report = check_store(args.store, repair=args.repair)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(f"{report.path}: {report.episodes} complete episodes checked")
+        for key, problem in sorted(report.problems.items()):
+            print(f"  episode {key}: {problem}")
+        if report.quarantined:
+            print(f"moved {len(report.quarantined)} episodes to {report.path}/quarantine/")
+        elif report.problems:
+            print(f"{len(report.problems)} bad episodes: run again with --repair to set them aside")
+        else:
+            print("no problems found")
+    return 0 if report.ok or report.quarantined else 1
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -62,6 +62,13 @@ def export_checkpoint(
     from training.data import EpisodeDataModule
     from training.module import WorldModelSystem
     from worldsim.checkpoint import save_release
+    from worldsim.data import EpisodeStore
+    from worldsim.data.spaces import serialize_space
+
+    if contexts < 1 or (context_frames is not None and context_frames < 1):
+        raise CheckpointError(
+            f"--contexts ({contexts}) and --context-frames ({context_frames}) must be at least 1"
+        )
 
     try:
         checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -107,6 +114,25 @@ def export_checkpoint(
         raise StoreError(
             f"{ckpt} does not name its episode store: pass --store PATH for the starting contexts"
         )
+    if store is not None:  # another store than the run's: it must hold the same game
+        own = checkpoint.get("datamodule_hyper_parameters", {}).get("store")
+        given = EpisodeStore.open(store)
+        if serialize_space(given.action_space) != serialize_space(system.action_space) or tuple(
+            given.observation_space.shape
+        ) != tuple(system.observation_space.shape):
+            raise StoreError(
+                f"--store {store} holds {given.game!r} with actions {given.action_space} and "
+                f"{given.frame_shape} frames; the model was trained on "
+                f"{system.action_space} and {tuple(system.observation_space.shape)}: pass a "
+                "store of the model's game"
+            )
+        if own is not None and EpisodeStore.exists(own):
+            trained_on = EpisodeStore.open(own).game
+            if trained_on != given.game:
+                raise StoreError(
+                    f"--store {store} holds {given.game!r}, the model was trained on "
+                    f"{trained_on!r} ({own}): pass a store of {trained_on!r}"
+                )
     datamodule = EpisodeDataModule(**{**data_args, "num_workers": 0})
     K = context_frames or max(1, net.config.context // 2)
     clips = datamodule.contexts(contexts, K, split=split)

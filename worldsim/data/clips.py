@@ -17,6 +17,15 @@ import numcodecs
 import numpy as np
 import zarr
 
+from worldsim.errors import StoreError
+
+
+def _damaged(root: str, episode: str, why: object) -> StoreError:
+    return StoreError(
+        f"episode {episode or '?'} of the store at {root} is damaged ({why}): run "
+        f"`worldsim data check {root}` to list damaged episodes, and `--repair` to set them aside"
+    )
+
 
 class ChunkReader:
     """Reads frame windows of episode arrays `[T+1, H, W, 3]` uint8 chunked along T only."""
@@ -49,16 +58,31 @@ class ChunkReader:
         return self._layouts[name]
 
     def read(
-        self, name: str, start: int, stop: int, open_array: Callable[[], zarr.Array]
+        self,
+        name: str,
+        start: int,
+        stop: int,
+        open_array: Callable[[], zarr.Array],
+        *,
+        all_written: bool = False,
+        episode: str = "",
     ) -> np.ndarray:
         """Frames [start, stop) of the array at `name` (its path inside the store).
 
         `open_array` opens the zarr array; it is called only the first time `name` is read
-        and whenever the fast path does not apply.
+        and whenever the fast path does not apply. With `all_written` (episodes written with
+        every chunk stored) a missing chunk is an error, not black frames.
+
+        Raises:
+            StoreError: a chunk is missing (with `all_written`) or cannot be decoded; the
+                message names `episode` and the check to run.
         """
         layout = self._layout(name, open_array)
         if layout is None:
-            return open_array()[start:stop]
+            try:
+                return open_array()[start:stop]
+            except Exception as e:  # zarr/numcodecs raise their own types for damaged chunks
+                raise _damaged(self.root, episode, e) from None
         per_chunk, frame_shape = layout
         first, last = start // per_chunk, (stop - 1) // per_chunk
         parts = []
@@ -66,10 +90,17 @@ class ChunkReader:
             key = f"{self.root}/{name}/c/{c}/" + "/".join("0" * len(frame_shape))
             try:
                 raw = self.fs.cat_file(key)
-            except FileNotFoundError:  # zarr skips chunks that are all fill value (black frames)
+            except FileNotFoundError:
+                if all_written:
+                    raise _damaged(self.root, episode, f"frame chunk {c} is missing") from None
+                # older episodes: zarr skipped chunks that were all fill value (black frames)
                 parts.append(np.zeros((per_chunk, *frame_shape), np.uint8))
                 continue
-            parts.append(np.frombuffer(self.codec.decode(raw), np.uint8).reshape(-1, *frame_shape))
+            try:
+                chunk = np.frombuffer(self.codec.decode(raw), np.uint8).reshape(-1, *frame_shape)
+            except Exception as e:  # blosc's errors for a damaged chunk
+                raise _damaged(self.root, episode, f"frame chunk {c}: {e}") from None
+            parts.append(chunk)
         block = parts[0] if len(parts) == 1 else np.concatenate(parts)
         offset = start - first * per_chunk
         return block[offset : offset + stop - start].copy()

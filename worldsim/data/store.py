@@ -312,26 +312,33 @@ class EpisodeStore:
 
     def _small_arrays(
         self, i: int
-    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict, dict[str, np.ndarray]]:
-        """Actions, rewards, ends, info and labels of episode i, cached: they are tiny."""
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict, dict[str, np.ndarray], bool]:
+        """Actions, rewards, ends, info, labels of episode i and whether every frame chunk
+        was written (episodes since the store checks for lost chunks); cached: they are tiny.
+
+        Raises:
+            StoreError: an array is missing or damaged (names the episode and the check).
+        """
         if i not in self._actions_cache:
             g = self._group(i)
-            actions = g["actions"]
-            if isinstance(actions, zarr.Group):
-                actions = {k: actions[k][:] for k in sorted(actions.array_keys())}
-            else:
-                actions = actions[:]
-            info = dict(g.attrs.asdict().get("info", {}))
-            labels = g.get("labels")
-            labels = {k: labels[k][:] for k in sorted(labels.array_keys())} if labels else {}
-            self._actions_cache[i] = (
-                actions,
-                g["rewards"][:],
-                g["terminated"][:],
-                g["truncated"][:],
-                info,
-                labels,
-            )
+            try:
+                actions = g["actions"]
+                if isinstance(actions, zarr.Group):
+                    actions = {k: actions[k][:] for k in sorted(actions.array_keys())}
+                else:
+                    actions = actions[:]
+                attrs = g.attrs.asdict()
+                labels = g.get("labels")
+                labels = {k: labels[k][:] for k in sorted(labels.array_keys())} if labels else {}
+                arrays = [g[k][:] for k in ("rewards", "terminated", "truncated")]
+            except Exception as e:  # zarr raises KeyError / codec errors of its own
+                raise StoreError(
+                    f"episode {self.keys[i]} of the store at {self.path} is damaged ({e!r}): run "
+                    f"`worldsim data check {self.path}`, and `--repair` to set it aside"
+                ) from None
+            info = dict(attrs.get("info", {}))
+            all_chunks = bool(attrs.get("all_chunks", False))
+            self._actions_cache[i] = (actions, *arrays, info, labels, all_chunks)
         return self._actions_cache[i]
 
     def episode_actions(self, i: int) -> np.ndarray | dict[str, np.ndarray]:
@@ -348,9 +355,7 @@ class EpisodeStore:
 
     def episode(self, i: int) -> Episode:
         """The whole episode i."""
-        actions, rewards, terminated, truncated, info, labels = self._small_arrays(i)
-        frames = self._group(i)["frames"][:]
-        return Episode(frames, actions, rewards, terminated, truncated, info, labels)
+        return self.clip(i, 0, int(self.lengths[i]) + 1)
 
     def clip(self, i: int, start: int, length: int) -> Episode:
         """Frames start..start+length-1 of episode i and the length-1 transitions between them.
@@ -363,9 +368,14 @@ class EpisodeStore:
             raise IndexError(
                 f"clip [{start}, {start + length}) is outside episode {i}, which has {n_frames} frames"
             )
-        actions, rewards, terminated, truncated, info, labels = self._small_arrays(i)
+        actions, rewards, terminated, truncated, info, labels, all_chunks = self._small_arrays(i)
         frames = self._reader.read(
-            f"episodes/{key}/frames", start, start + length, lambda: self._group(i)["frames"]
+            f"episodes/{key}/frames",
+            start,
+            start + length,
+            lambda: self._group(i)["frames"],
+            all_written=all_chunks,
+            episode=key,
         )
         window = slice(start, start + length - 1)
         if isinstance(actions, dict):
@@ -434,13 +444,16 @@ class EpisodeStore:
         T = len(rewards)
         info = json.loads(json.dumps(dict(info or {}), default=jsonable))
         g = self._root.require_group("episodes").create_group(key, overwrite=True)
-        g.attrs.update({"length": T, "info": info, "complete": False})
+        # all_chunks: every frame chunk is stored (black ones too), so a missing chunk is
+        # known to be lost, not read as black frames.
+        g.attrs.update({"length": T, "info": info, "complete": False, "all_chunks": True})
         arr = g.create_array(
             "frames",
             shape=frames.shape,
             dtype="uint8",
             chunks=(FRAME_CHUNK, *frames.shape[1:]),
             compressors=COMPRESSOR,
+            config={"write_empty_chunks": True},
         )
         arr[:] = frames
         if isinstance(actions, dict):
