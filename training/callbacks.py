@@ -1,4 +1,5 @@
-"""Training callbacks: stop on a non-finite loss, and log sample rollouts next to real clips."""
+"""Training callbacks: stop on a non-finite loss, log sample rollouts next to real clips, and a
+progress bar that counts steps."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
@@ -177,3 +179,39 @@ class RolloutVideos(L.Callback):
             video = side_by_side(frames, torch.cat([frames[:, :K], fake], dim=1))
             fps = self.fps or float(dm.store.fps)
             log_video(logger, "rollouts/real_vs_generated", video, trainer.global_step, fps)
+
+
+class StepProgressBar(RichProgressBar):
+    """Rich progress bar that counts optimiser steps towards `max_steps` across epochs and resumes.
+
+    Lightning's bar counts batches of the current epoch and shows "Epoch 0/-2" when only
+    `max_steps` bounds the run, and "160/39" after a resume; runs here are step-bounded.
+    """
+
+    @property
+    def total_train_batches(self) -> int | float:
+        steps = self.trainer.max_steps
+        return steps if steps and steps > 0 else super().total_train_batches
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        epochs = self.trainer.max_epochs
+        text = f"Epoch {current_epoch}" + (f"/{epochs - 1}" if epochs and epochs > 0 else "")
+        if self.trainer.max_steps and self.trainer.max_steps > 0:
+            text = f"Steps ({text})"
+        return f"{text:{len(self.validation_description)}}"
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if trainer.max_steps and trainer.max_steps > 0 and not self.is_disabled:
+            if self.train_progress_bar_id is None:
+                self._initialize_train_progress_bar_id()
+            self._update(self.train_progress_bar_id, trainer.global_step)
+            self._update_metrics(trainer, pl_module)
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

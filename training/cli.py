@@ -17,13 +17,14 @@ import sys
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from training.autoencoder import AutoencoderSystem
-from training.callbacks import NonFiniteLossStop
+from training.callbacks import NonFiniteLossStop, StepProgressBar
 from training.data import EpisodeDataModule
 from training.module import WorldModelSystem
 from worldsim.errors import WorldsimError
@@ -48,6 +49,17 @@ class WorldsimCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(NonFiniteLossStop, "nan_stop")
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> Any:
+        """Lightning's trainer, with the step-counting progress bar unless one is configured."""
+        from lightning.pytorch.callbacks import ProgressBar
+
+        configured = [*callbacks, *(config.get("callbacks") or [])]
+        if config.get("enable_progress_bar", True) is not False and not any(
+            isinstance(c, ProgressBar) for c in configured
+        ):
+            callbacks = [*callbacks, StepProgressBar()]
+        return super()._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
         """Refuse to resume from a checkpoint a crash cut short, naming the ones to use instead."""
@@ -80,7 +92,9 @@ def check_checkpoint_file(path: Path) -> None:
         if others
         else "no step*.ckpt is beside it: start a new run without --ckpt_path"
     )
-    raise WorldsimError(f"{path} is truncated or corrupt ({bad}), probably cut short by a crash; {hint}")
+    raise WorldsimError(
+        f"{path} is truncated or corrupt ({bad}), probably cut short by a crash; {hint}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
