@@ -508,3 +508,12 @@ def test_init_from_a_release_starts_from_its_weights(crafter_release: Path) -> N
     )
     with pytest.raises(CheckpointError, match="another game"):
         other_game.build(gym.spaces.Discrete(5), observation_space)
+
+
+def test_progress_bar_counts_steps_towards_max_steps(tmp_path: Path) -> None:
+    from training.callbacks import StepProgressBar
+
+    bar = StepProgressBar()
+    bar._trainer = trainer(tmp_path, max_steps=12, enable_progress_bar=True, callbacks=[bar])
+    assert bar.total_train_batches == 12  # not the batches of one epoch
+    assert bar._get_train_description(1).strip() == "Steps (Epoch 1)"  # not "Epoch 1/-2"
