@@ -421,6 +421,8 @@ def test_bad_options_are_clear_errors(
             ["--data.store", store_path, "--data.clip_length", "8"],
             "exceeds the model's context of 4",
         ),
+        (["--data.store", store_path, "--data.batch_size", "0"], "--data.batch_size must be"),
+        (["--data.store", store_path, "--data.val_fraction", "1.5"], "--data.val_fraction"),
     ):
         assert main([*base, *extra]) == 2
         assert expected in capsys.readouterr().err

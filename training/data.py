@@ -152,8 +152,22 @@ class EpisodeDataModule(L.LightningDataModule):
         self.test_fraction = test_fraction
         self.num_workers = num_workers
         self.seed = seed
+        from training.module import ConfigError
+
+        for name, value, low in (
+            ("clip_length", clip_length, 1),
+            ("batch_size", batch_size, 1),
+            ("samples_per_epoch", samples_per_epoch, 1),
+            ("val_samples", val_samples, 0),
+            ("num_workers", num_workers, 0),
+        ):
+            if int(value) != value or value < low:
+                raise ConfigError(f"--data.{name} must be an integer >= {low}, got {value}")
+        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"--data.{name} must be in [0, 1), got {value}")
         if moving_weight < 0:
-            raise ValueError(f"data.moving_weight must be >= 0, got {moving_weight}")
+            raise ConfigError(f"--data.moving_weight must be >= 0, got {moving_weight}")
         self.moving_weight = moving_weight
         self.train_weights: np.ndarray | None = None
         self._store: EpisodeStore | None = None
