@@ -21,6 +21,7 @@ from envs.keymaps import (
     noop_action,
     scripted_keys,
 )
+from worldsim.cli.argtypes import device, non_negative_float, non_negative_int, positive_int
 from worldsim.errors import WorldsimError
 
 HEADER = 44  # pixels of text above the game panes
@@ -34,14 +35,29 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--real", {"action": "store_true", "help": "play the real game instead of the dream"}),
     ("--side-by-side", {"action": "store_true", "help": "real game and dream, same keys"}),
     ("--record", {"type": Path, "metavar": "OUT.mp4", "help": "record the window (PyAV)"}),
-    ("--steps", {"type": int, "default": 0, "help": "quit after N steps (0: play until quit)"}),
-    ("--fps", {"type": float, "help": "frames per second (default: the game's; 0: no limit)"}),
-    ("--scale", {"type": int, "help": "pixels per frame pixel (default: about 512 px tall)"}),
+    (
+        "--steps",
+        {"type": non_negative_int, "default": 0, "help": "quit after N steps (0: play until quit)"},
+    ),
+    (
+        "--fps",
+        {
+            "type": non_negative_float,
+            "help": "frames per second (default: the game's; 0: no limit)",
+        },
+    ),
+    (
+        "--scale",
+        {"type": positive_int, "help": "pixels per frame pixel (default: about 512 px tall)"},
+    ),
     ("--seed", {"type": int, "help": "seed of the first reset"}),
     ("--start-image", {"type": Path, "metavar": "PNG", "help": "start the dream from a picture"}),
-    ("--sampler-steps", {"type": int, "help": "denoising steps per frame (default: checkpoint's)"}),
-    ("--device", {"default": "auto", "help": "auto, cpu or cuda"}),
-    ("--threads", {"type": int, "help": "torch CPU threads (default: torch's choice)"}),
+    (
+        "--sampler-steps",
+        {"type": positive_int, "help": "denoising steps per frame (default: checkpoint's)"},
+    ),
+    ("--device", {"type": device, "default": "auto", "help": "auto, cpu or cuda"}),
+    ("--threads", {"type": positive_int, "help": "torch CPU threads (default: torch's choice)"}),
     (
         "--agent",
         {

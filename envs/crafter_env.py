@@ -12,6 +12,7 @@ from crafter import constants
 from gymnasium import spaces
 
 from envs.pixel_env import frame_size, image_space
+from worldsim.validation import check_discrete_action
 
 # Crafter's standard episode length (the benchmark's 10,000 steps), applied by TimeLimit.
 CRAFTER_MAX_STEPS = 10000
@@ -28,7 +29,8 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
     Discrete(17), named in ``action_names`` (crafter's own names): noop, move_left,
     move_right, move_up, move_down, do, sleep, place_stone, place_table, place_furnace,
     place_plant, make_wood_pickaxe, make_stone_pickaxe, make_iron_pickaxe,
-    make_wood_sword, make_stone_sword, make_iron_sword.
+    make_wood_sword, make_stone_sword, make_iron_sword. An action must be an integer in
+    [0, 16] (Python or numpy); anything else raises ``worldsim.errors.ActionError``.
 
     ## Observation Space
     Box(0, 255, (H, W, 3), uint8): the local 9x7 view above the inventory bar, 64x64 by
@@ -75,7 +77,12 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.size = frame_size(size)
+        try:
+            self.size = frame_size(size)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"size must be a positive int or [H, W], got {size!r} (e.g. size=96)"
+            ) from None
         self.render_mode = render_mode
         # crafter's size is (W, H): it renders [W, H, 3] and transposes.
         self.game = crafter.Env(
@@ -155,7 +162,9 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._frame is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        self._frame, reward, _, _ = self.game.step(int(action))
+        # The same check, and the same ActionError, as the dream of this game.
+        action = check_discrete_action(action, self.action_space, self.action_names)
+        self._frame, reward, _, _ = self.game.step(action)
         terminated = bool(self.game._player.health <= 0)
         return self._frame.copy(), float(reward), terminated, False, self._info()
 

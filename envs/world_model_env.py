@@ -12,11 +12,18 @@ import torch
 
 from envs.keymaps import noop_action
 from worldsim.errors import CheckpointError, WorldsimError
+from worldsim.validation import (
+    ArgumentValueError,
+    check_device,
+    check_discrete_action,
+    check_int,
+)
 
 if TYPE_CHECKING:
     from worldsim.world_model import WorldModel
 
 __all__ = [
+    "START_OPTIONS",
     "StartContexts",
     "StartError",
     "WorldModelEnv",
@@ -26,15 +33,59 @@ __all__ = [
 ]
 
 
+# The reset options a dream understands (StartContexts.draw); any other key is a typo.
+START_OPTIONS = ("context", "store", "episode", "start", "frames", "actions", "image")
+
+
 class StartError(WorldsimError, ValueError):
     """A starting context (image, store episode) that does not fit the world model."""
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: the GPU when there is one, else the CPU."""
-    if str(device) == "auto":
+    """``"auto"``: the GPU when there is one, else the CPU.
+
+    Raises:
+        worldsim.validation.DeviceError: a device that is not available here (CUDA on a
+            CPU-only torch), with the fix (``device="cpu"``).
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if check_device(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def check_options(options: Mapping[str, Any] | None, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`options` as a dict, refusing keys that no start source reads (typos like "episodes").
+
+    Raises:
+        StartError: an unknown key; the message lists the accepted ones.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise StartError(f"reset options must be a dict, got {type(options).__name__}")
+    unknown = sorted(str(k) for k in options if k not in START_OPTIONS + extra)
+    if unknown:
+        raise StartError(
+            f"unknown reset option(s) {', '.join(map(repr, unknown))}: the accepted keys are "
+            f"{', '.join(START_OPTIONS + extra)}"
+        )
+    return dict(options)
+
+
+def check_sampler_steps(value: Any) -> int:
+    """Denoising steps per frame: an integer >= 1 (ArgumentValueError otherwise)."""
+    return check_int(value, "sampler_steps")
+
+
+def check_guidance(value: Any) -> float:
+    """A classifier-free guidance scale: a finite number (ArgumentValueError otherwise)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        raise ArgumentValueError(f"guidance must be a number, got {value!r}")
+    if not np.isfinite(float(value)):
+        raise ArgumentValueError(f"guidance must be a finite number, got {value!r}")
+    return float(value)
 
 
 def model_game(world_model: WorldModel) -> str | None:
@@ -181,6 +232,29 @@ class StartContexts:
         actions = stack_actions([noop] * (self.length - 1), self.action_space)
         return frames, actions, {"start": "image"}
 
+    def check_store(self, store: Any) -> None:
+        """Raise StartError unless `store` holds episodes of the model's game, size and actions."""
+        from worldsim.data.spaces import serialize_space
+
+        where = getattr(store, "path", "the store")
+        game, trained = getattr(store, "game", None), model_game(self.world_model)
+        if game is not None and trained is not None and game != trained:
+            raise StartError(
+                f"{where} holds {game!r} episodes but the world model is of {trained!r}: "
+                f"start it from a store of {trained} episodes"
+            )
+        if tuple(store.observation_space.shape) != tuple(self.observation_space.shape):
+            raise StartError(
+                f"{where} holds {tuple(store.observation_space.shape)} frames, the world model's "
+                f"are {tuple(self.observation_space.shape)}: use a store of the game it was "
+                "trained on, at its frame size"
+            )
+        if serialize_space(store.action_space) != serialize_space(self.action_space):
+            raise StartError(
+                f"{where} has actions {store.action_space}, the world model takes "
+                f"{self.action_space}: use a store of the game it was trained on"
+            )
+
     def _store(
         self, options: Mapping[str, Any], rng: np.random.Generator, index: int
     ) -> tuple[np.ndarray, Any, dict[str, Any]]:
@@ -192,11 +266,7 @@ class StartContexts:
             if key not in self._stores:
                 self._stores[key] = EpisodeStore.open(key)
             store = self._stores[key]
-        if store.observation_space.shape != self.observation_space.shape:
-            raise StartError(
-                f"store frames are {store.observation_space.shape}, the world model's are "
-                f"{self.observation_space.shape}: use a store of the game it was trained on"
-            )
+        self.check_store(store)
         if len(store) == 0:
             raise StartError("the episode store is empty: collect episodes first")
         episode = _pick(options.get("episode"), index)
@@ -264,6 +334,10 @@ class WorldModelEnv(gym.Env):
     (``"auto"``, ``"cpu"``, ``"cuda"``); ``sampler_steps`` and ``guidance`` (None: the
     checkpoint's defaults; both can be changed between steps); ``render_mode``
     (``"rgb_array"`` or ``"human"``, a pygame window scaled by ``render_scale``).
+    Bad values raise at once, naming the argument: ``sampler_steps`` below 1, a device that
+    is not here (``device="cuda"`` without CUDA), an unknown reset option, a store of another
+    game; Discrete actions must be integers in range (``worldsim.validation``), as in the
+    real game's env.
 
     All randomness comes from ``np_random``: a ``torch.Generator`` seeded from it drives
     the sampler, so the same seed and actions give the same frames.
@@ -290,6 +364,11 @@ class WorldModelEnv(gym.Env):
             raise ValueError(
                 f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}"
             )
+        # Checked before the (slow) model load; None: the checkpoint's default.
+        if sampler_steps is not None:
+            check_sampler_steps(sampler_steps)
+        if guidance is not None:
+            check_guidance(guidance)
         if world_model is None:
             if checkpoint is None:
                 raise CheckpointError("WorldModelEnv needs checkpoint=PATH (a release folder)")
@@ -305,16 +384,35 @@ class WorldModelEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": render_fps(meta)}
         config = getattr(world_model, "config", None)
         self.sampler = str(getattr(config, "sampler", "euler"))
-        self.sampler_steps = int(sampler_steps or getattr(config, "sampler_steps", 2))
-        self.guidance = float(
-            guidance if guidance is not None else getattr(config, "guidance", 1.0)
+        self.sampler_steps = (
+            getattr(config, "sampler_steps", 2) if sampler_steps is None else sampler_steps
         )
-        self.render_mode, self.render_scale = render_mode, render_scale
+        self.guidance = guidance if guidance is not None else getattr(config, "guidance", 1.0)
+        self.render_mode = render_mode
+        self.render_scale = check_int(render_scale, "render_scale")
         self.starts = StartContexts(world_model)
         self._generator: torch.Generator | None = None
         self._frame: np.ndarray | None = None
         self._window: Any = None  # pygame display surface (render_mode="human")
         self._clock: Any = None
+
+    @property
+    def sampler_steps(self) -> int:
+        """Denoising steps per frame (settable between steps; an integer >= 1)."""
+        return self._sampler_steps
+
+    @sampler_steps.setter
+    def sampler_steps(self, value: Any) -> None:
+        self._sampler_steps = check_sampler_steps(value)
+
+    @property
+    def guidance(self) -> float:
+        """Classifier-free guidance scale on the action (settable between steps)."""
+        return self._guidance
+
+    @guidance.setter
+    def guidance(self, value: Any) -> None:
+        self._guidance = check_guidance(value)
 
     def sampler_info(self) -> dict[str, Any]:
         """The sampler settings the next frame is generated with."""
@@ -333,11 +431,12 @@ class WorldModelEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        options = check_options(options)
         super().reset(seed=seed)
         device = getattr(self.world_model, "device", "cpu")
         self._generator = torch.Generator(device=device)
         self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
-        frames, actions, info = self.starts.draw(options or {}, self.np_random)
+        frames, actions, info = self.starts.draw(options, self.np_random)
         if actions is None or len(frames) == 1:
             actions = stack_actions([], self.action_space)
         self.world_model.reset(frames[None], _leading(actions, None))
@@ -349,6 +448,8 @@ class WorldModelEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._frame is None:
             raise gym.error.ResetNeeded("call reset() before step()")
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            action = check_discrete_action(action, self.action_space, self.action_names)
         frames, rewards, terminated = self.world_model.step(
             _leading(action, None),
             steps=self.sampler_steps,

@@ -15,12 +15,16 @@ from gymnasium.vector.utils import batch_space
 from envs.world_model_env import (
     StartContexts,
     check_game,
+    check_guidance,
+    check_options,
+    check_sampler_steps,
     load_world_model,
     model_game,
     render_fps,
     stack_actions,
 )
 from worldsim.errors import CheckpointError
+from worldsim.validation import check_discrete_actions, check_int
 
 if TYPE_CHECKING:
     from worldsim.world_model import WorldModel
@@ -91,6 +95,14 @@ class WorldModelVectorEnv(VectorEnv):
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        # Checked before the (slow) model load; None: the default.
+        num_envs = check_int(num_envs, "num_envs")
+        if max_episode_steps is not None:
+            max_episode_steps = check_int(max_episode_steps, "max_episode_steps")
+        if sampler_steps is not None:
+            check_sampler_steps(sampler_steps)
+        if guidance is not None:
+            check_guidance(guidance)
         if world_model is None:
             if checkpoint is None:
                 raise CheckpointError(
@@ -116,10 +128,10 @@ class WorldModelVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         config = getattr(world_model, "config", None)
         self.sampler = str(getattr(config, "sampler", "euler"))
-        self.sampler_steps = int(sampler_steps or getattr(config, "sampler_steps", 2))
-        self.guidance = float(
-            guidance if guidance is not None else getattr(config, "guidance", 1.0)
+        self.sampler_steps = (
+            getattr(config, "sampler_steps", 2) if sampler_steps is None else sampler_steps
         )
+        self.guidance = guidance if guidance is not None else getattr(config, "guidance", 1.0)
         # Frames the model attends to; its rollout keeps at most context - 1 of them on reset.
         self.window = max(int(getattr(config, "context", 2)) - 1, 1)
         self.starts = StartContexts(world_model)
@@ -131,6 +143,24 @@ class WorldModelVectorEnv(VectorEnv):
         self._done = np.zeros(B, np.bool_)  # ended last step: NEXT_STEP resets it now
         self._generator: torch.Generator | None = None
         self._options: dict[str, Any] = {}
+
+    @property
+    def sampler_steps(self) -> int:
+        """Denoising steps per frame (settable between steps; an integer >= 1)."""
+        return self._sampler_steps
+
+    @sampler_steps.setter
+    def sampler_steps(self, value: Any) -> None:
+        self._sampler_steps = check_sampler_steps(value)
+
+    @property
+    def guidance(self) -> float:
+        """Classifier-free guidance scale on the action (settable between steps)."""
+        return self._guidance
+
+    @guidance.setter
+    def guidance(self, value: Any) -> None:
+        self._guidance = check_guidance(value)
 
     # ---------------------------------------------------------------- contexts
     def _start(self, i: int, options: dict[str, Any]) -> dict[str, Any]:
@@ -176,6 +206,7 @@ class WorldModelVectorEnv(VectorEnv):
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset every env (or those in ``options["reset_mask"]``); see the class docstring."""
+        options = check_options(options, extra=("reset_mask",))
         if isinstance(seed, list | tuple):
             seed = int(
                 np.random.SeedSequence([s for s in seed if s is not None]).generate_state(1)[0]
@@ -185,7 +216,6 @@ class WorldModelVectorEnv(VectorEnv):
             device = getattr(self.world_model, "device", "cpu")
             self._generator = torch.Generator(device=device)
             self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
-        options = dict(options or {})
         mask = options.pop("reset_mask", None)
         mask = np.ones(self.num_envs, np.bool_) if mask is None else np.asarray(mask, np.bool_)
         if mask.shape != (self.num_envs,):
@@ -210,7 +240,9 @@ class WorldModelVectorEnv(VectorEnv):
                 "reset(options={'reset_mask': mask}) (autoreset_mode=DISABLED)"
             )
         B = self.num_envs
-        if not isinstance(actions, dict):
+        if isinstance(self.single_action_space, gym.spaces.Discrete):
+            actions = check_discrete_actions(actions, self.single_action_space, B)
+        elif not isinstance(actions, dict):
             actions = np.asarray(actions)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._done.all():
             # Every env ended last step (TimeLimit ends them together): no frame to generate.

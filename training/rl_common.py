@@ -17,11 +17,14 @@ from gymnasium.vector import AutoresetMode
 from training.agents import AgentError
 
 __all__ = [
+    "TRAIN_FLAGS",
     "MetricsLog",
     "add_dataclass_arguments",
+    "check_counts",
     "env_device",
     "field_docs",
     "make_vector_env",
+    "multiples",
     "parse_value",
     "set_threads",
     "with_overrides",
@@ -57,10 +60,16 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     hints, docs = typing.get_type_hints(cls), field_docs(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
+
+        def parse(text: str, hint: Any = hint) -> Any:
+            return parse_value(text, hint)
+
+        # argparse names the type in its error: "invalid int value: 'x'".
+        parse.__name__ = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
         parser.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
-            type=lambda text, hint=hint: parse_value(text, hint),
+            type=parse,
             default=f.default,
             help=f"{docs.get(f.name, '')} (default: {f.default})",
         )
@@ -86,6 +95,33 @@ def with_overrides(args: Any, items: list[str]) -> Any:
         except (TypeError, ValueError) as e:
             raise AgentError(f"--hp {item!r}: {e}") from None
     return dataclasses.replace(args, **changes)
+
+
+# Flags of `worldsim rl train` that set these fields, named in errors (any field: --hp KEY=N).
+TRAIN_FLAGS = {"total_timesteps": "--steps", "num_envs": "--num-envs",
+               "sampler_steps": "--sampler-steps", "max_episode_steps": "--max-episode-steps"}  # fmt: skip
+
+
+def check_counts(args: Any, counts: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """Raise AgentError unless the fields `counts` (and `optional`, unless None) are ints >= 1.
+
+    The message names the field and the flag that sets it, e.g. ``num_steps (--hp
+    num_steps=N) must be an integer >= 1, got 0``.
+    """
+    for field in counts + optional:
+        value = getattr(args, field)
+        if field in optional and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            flag = TRAIN_FLAGS.get(field)
+            name = f"{field} ({flag} or --hp {field}=N)" if flag else f"{field} (--hp {field}=N)"
+            raise AgentError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def multiples(total: int, unit: int) -> str:
+    """The multiples of `unit` nearest `total`, for an error message: "8 or 12" (or "16")."""
+    low, high = total // unit * unit, (total // unit + 1) * unit
+    return f"{low} or {high}" if low else str(high)
 
 
 def make_vector_env(

@@ -21,6 +21,7 @@ import numpy as np
 
 from envs.collect import episode_seed
 from envs.policies import Policy, make_policy
+from worldsim.validation import check_int
 
 __all__ = [
     "PUBLISHED_CRAFTER_SCORES",
@@ -78,6 +79,12 @@ def success_rates(
     return {name: 100.0 * sum(a.get(name, 0) > 0 for a in achievements) / n for name in names}
 
 
+def _check_counts(episodes: int, max_steps: int | None) -> None:
+    check_int(episodes, "episodes (--episodes)")
+    if max_steps is not None:
+        check_int(max_steps, "max_steps (--max-steps)")
+
+
 def evaluate(
     policy: Policy,
     game: str = "crafter",
@@ -99,8 +106,13 @@ def evaluate(
     Returns:
         policy, game, episodes, returns and lengths (per episode and mean/std), steps/s, and for
         games that report achievements (Crafter): crafter_score and success_rates (percent).
+
+    Raises:
+        worldsim.validation.ArgumentValueError: episodes or max_steps below 1.
     """
     from envs.games import make_game
+
+    _check_counts(episodes, max_steps)
 
     env = make_game(game, **({"max_episode_steps": max_steps} if max_steps else {}))
     returns, lengths, achievements, steps, start = [], [], [], 0, time.perf_counter()
@@ -161,6 +173,8 @@ def evaluate_agent(
         {"agent": report, "random": report} (one key if the agent is "random" or no baseline).
     """
     from envs.games import make_game
+
+    _check_counts(episodes, max_steps)  # before loading the agent
 
     env = make_game(game)
     action_space = env.action_space

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,10 +34,13 @@ from training.agents import ActorCritic, AgentError, NetworkConfig, load_actor_c
 from training.rl_common import (
     MetricsLog,
     add_dataclass_arguments,
+    check_counts,
     env_device,
     make_vector_env,
+    multiples,
     set_threads,
 )
+from worldsim.errors import WorldsimError
 
 
 @dataclass
@@ -93,6 +97,32 @@ class PPOArgs:
     """CPU threads for torch (None: its default); 1 avoids thrashing on a busy CPU"""
 
 
+def check_args(args: PPOArgs) -> None:
+    """Raise AgentError for hyperparameters PPO cannot run with (named, with the fix)."""
+    check_counts(
+        args,
+        ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
+         "save_interval", "hidden"),
+        ("sampler_steps", "max_episode_steps", "torch_threads"),
+    )  # fmt: skip
+    B = args.num_envs
+    if args.total_timesteps % B:
+        raise AgentError(
+            f"total_timesteps (--steps) {args.total_timesteps} is not a multiple of num_envs "
+            f"(--num-envs) {B}: every vector step advances all {B} envs; pass --steps "
+            f"{multiples(args.total_timesteps, B)}"
+        )
+
+
+def rollout_lengths(args: PPOArgs) -> list[int]:
+    """Steps per env of each rollout: num_steps, and a shorter last one for the remainder.
+
+    So a run trains exactly total_timesteps env steps (a multiple of num_envs).
+    """
+    full, rest = divmod(args.total_timesteps, args.num_envs * args.num_steps)
+    return [args.num_steps] * full + ([rest // args.num_envs] if rest else [])
+
+
 # ------------------------------------------------------------------ training
 def train(
     args: PPOArgs,
@@ -116,7 +146,11 @@ def train(
     Returns:
         A summary: global_step, episodes, episodic returns, last losses, steps/s overall and of
         the env alone (dream generation), and one row per rollout in "history".
+
+    Raises:
+        AgentError: hyperparameters out of range (`check_args`), or envs/agent that do not fit.
     """
+    check_args(args)
     if envs.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
         raise AgentError("PPO needs a vector env with autoreset_mode=SAME_STEP (make_vector_env)")
     if envs.num_envs != args.num_envs:
@@ -125,9 +159,8 @@ def train(
     set_threads(args.torch_threads)
     device = env_device(envs, args.device)
     B, T = args.num_envs, args.num_steps
-    batch_size = B * T
-    minibatch_size = max(1, batch_size // args.num_minibatches)
-    num_iterations = max(1, args.total_timesteps // batch_size)
+    lengths = rollout_lengths(args)  # [T, ..., T, T_last]: exactly total_timesteps steps
+    num_iterations = len(lengths)
 
     torch.manual_seed(args.seed)
     if agent is None:
@@ -169,8 +202,11 @@ def train(
             ) * args.learning_rate
         finished: list[tuple[float, int]] = []
         reward_sum = torch.zeros((), device=device)  # the env's rewards in this rollout
+        T_i = lengths[iteration - 1]  # T, or less for the last rollout
+        batch_size = B * T_i
+        minibatch_size = max(1, batch_size // args.num_minibatches)
 
-        for step in range(T):
+        for step in range(T_i):
             global_step += B
             obs[step], dones[step] = next_obs, next_done
             with torch.no_grad():
@@ -208,8 +244,8 @@ def train(
             next_value = agent.get_value(next_obs)
             advantages = torch.zeros_like(rewards)
             lastgaelam = torch.zeros(B, device=device)
-            for t in reversed(range(T)):
-                if t == T - 1:
+            for t in reversed(range(T_i)):
+                if t == T_i - 1:
                     nextnonterminal, nextvalues = 1.0 - next_done, next_value
                 else:
                     nextnonterminal, nextvalues = 1.0 - dones[t + 1], values[t + 1]
@@ -219,13 +255,13 @@ def train(
                 )
             returns = advantages + values
 
-        # Flatten the rollout to [T * B, ...].
-        b_obs = obs.reshape(-1, *obs.shape[2:])
-        b_logprobs, b_actions = logprobs.reshape(-1), actions.reshape(-1)
+        # Flatten the rollout to [T_i * B, ...].
+        b_obs = obs[:T_i].reshape(-1, *obs.shape[2:])
+        b_logprobs, b_actions = logprobs[:T_i].reshape(-1), actions[:T_i].reshape(-1)
         b_advantages, b_returns, b_values = (
-            advantages.reshape(-1),
-            returns.reshape(-1),
-            values.reshape(-1),
+            advantages[:T_i].reshape(-1),
+            returns[:T_i].reshape(-1),
+            values[:T_i].reshape(-1),
         )
 
         clipfracs = []
@@ -354,10 +390,10 @@ def run(
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Make the envs (dream or real), train (continuing `init_agent` if given), save to `out`."""
+    check_args(args)  # before the envs load a world model
     envs = make_vector_env(args, world, checkpoint, real_game)
     try:
-        batch = args.num_envs * args.num_steps
-        steps = max(1, args.total_timesteps // batch) * batch  # what train() will run
+        steps = args.total_timesteps  # exactly what train() runs
         agent, before = None, 0
         if init_agent is not None:
             agent, config = load_actor_critic(init_agent)
@@ -396,8 +432,12 @@ def main(argv: list[str] | None = None) -> int:
         if ns["checkpoint"] and ns["world"] == "worldsim/Crafter-v0"
         else ns["world"]
     )
-    summary = run(args, ns["out"], world=world, checkpoint=ns["checkpoint"],
-                  real_game=ns["real_game"], init_agent=ns["init_agent"])  # fmt: skip
+    try:
+        summary = run(args, ns["out"], world=world, checkpoint=ns["checkpoint"],
+                      real_game=ns["real_game"], init_agent=ns["init_agent"])  # fmt: skip
+    except WorldsimError as e:  # bad hyperparameters, checkpoint, agent: one line
+        print(f"python -m training.rl_ppo: error: {e}", file=sys.stderr)
+        return 2
     print(f"saved {summary['out']} after {summary['global_step']} steps")
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,7 +34,8 @@ from training.agents import (
     save_weights,
     write_agent_config,
 )
-from training.rl_common import add_dataclass_arguments, set_threads
+from training.rl_common import add_dataclass_arguments, check_counts, multiples, set_threads
+from worldsim.errors import WorldsimError
 
 
 @dataclass
@@ -76,6 +78,27 @@ class SB3Args:
     """where the world models and the policy run: auto, cpu or cuda"""
     torch_threads: int | None = None
     """CPU threads for torch (None: its default); 1 avoids thrashing on a busy CPU"""
+
+
+def check_args(args: SB3Args) -> None:
+    """Raise AgentError for hyperparameters SB3 PPO cannot run exactly (named, with the fix).
+
+    SB3 collects whole rollouts of num_envs * n_steps steps and would overshoot any other
+    total_timesteps, so the total must be a multiple of that.
+    """
+    check_counts(
+        args,
+        ("total_timesteps", "num_envs", "n_steps", "batch_size", "n_epochs", "features_dim"),
+        ("sampler_steps", "max_episode_steps", "torch_threads"),
+    )
+    rollout = args.num_envs * args.n_steps
+    if args.total_timesteps % rollout:
+        raise AgentError(
+            f"total_timesteps (--steps) {args.total_timesteps} is not a multiple of the rollout, "
+            f"num_envs (--num-envs) {args.num_envs} x n_steps {args.n_steps} = {rollout} "
+            f"(SB3 collects whole rollouts): pass --steps {multiples(args.total_timesteps, rollout)}"
+            ", or change --num-envs / --hp n_steps=N"
+        )
 
 
 def env_factory(
@@ -146,6 +169,7 @@ def train(
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import configure
 
+    check_args(args)
     set_threads(args.torch_threads)
     venv = _timed_vec_env(make_vec_env(make_env, n_envs=args.num_envs, seed=args.seed))
     check_spaces(venv.observation_space, venv.action_space)
@@ -269,6 +293,7 @@ def run(
     verbose: bool = False,
 ) -> dict[str, Any]:
     """Train SB3 PPO in the dream `world` (or the real game `real_game`) and save to `out`."""
+    check_args(args)
     metadata = {
         "trained_in": f"real:{real_game}" if real_game else "dream",
         "world": None if real_game else world,
@@ -299,8 +324,12 @@ def main(argv: list[str] | None = None) -> int:
         if ns["checkpoint"] and ns["world"] == "worldsim/Crafter-v0"
         else ns["world"]
     )
-    summary = run(args, ns["out"], world=world, checkpoint=ns["checkpoint"],
-                  real_game=ns["real_game"], verbose=True)  # fmt: skip
+    try:
+        summary = run(args, ns["out"], world=world, checkpoint=ns["checkpoint"],
+                      real_game=ns["real_game"], verbose=True)  # fmt: skip
+    except WorldsimError as e:  # bad hyperparameters, checkpoint, agent: one line
+        print(f"python -m training.rl_sb3: error: {e}", file=sys.stderr)
+        return 2
     print(f"saved {summary['out']} after {summary['global_step']} steps")
     return 0
 

@@ -198,8 +198,8 @@ def load_release(
     for name, digest in (config.get("files") or {}).items():
         if not (folder / name).is_file() or _sha256(folder / name) != digest:
             raise CheckpointError(
-                f"{folder / name} is missing or is not the file its config.json was written "
-                "with (a release mixing two exports, or a damaged copy): export it again"
+                f"{folder / name} is missing, corrupt, or not the file its config.json was "
+                "written with (a release mixing two exports, or a damaged copy): export it again"
             )
     net = WorldModelNet(model_config, act_space)
     try:

@@ -92,6 +92,11 @@ def train_tile_model(
         max_bytes: frames held in memory, per part (train / held out).
     """
     say = log or (lambda _msg: None)
+    if not 0 < quantile <= 1 or steps < 1 or batch_size < 1 or bank_size < 1:
+        raise StoreError(
+            f"quantile must be in (0, 1] (got {quantile}); steps, batch_size and bank_size at "
+            f"least 1 (got {steps}, {batch_size}, {bank_size})"
+        )
     spec = store.label_spec.get("semantic")
     if spec is not None:
         grid = TileGrid.from_spec(spec)

@@ -13,6 +13,14 @@ import shlex
 import sys
 from typing import Any
 
+from worldsim.cli.argtypes import (
+    device,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 from worldsim.errors import CheckpointError, StoreError, WorldsimError
 
 # Presets that fix the protocol so numbers line up with published tables.
@@ -25,22 +33,40 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 # is appended to the help where the default is not None.
 FIDELITY_OPTIONS: list[tuple[str, Any, Any, str | None, str]] = [
     ("--split", str, "test", None, "train/val/test split, or all: a store kept for evaluation"),
-    ("--episodes", int, 32, "N", "at most this many episodes"),
-    ("--clips-per-episode", int, 2, "C", "clips per episode, spread over it"),
-    ("--context", int, None, "K", "real context frames (default: the model's context - 1)"),
-    ("--horizon", int, None, "H", "frames generated open loop (default: 64)"),
-    ("--samples", int, None, "S", "rollouts per clip, each with its own seed (default: 2)"),
+    ("--episodes", positive_int, 32, "N", "at most this many episodes"),
+    ("--clips-per-episode", positive_int, 2, "C", "clips per episode, spread over it"),
+    (
+        "--context",
+        positive_int,
+        None,
+        "K",
+        "real context frames (default: the model's context - 1)",
+    ),
+    ("--horizon", positive_int, None, "H", "frames generated open loop (default: 64)"),
+    (
+        "--samples",
+        positive_int,
+        None,
+        "S",
+        "rollouts per clip, each with its own seed (default: 2)",
+    ),
     (
         "--steps",
-        int,
+        positive_int,
         None,
         "N",
         "sampler steps; several values: one evaluation each (default: model's)",
     ),
-    ("--guidance", float, None, "G", "classifier-free guidance scale (default: model's)"),
-    ("--batch-size", int, 16, "B", "clips per generate call"),
+    (
+        "--guidance",
+        non_negative_float,
+        None,
+        "G",
+        "classifier-free guidance scale (default: model's)",
+    ),
+    ("--batch-size", positive_int, 16, "B", "clips per generate call"),
     ("--seed", int, 0, None, "seeds the clip choice, the rollouts and the random actions"),
-    ("--device", str, None, None, "cpu, cuda, cuda:1, ... (default: cuda if available)"),
+    ("--device", device, None, None, "cpu, cuda, cuda:1, ... (default: cuda if available)"),
     ("--idm", str, None, "FILE", "inverse-dynamics model from `worldsim bench train-idm`"),
     (
         "--tiles",
@@ -51,13 +77,13 @@ FIDELITY_OPTIONS: list[tuple[str, Any, Any, str | None, str]] = [
     ),
     (
         "--long-horizon",
-        int,
+        non_negative_int,
         1000,
         "N",
         "with --tiles: roll N steps under noop and random play and check the tiles stay real "
         "(0: skip)",
     ),
-    ("--long-horizon-clips", int, 8, "N", "contexts the long-horizon rollouts start from"),
+    ("--long-horizon-clips", positive_int, 8, "N", "contexts the long-horizon rollouts start from"),
     (
         "--lpips-weights",
         str,
@@ -66,9 +92,9 @@ FIDELITY_OPTIONS: list[tuple[str, Any, Any, str | None, str]] = [
         "alex.pth (lpips v0.1) + alexnet-owt-7be5be79.pth, or their folder",
     ),
     ("--fvd-weights", str, None, "FILE", "i3d_torchscript.pt (the I3D of StyleGAN-V's FVD)"),
-    ("--gallery", int, 8, "N", "clips shown as real | generated | difference videos"),
-    ("--loop-steps", int, 4, "n", "loop tests go n steps out and n back"),
-    ("--loops", int, 16, "M", "loops per loop test"),
+    ("--gallery", non_negative_int, 8, "N", "clips shown as real | generated | difference videos"),
+    ("--loop-steps", positive_int, 4, "n", "loop tests go n steps out and n back"),
+    ("--loops", positive_int, 16, "M", "loops per loop test"),
     ("--protocol", str, "default", None, "mineworld: 1 context + 15 generated frames at 224x384"),
 ]
 SWITCHES = [
@@ -120,17 +146,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--data", required=True, help="episode store (its train split is used)")
     t.add_argument("--out", required=True, help="output .safetensors file")
-    t.add_argument("--steps", type=int, default=3000, help="optimisation steps (default: 3000)")
-    t.add_argument("--batch-size", type=int, default=64, help="transitions per step (default: 64)")
-    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
     t.add_argument(
-        "--width", type=int, default=32, help="channels of the first conv layer (default: 32)"
+        "--steps", type=positive_int, default=3000, help="optimisation steps (default: 3000)"
     )
     t.add_argument(
-        "--max-gb", type=float, default=1.0, help="frames held in memory, GB (default: 1)"
+        "--batch-size", type=positive_int, default=64, help="transitions per step (default: 64)"
+    )
+    t.add_argument(
+        "--lr", type=positive_float, default=1e-3, help="peak learning rate (default: 1e-3)"
+    )
+    t.add_argument(
+        "--width",
+        type=positive_int,
+        default=32,
+        help="channels of the first conv layer (default: 32)",
+    )
+    t.add_argument(
+        "--max-gb", type=positive_float, default=1.0, help="frames held in memory, GB (default: 1)"
     )
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default=None, help="default: cuda if available")
+    t.add_argument("--device", type=device, default=None, help="default: cuda if available")
     t.set_defaults(func=run_train_idm)
 
     tt = bsub.add_parser(
@@ -143,32 +178,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     tt.add_argument("--data", required=True, help="episode store of real play")
     tt.add_argument("--out", required=True, help="output .safetensors file")
-    tt.add_argument("--steps", type=int, default=3000, help="optimisation steps (default: 3000)")
-    tt.add_argument("--batch-size", type=int, default=512, help="tiles per step (default: 512)")
-    tt.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")
-    tt.add_argument("--bank-size", type=int, default=20000, help="real tiles kept (default: 20000)")
+    tt.add_argument(
+        "--steps", type=positive_int, default=3000, help="optimisation steps (default: 3000)"
+    )
+    tt.add_argument(
+        "--batch-size", type=positive_int, default=512, help="tiles per step (default: 512)"
+    )
+    tt.add_argument(
+        "--lr", type=positive_float, default=2e-3, help="peak learning rate (default: 2e-3)"
+    )
+    tt.add_argument(
+        "--bank-size", type=positive_int, default=20000, help="real tiles kept (default: 20000)"
+    )
     tt.add_argument(
         "--quantile",
-        type=float,
+        type=probability,
         default=0.99,
         help="share of real held-out tiles the realism threshold admits (default: 0.99)",
     )
     tt.add_argument(
-        "--tile", type=int, nargs=2, metavar=("H", "W"), default=None,
+        "--tile", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
         help="tile size for stores without labels (a realism bank only)",
     )  # fmt: skip
     tt.add_argument(
-        "--max-gb", type=float, default=1.0, help="frames held in memory, GB (default: 1)"
+        "--max-gb", type=positive_float, default=1.0, help="frames held in memory, GB (default: 1)"
     )
     tt.add_argument("--seed", type=int, default=0)
-    tt.add_argument("--device", default=None, help="default: cuda if available")
+    tt.add_argument("--device", type=device, default=None, help="default: cuda if available")
     tt.set_defaults(func=run_train_tiles)
 
 
 def _device(name: str | None) -> str:
     import torch
 
-    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -183,6 +228,24 @@ def _command(args: argparse.Namespace) -> str:
             words += [flag, str(value)]
     words += [flag for flag, _ in SWITCHES if getattr(args, flag[2:].replace("-", "_"))]
     return shlex.join(words)
+
+
+def _load_idm(path: str, device: str) -> Any:
+    """The IDM at --idm, or CheckpointError naming the flag and how to make one."""
+    from safetensors import SafetensorError
+
+    from worldsim.bench.idm import load_idm
+
+    try:
+        idm, _ = load_idm(path, device=device)
+    except CheckpointError as e:
+        raise CheckpointError(f"--idm {path}: {e}") from None
+    except SafetensorError as e:
+        raise CheckpointError(
+            f"--idm {path} is not an inverse-dynamics model ({e}): pass the .safetensors file "
+            f"written by `worldsim bench train-idm --data STORE --out {path}`"
+        ) from None
+    return idm
 
 
 def run_fidelity(args: argparse.Namespace) -> int:
@@ -201,6 +264,9 @@ def run_fidelity(args: argparse.Namespace) -> int:
 
     device = _device(args.device)
     proto = PROTOCOLS[args.protocol]
+    idm = None
+    if args.idm:  # before the slow part: a wrong file fails at once
+        idm = _load_idm(args.idm, device)
     store = EpisodeStore.open(args.data)
     wm = WorldModel.from_checkpoint(args.checkpoint, device=device)
     if tuple(store.frame_shape) != tuple(wm.observation_space.shape):
@@ -218,9 +284,13 @@ def run_fidelity(args: argparse.Namespace) -> int:
             f"--protocol {args.protocol} needs {proto['frame_shape']} frames, the data has "
             f"{store.frame_shape}: import the recordings with --size 224 384"
         )
-    args.context = args.context or proto.get("context") or max(1, wm.config.context - 1)
-    args.horizon = args.horizon or proto.get("horizon") or 64
-    args.samples = args.samples or proto.get("samples") or 2
+    # None: the protocol's value, else the default (0 and negatives were refused by argparse).
+    if args.context is None:
+        args.context = proto.get("context") or max(1, wm.config.context - 1)
+    if args.horizon is None:
+        args.horizon = proto.get("horizon") or 64
+    if args.samples is None:
+        args.samples = proto.get("samples") or 2
     print(
         f"worldsim bench fidelity: {args.checkpoint} on {args.data} ({args.split}), device {device}"
     )
@@ -237,11 +307,8 @@ def run_fidelity(args: argparse.Namespace) -> int:
         f"{len({r['key'] for r in clips.refs})} episodes"
     )
     skipped, weights = {}, {}
-    idm = lpips = fvd = None
+    lpips = fvd = None
     if args.idm:
-        from worldsim.bench.idm import load_idm
-
-        idm, _ = load_idm(args.idm, device=device)
         weights["idm"] = sha256_file(args.idm)
     else:
         skipped["idm"] = (
@@ -358,8 +425,6 @@ def run_train_tiles(args: argparse.Namespace) -> int:
     from worldsim.bench.tiles_training import train_tile_model
     from worldsim.data import EpisodeStore
 
-    if not 0 < args.quantile <= 1:
-        raise WorldsimError(f"--quantile must be in (0, 1], got {args.quantile}")
     model = train_tile_model(
         EpisodeStore.open(args.data),
         steps=args.steps,

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+from pathlib import Path
+from typing import Any
+
+from worldsim.cli.argtypes import non_negative_int, positive_int
+from worldsim.errors import WorldsimError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--episodes",
-        type=int,
+        type=non_negative_int,
         default=10,
         help="episodes of this policy and seed the store holds when done (default: 10)",
     )
@@ -35,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="random | sticky | explorer (walks in runs of 2-10 steps and interacts) | path of "
         "a saved agent (default: sticky)",
     )
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)"
+    )
     p.add_argument(
         "--seed",
         type=int,
@@ -44,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-steps",
-        type=int,
+        type=positive_int,
         default=None,
         help="truncate episodes at this many steps (default: the game's time limit)",
     )
@@ -61,8 +69,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def parse_game_args(items: list[str]) -> dict:
     """KEY=VALUE pairs, values parsed as JSON where they are JSON (96, [120,160], true)."""
-    from worldsim.errors import WorldsimError
-
     out = {}
     for item in items:
         if "=" not in item:
@@ -75,9 +81,74 @@ def parse_game_args(items: list[str]) -> dict:
     return out
 
 
+def game_arguments(game: str) -> list[str] | None:
+    """The keyword arguments the adapter of `game` takes (None: it takes any, or unknown)."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    from envs.games import resolve
+
+    game_spec = resolve(game)
+    entry_point = gym.spec(game_spec.gym_id).entry_point
+    try:
+        params = inspect.signature(load_env_creator(entry_point)).parameters.values()
+    except (TypeError, ValueError, ImportError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    fixed = set(game_spec.kwargs)  # chosen by the game name itself (atari:<id> sets env_id)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in params if p.kind in kinds and p.name not in fixed]
+
+
+def check_game_args(game: str, kwargs: dict[str, Any], items: list[str]) -> None:
+    """Raise WorldsimError for --game-arg keys the game does not take, or values it refuses.
+
+    Values are checked by making the game once (only when --game-arg is given), so a bad
+    value fails here, named, and not as a traceback inside a worker process.
+    """
+    if not kwargs:
+        return
+    from envs.games import make_game
+
+    accepted = game_arguments(game)
+    if accepted is not None:
+        unknown = [k for k in kwargs if k not in accepted]
+        if "max_episode_steps" in unknown:
+            raise WorldsimError("--game-arg max_episode_steps: use --max-steps N instead")
+        if unknown:
+            raise WorldsimError(
+                f"--game-arg {unknown[0]}: {game} takes no argument {unknown[0]!r}; it takes "
+                f"{', '.join(accepted) or 'none'}"
+            )
+    try:
+        make_game(game, **kwargs).close()
+    except (TypeError, ValueError) as e:
+        if isinstance(e, WorldsimError):
+            raise
+        shown = " ".join(f"--game-arg {item}" for item in items)
+        reason = str(e).split(" was raised from the environment creator")[0]
+        raise WorldsimError(f"{shown}: {game} refuses it ({reason})") from None
+
+
+def check_out(out: str) -> None:
+    """Raise WorldsimError if --out is a local path that exists and is not a directory."""
+    if "://" in out:
+        return  # an fsspec URL: the store checks it
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise WorldsimError(
+            f"--out {out} is an existing file, not a store directory: pass a new or existing "
+            "store directory (e.g. data/crafter)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from envs.collect import CollectConfig, collect
 
+    check_out(args.out)
+    game_kwargs = parse_game_args(args.game_arg)
+    check_game_args(args.game, game_kwargs, args.game_arg)
     cfg = CollectConfig(
         game=args.game,
         episodes=args.episodes,
@@ -86,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         seed=args.seed,
         max_steps=args.max_steps,
-        game_kwargs=parse_game_args(args.game_arg),
+        game_kwargs=game_kwargs,
     )
     summary = collect(cfg, progress=not args.quiet)
     print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from worldsim.cli.argtypes import positive_int
 from worldsim.model.config import PRESETS, preset
 
 __all__ = ["register"]
@@ -19,11 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--preset", choices=sorted(PRESETS), action="append",
                       help="preset(s) to show (default: all)")  # fmt: skip
     info.add_argument(
-        "--height", type=int, default=None, help="frame height (default: the preset's)"
+        "--height", type=positive_int, default=None, help="frame height (default: the preset's)"
     )
-    info.add_argument("--width", type=int, default=None, help="frame width (default: the preset's)")
     info.add_argument(
-        "--context", type=int, default=None, help="frames in the window (default: the preset's)"
+        "--width", type=positive_int, default=None, help="frame width (default: the preset's)"
+    )
+    info.add_argument(
+        "--context",
+        type=positive_int,
+        default=None,
+        help="frames in the window (default: the preset's)",
     )
     info.set_defaults(func=run_info)
 

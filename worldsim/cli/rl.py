@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from worldsim.cli.argtypes import device, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -42,17 +44,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train in the real game instead of a dream (the baseline), e.g. crafter")  # fmt: skip
     t.add_argument("--algo", default="ppo", choices=["ppo", "sb3-ppo"], help="default: ppo")
     t.add_argument(
-        "--num-envs", type=int, default=None, help="parallel envs B (default: the algo's)"
+        "--num-envs", type=positive_int, default=None, help="parallel envs B (default: the algo's)"
     )
-    t.add_argument("--steps", type=int, default=None, help="env steps to train for, over all envs")
+    t.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="env steps to train for, over all envs: exactly this many (ppo: a multiple of "
+        "--num-envs; sb3-ppo: of --num-envs x n_steps)",
+    )
     t.add_argument("--out", required=True, help="agent folder to write")
     t.add_argument("--seed", type=int, default=None, help="seed of the run")
-    t.add_argument("--device", default=None, help="auto | cpu | cuda (default: auto)")
+    t.add_argument("--device", type=device, default=None, help="auto | cpu | cuda (default: auto)")
     t.add_argument(
-        "--sampler-steps", type=int, default=None, help="denoising steps per dream frame"
+        "--sampler-steps", type=positive_int, default=None, help="denoising steps per dream frame"
     )
     t.add_argument(
-        "--max-episode-steps", type=int, default=None, help="cut episodes at this length"
+        "--max-episode-steps", type=positive_int, default=None, help="cut episodes at this length"
     )
     t.add_argument("--init-agent", default=None, help="agent folder (same algo) to train further")
     t.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
@@ -71,9 +79,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--agent", required=True, help="agent folder, or 'random'")
     e.add_argument("--game", default="crafter", help="real game (default: crafter)")
-    e.add_argument("--episodes", type=int, default=10, help="episodes per policy (default: 10)")
+    e.add_argument(
+        "--episodes", type=positive_int, default=10, help="episodes per policy (default: 10)"
+    )
     e.add_argument("--seed", type=int, default=0, help="episode k plays the world of (seed, k)")
-    e.add_argument("--max-steps", type=int, default=None, help="cut episodes at this length")
+    e.add_argument(
+        "--max-steps", type=positive_int, default=None, help="cut episodes at this length"
+    )
     e.add_argument("--deterministic", action="store_true", help="most likely action, no sampling")
     e.add_argument("--no-baseline", action="store_true", help="skip the random-policy baseline")
     e.add_argument("--out", default=None, help="write the report here as JSON")

@@ -57,7 +57,9 @@ def writer_lock(path: str, what: str = "worldsim collect") -> Iterator[None]:
                 "to finish, or write to another --out directory"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": time.time(), "what": what}).encode(), 0)
+        os.pwrite(
+            fd, json.dumps({"pid": os.getpid(), "since": time.time(), "what": what}).encode(), 0
+        )
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -355,6 +355,7 @@ class EpisodeStore:
 
     def episode(self, i: int) -> Episode:
         """The whole episode i."""
+        self._check_index(i)
         return self.clip(i, 0, int(self.lengths[i]) + 1)
 
     def clip(self, i: int, start: int, length: int) -> Episode:
