@@ -253,30 +253,30 @@ class Loop:
         export_checkpoint(str(self.last_checkpoint()), str(release), store=str(self.data))
         return {"release": str(release)}
 
-    def _agent(self, i: int) -> dict[str, Any]:
+    def agent_args(self, i: int) -> tuple[Any, Any]:
+        """(trainer module, its checked arguments) of iteration i's dream agent."""
+        from training import rl_ppo, rl_sb3
         from training.rl_common import with_overrides
 
-        out, init = self.agent_dir(i), (self.agent_dir(i - 1) if i > 0 else None)
         common = dict(
             total_timesteps=self.cfg.dream_steps_per_iteration,
             num_envs=self.cfg.num_envs,
             seed=episode_seed(self.cfg.seed, 10_000 + i) % 2**31,
             device=self.cfg.device,
         )
+        module, cls = (
+            (rl_ppo, rl_ppo.PPOArgs) if self.cfg.algo == "ppo" else (rl_sb3, rl_sb3.SB3Args)
+        )
+        args = with_overrides(cls(**common), self.cfg.agent_hp)
+        module.check_args(args)
+        return module, args
+
+    def _agent(self, i: int) -> dict[str, Any]:
+        out, init = self.agent_dir(i), (self.agent_dir(i - 1) if i > 0 else None)
         kwargs = dict(world="worldsim/WorldModel-v0", checkpoint=self.world / "release",
                       init_agent=init, verbose=self.cfg.verbose)  # fmt: skip
-        if self.cfg.algo == "ppo":
-            from training import rl_ppo
-
-            args = with_overrides(rl_ppo.PPOArgs(**common), self.cfg.agent_hp)
-            summary = rl_ppo.run(args, out, **kwargs)
-        elif self.cfg.algo == "sb3-ppo":
-            from training import rl_sb3
-
-            args = with_overrides(rl_sb3.SB3Args(**common), self.cfg.agent_hp)
-            summary = rl_sb3.run(args, out, **kwargs)
-        else:
-            raise LoopError(f"unknown --algo {self.cfg.algo!r}: ppo or sb3-ppo")
+        module, args = self.agent_args(i)
+        summary = module.run(args, out, **kwargs)
         return {
             "agent": str(out),
             "dream_steps": summary["global_step"],
@@ -306,7 +306,9 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
         raise LoopError("--iterations and --real-steps-per-iteration must be at least 1")
     if cfg.algo not in ("ppo", "sb3-ppo"):
         raise LoopError(f"unknown --algo {cfg.algo!r}: ppo or sb3-ppo")
-    # Fail before collecting anything: a missing config or starting release.
+    # Fail before collecting anything: agent settings it cannot run exactly, a missing config
+    # or starting release.
+    Loop(cfg).agent_args(0)
     config = yaml.safe_load(config_path(cfg.world_model_config).read_text())
     init_from = cfg.init_from or config.get("model", {}).get("init_args", {}).get("init_from")
     if init_from and not Path(init_from).is_dir():
