@@ -57,7 +57,16 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
         {"type": positive_int, "help": "denoising steps per frame (default: checkpoint's)"},
     ),
     ("--device", {"type": device, "default": "auto", "help": "auto, cpu or cuda"}),
-    ("--threads", {"type": positive_int, "help": "torch CPU threads (default: torch's choice)"}),
+    (
+        "--threads",
+        {
+            "type": positive_int,
+            "default": 1,
+            "help": "torch CPU threads (default: 1: batch-1 play is fastest with one thread on a "
+            "2-core CPU with anything else running: 9.2 frames/s against 3.9 with 2, measured "
+            "with benchmarks/bench_env.py --threads)",
+        },
+    ),
     (
         "--agent",
         {

@@ -215,3 +215,9 @@ def test_an_agent_plays_the_dream(checkpoint, tmp_path):
     policy.reset(0)
     assert player.action_name == player.keymap.describe(policy(frame))
     assert "agent ppo:agent" in player.header(10.0)[0]
+
+
+def test_play_defaults_to_one_torch_thread() -> None:
+    # Measured fastest for batch-1 play on a busy 2-core CPU (benchmarks/bench_env.py --threads).
+    assert play.build_parser().parse_args([]).threads == 1
+    assert play.build_parser().parse_args(["--threads", "2"]).threads == 2
