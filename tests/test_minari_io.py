@@ -162,3 +162,13 @@ def test_import_grey_images_and_errors(tmp_path):
     with pytest.raises(DatasetError, match="image_key"):
         import_minari("grey-v0", str(tmp_path / "x"), image_key="pixels")
     assert not EpisodeStore.exists(str(tmp_path / "vector"))
+
+
+def test_data_import_command_reads_a_minari_dataset(tmp_path, minari_root):
+    from worldsim.cli import main
+
+    make_store(tmp_path / "store", np.random.default_rng(4), lengths=(4,))
+    assert main(["data", "export", str(tmp_path / "store"), "--dataset-id", "worldsim/cli-v0"]) == 0
+    args = ["data", "import", "--format", "minari", "worldsim/cli-v0", "--out"]
+    assert main([*args, str(tmp_path / "back"), "--data-path", str(minari_root)]) == 0
+    assert len(EpisodeStore.open(str(tmp_path / "back"))) == 1
