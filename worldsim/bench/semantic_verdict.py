@@ -87,9 +87,10 @@ def _scroll(scroll: dict[str, Any], checks: dict[str, Any], lines: list[str]) ->
     if opp and opp["n"]:
         ok = opp["share"] == 0
         checks["opposite_never_real_way"] = ok
+        count = round(opp["share"] * opp["n"])
         lines.append(
-            f"With the opposite key, the view still scrolls the real way in {_f(opp['share'])} "
-            f"of cases (n={opp['n']})" + (": never." if ok else ": NOT never.")
+            f"With the opposite key, the view still scrolls the real way in {count} of "
+            f"{opp['n']} cases ({100 * opp['share']:.1f}%)" + (": never." if ok else ": NOT never.")
         )
 
 
