@@ -106,7 +106,14 @@ def test_ctrl_c_keeps_finished_episodes(tmp_path):
     ]
     import minari.serialization  # noqa: F401  (the poll below opens stores: import it first)
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A test run started in the background of a non-interactive shell ignores SIGINT, and
+    # children inherit that: give the collector Ctrl-C back.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     # Generous: on a fresh virtual environment the first run compiles Crafter's world
     # generation (numba) and every module's bytecode, on both cores at once.
     deadline, started = time.time() + 300, False
