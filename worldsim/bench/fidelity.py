@@ -303,19 +303,18 @@ def evaluate_rollouts(
         }
     if sem["skipped"]:
         semantic["skipped"] = sem["skipped"]
-    steps_at_list = summary_steps(H)
     if realism is not None:
         semantic["realism_open_loop"] = scoring.curves(realism, moving)["all"]
     if classify:
         tf_labels = tiles.classify(tf_frames) if tf_frames is not None else None
         semantic["tiles"] = semantic_eval.open_loop_tiles(
             pred_labels, labels["semantic"], labels["view_pos"], K, tiles.background_ids,
-            steps_at_list, teacher_forced=tf_labels,
+            steps_at, teacher_forced=tf_labels,
         )  # fmt: skip
         if "scroll" in sem["applies"]:
             semantic["scroll"] = semantic_eval.scroll_control(
                 world_model, tiles, frames, actions, labels["semantic"], labels["view_pos"],
-                sem["moves"], K, H, anchor=sem["anchor"], generated=tf_frames, steps=steps,
+                sem["moves"], K, H, anchor=sem["anchor"], generated_labels=tf_labels, steps=steps,
                 guidance=guidance, seed=seed, batch_size=batch_size,
             )  # fmt: skip
             say(f"scroll control: {semantic['scroll']['seconds']:.1f}s")

@@ -97,7 +97,7 @@ def scroll_control(
     H: int,
     *,
     anchor: tuple[int, int] | None = None,
-    generated: np.ndarray | None = None,
+    generated_labels: np.ndarray | None = None,
     steps: int | None = None,
     guidance: float | None = None,
     seed: int = 0,
@@ -118,7 +118,8 @@ def scroll_control(
     Args:
         tiles: a TileModel with a classifier.
         actions: Discrete actions [N, T-1]; moves: action -> view displacement when unblocked.
-        generated: teacher-forced frames [N, H, ...] with the logged actions, if already made.
+        generated_labels: tile labels [N, H, R, C] of the teacher-forced frames with the
+            logged actions, if already made and read.
 
     Returns:
         {"agreement": {direction: {"share", "n"}, "all": ...}, "false_scroll": {...},
@@ -135,13 +136,14 @@ def scroll_control(
     is_move = np.isin(acts, list(moves))
     scrolled = is_move & (true > 0) & readable
     blocked = is_move & (true == 0) & readable
-    if generated is None:
+    if generated_labels is None:
         n_idx, h_idx = np.divmod(np.arange(N * H), H)
         generated = rollouts.teacher_forced(
             world_model, frames, actions, K, n_idx, h_idx, steps=steps, guidance=guidance,
             seed=seed, batch_size=batch_size,
         )[0].reshape(N, H, *frames.shape[2:])  # fmt: skip
-    gen_shift = classify_scroll(prev, tiles.classify(generated), anchor)  # [N, H]
+        generated_labels = tiles.classify(generated)
+    gen_shift = classify_scroll(prev, generated_labels, anchor)  # [N, H]
     out: dict[str, Any] = {"agreement": {}, "false_scroll": {}, "opposite_real_way": {}}
     for j in range(1, len(SHIFTS)):
         sel = scrolled & (true == j)

@@ -111,6 +111,7 @@ def train_tile_model(
             "bank only, or record Crafter with `worldsim collect` (which writes the labels)"
         )
     grid.check(store.frame_shape)
+    tile_px = grid.tile[0] * grid.tile[1] * 3  # values per tile
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     train_idx, held_idx = _held_out(store)
@@ -130,8 +131,7 @@ def train_tile_model(
     classifier = None
     if labelled:
         rows = grid.grid[0]
-        x = np.concatenate([cut_tiles(f, grid, rows).reshape(-1, grid.tile[0] * grid.tile[1] * 3)
-                            for f in train_f])  # fmt: skip
+        x = np.concatenate([cut_tiles(f, grid, rows).reshape(-1, tile_px) for f in train_f])
         y = np.concatenate([lab.reshape(-1) for lab in train_l]).astype(np.int64)
         classifier = _MLP(x.shape[1], len(names), width).to(device)
         opt = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=1e-4)
@@ -159,8 +159,7 @@ def train_tile_model(
         metrics["train_tiles"] = len(x)
         classifier.eval()
     # The bank: distinct real tiles of the whole lattice (map and inventory) of train frames.
-    every = np.concatenate([cut_tiles(f, grid).reshape(-1, cut_tiles(f[:1], grid).shape[-1])
-                            for f in train_f])  # fmt: skip
+    every = np.concatenate([cut_tiles(f, grid).reshape(-1, tile_px) for f in train_f])
     rows_as_bytes = np.ascontiguousarray(every).view(np.dtype((np.void, every.shape[1])))
     _, first, counts = np.unique(rows_as_bytes.ravel(), return_index=True, return_counts=True)
     distinct = every[first]
