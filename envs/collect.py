@@ -129,17 +129,12 @@ def _collect_one(cfg: CollectConfig, k: int, key: int) -> tuple[int, int, float]
 
 
 def open_store_for(cfg: CollectConfig) -> EpisodeStore:
-    """Create the store for this game (or open it, checking it holds the same game).
-
-    The policy is checked against the game first, so a bad --policy leaves nothing behind.
-    """
+    """Create the store for this game (or open it, checking it holds the same game)."""
     from envs.games import make_game
-    from envs.policies import make_policy
 
     env = make_game(cfg.game, **cfg.game_kwargs)
     try:
         names = getattr(env.unwrapped, "action_names", None)
-        make_policy(cfg.policy, env.action_space, names)  # raises for an unknown policy
         metadata = {
             "policy": cfg.policy,
             "seed": cfg.seed,
