@@ -14,7 +14,7 @@ from typing import Any
 
 from worldsim.data.lock import writer_lock
 from worldsim.data.store import EpisodeStore
-from worldsim.errors import StoreError
+from worldsim.errors import DamagedEpisodeError
 
 __all__ = ["CheckReport", "check_store"]
 
@@ -43,8 +43,8 @@ class CheckReport:
 def _episode_problem(store: EpisodeStore, i: int) -> str | None:
     try:
         ep = store.episode(i)
-    except StoreError as e:
-        return str(e).split(" is damaged (", 1)[-1].split("): run", 1)[0]
+    except DamagedEpisodeError as e:
+        return e.reason
     T = int(store.lengths[i])
     lengths = {"frames": len(ep.frames) - 1, "rewards": len(ep.rewards)}
     lengths["terminated"], lengths["truncated"] = len(ep.terminated), len(ep.truncated)

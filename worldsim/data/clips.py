@@ -17,14 +17,7 @@ import numcodecs
 import numpy as np
 import zarr
 
-from worldsim.errors import StoreError
-
-
-def _damaged(root: str, episode: str, why: object) -> StoreError:
-    return StoreError(
-        f"episode {episode or '?'} of the store at {root} is damaged ({why}): run "
-        f"`worldsim data check {root}` to list damaged episodes, and `--repair` to set them aside"
-    )
+from worldsim.errors import DamagedEpisodeError
 
 
 class ChunkReader:
@@ -74,7 +67,7 @@ class ChunkReader:
         every chunk stored) a missing chunk is an error, not black frames.
 
         Raises:
-            StoreError: a chunk is missing (with `all_written`) or cannot be decoded; the
+            DamagedEpisodeError: a chunk is missing (with `all_written`) or cannot be decoded; the
                 message names `episode` and the check to run.
         """
         layout = self._layout(name, open_array)
@@ -82,7 +75,7 @@ class ChunkReader:
             try:
                 return open_array()[start:stop]
             except Exception as e:  # zarr/numcodecs raise their own types for damaged chunks
-                raise _damaged(self.root, episode, e) from None
+                raise DamagedEpisodeError(self.root, episode, e) from None
         per_chunk, frame_shape = layout
         first, last = start // per_chunk, (stop - 1) // per_chunk
         parts = []
@@ -92,14 +85,16 @@ class ChunkReader:
                 raw = self.fs.cat_file(key)
             except FileNotFoundError:
                 if all_written:
-                    raise _damaged(self.root, episode, f"frame chunk {c} is missing") from None
+                    raise DamagedEpisodeError(
+                        self.root, episode, f"frame chunk {c} is missing"
+                    ) from None
                 # older episodes: zarr skipped chunks that were all fill value (black frames)
                 parts.append(np.zeros((per_chunk, *frame_shape), np.uint8))
                 continue
             try:
                 chunk = np.frombuffer(self.codec.decode(raw), np.uint8).reshape(-1, *frame_shape)
             except Exception as e:  # blosc's errors for a damaged chunk
-                raise _damaged(self.root, episode, f"frame chunk {c}: {e}") from None
+                raise DamagedEpisodeError(self.root, episode, f"frame chunk {c}: {e}") from None
             parts.append(chunk)
         block = parts[0] if len(parts) == 1 else np.concatenate(parts)
         offset = start - first * per_chunk

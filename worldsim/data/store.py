@@ -37,7 +37,7 @@ from worldsim.data.spaces import (
     serialize_space,
     stack_actions,
 )
-from worldsim.errors import StoreError
+from worldsim.errors import DamagedEpisodeError, StoreError
 
 FORMAT = "worldsim-episodes/1"
 FRAME_CHUNK = 16  # frames per chunk: a 16-frame clip touches at most two chunks
@@ -317,7 +317,7 @@ class EpisodeStore:
         was written (episodes since the store checks for lost chunks); cached: they are tiny.
 
         Raises:
-            StoreError: an array is missing or damaged (names the episode and the check).
+            DamagedEpisodeError: an array is missing or damaged.
         """
         if i not in self._actions_cache:
             g = self._group(i)
@@ -332,10 +332,7 @@ class EpisodeStore:
                 labels = {k: labels[k][:] for k in sorted(labels.array_keys())} if labels else {}
                 arrays = [g[k][:] for k in ("rewards", "terminated", "truncated")]
             except Exception as e:  # zarr raises KeyError / codec errors of its own
-                raise StoreError(
-                    f"episode {self.keys[i]} of the store at {self.path} is damaged ({e!r}): run "
-                    f"`worldsim data check {self.path}`, and `--repair` to set it aside"
-                ) from None
+                raise DamagedEpisodeError(self.path, self.keys[i], repr(e)) from None
             info = dict(attrs.get("info", {}))
             all_chunks = bool(attrs.get("all_chunks", False))
             self._actions_cache[i] = (actions, *arrays, info, labels, all_chunks)
