@@ -35,7 +35,8 @@ FORMAT = "worldsim-release"
 FORMAT_VERSION = 1
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -114,7 +115,7 @@ def save_release(
         "observation_space": json.loads(serialize_space(observation_space)),
         "action_space": json.loads(serialize_space(action_space)),
         "metadata": metadata or {},
-        "files": {p.name: _sha256(p) for p in sorted(tmp.iterdir())},
+        "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir())},
     }
     (tmp / "config.json").write_text(json.dumps(config, indent=1))
     _swap_in(tmp, folder)
@@ -196,7 +197,7 @@ def load_release(
                 "another game (or another setting of it); pick the matching checkpoint"
             )
     for name, digest in (config.get("files") or {}).items():
-        if not (folder / name).is_file() or _sha256(folder / name) != digest:
+        if not (folder / name).is_file() or sha256_file(folder / name) != digest:
             raise CheckpointError(
                 f"{folder / name} is missing, corrupt, or not the file its config.json was "
                 "written with (a release mixing two exports, or a damaged copy): export it again"

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from worldsim.checkpoint import sha256_file
 from worldsim.errors import StoreError
 
 __all__ = [
@@ -132,15 +133,6 @@ def load_episodes(
         if total >= max_bytes:
             break
     return out
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_fingerprint(path: str | Path) -> dict[str, Any]:
