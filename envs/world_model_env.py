@@ -88,6 +88,38 @@ def check_guidance(value: Any) -> float:
     return float(value)
 
 
+class SamplerSettings:
+    """Sampler settings of a dream env (single or vector): the model's defaults, checked and
+    settable between steps."""
+
+    def init_sampler(self, world_model: Any, sampler_steps: Any, guidance: Any) -> None:
+        """Take `sampler_steps` / `guidance`, or the model config's where None."""
+        config = getattr(world_model, "config", None)
+        self.sampler = str(getattr(config, "sampler", "euler"))
+        self.sampler_steps = (
+            getattr(config, "sampler_steps", 2) if sampler_steps is None else sampler_steps
+        )
+        self.guidance = guidance if guidance is not None else getattr(config, "guidance", 1.0)
+
+    @property
+    def sampler_steps(self) -> int:
+        """Denoising steps per frame (settable between steps; an integer >= 1)."""
+        return self._sampler_steps
+
+    @sampler_steps.setter
+    def sampler_steps(self, value: Any) -> None:
+        self._sampler_steps = check_sampler_steps(value)
+
+    @property
+    def guidance(self) -> float:
+        """Classifier-free guidance scale on the action (settable between steps)."""
+        return self._guidance
+
+    @guidance.setter
+    def guidance(self, value: Any) -> None:
+        self._guidance = check_guidance(value)
+
+
 def model_game(world_model: WorldModel) -> str | None:
     """The game a world model was trained on (its checkpoint metadata), if recorded."""
     return (getattr(world_model, "metadata", None) or {}).get("game")
@@ -290,7 +322,7 @@ def _pick(value: Any, index: int) -> Any:
     return value
 
 
-class WorldModelEnv(gym.Env):
+class WorldModelEnv(SamplerSettings, gym.Env):
     """A learned world model of a game, played as a Gymnasium environment.
 
     ## Description
@@ -382,12 +414,7 @@ class WorldModelEnv(gym.Env):
         meta = getattr(world_model, "metadata", None) or {}
         self.action_names: list[str] | None = meta.get("action_names")
         self.metadata = {**self.metadata, "render_fps": render_fps(meta)}
-        config = getattr(world_model, "config", None)
-        self.sampler = str(getattr(config, "sampler", "euler"))
-        self.sampler_steps = (
-            getattr(config, "sampler_steps", 2) if sampler_steps is None else sampler_steps
-        )
-        self.guidance = guidance if guidance is not None else getattr(config, "guidance", 1.0)
+        self.init_sampler(world_model, sampler_steps, guidance)
         self.render_mode = render_mode
         self.render_scale = check_int(render_scale, "render_scale")
         self.starts = StartContexts(world_model)
@@ -395,24 +422,6 @@ class WorldModelEnv(gym.Env):
         self._frame: np.ndarray | None = None
         self._window: Any = None  # pygame display surface (render_mode="human")
         self._clock: Any = None
-
-    @property
-    def sampler_steps(self) -> int:
-        """Denoising steps per frame (settable between steps; an integer >= 1)."""
-        return self._sampler_steps
-
-    @sampler_steps.setter
-    def sampler_steps(self, value: Any) -> None:
-        self._sampler_steps = check_sampler_steps(value)
-
-    @property
-    def guidance(self) -> float:
-        """Classifier-free guidance scale on the action (settable between steps)."""
-        return self._guidance
-
-    @guidance.setter
-    def guidance(self, value: Any) -> None:
-        self._guidance = check_guidance(value)
 
     def sampler_info(self) -> dict[str, Any]:
         """The sampler settings the next frame is generated with."""

@@ -13,6 +13,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.world_model_env import (
+    SamplerSettings,
     StartContexts,
     check_game,
     check_guidance,
@@ -42,7 +43,7 @@ def _numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-class WorldModelVectorEnv(VectorEnv):
+class WorldModelVectorEnv(SamplerSettings, VectorEnv):
     """``num_envs`` copies of `WorldModelEnv` sharing one world model and one forward pass.
 
     Spaces, rewards, starting states and reset options are those of
@@ -126,13 +127,9 @@ class WorldModelVectorEnv(VectorEnv):
         self.single_action_space = world_model.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        config = getattr(world_model, "config", None)
-        self.sampler = str(getattr(config, "sampler", "euler"))
-        self.sampler_steps = (
-            getattr(config, "sampler_steps", 2) if sampler_steps is None else sampler_steps
-        )
-        self.guidance = guidance if guidance is not None else getattr(config, "guidance", 1.0)
+        self.init_sampler(world_model, sampler_steps, guidance)
         # Frames the model attends to; its rollout keeps at most context - 1 of them on reset.
+        config = getattr(world_model, "config", None)
         self.window = max(int(getattr(config, "context", 2)) - 1, 1)
         self.starts = StartContexts(world_model)
         B = self.num_envs
@@ -143,24 +140,6 @@ class WorldModelVectorEnv(VectorEnv):
         self._done = np.zeros(B, np.bool_)  # ended last step: NEXT_STEP resets it now
         self._generator: torch.Generator | None = None
         self._options: dict[str, Any] = {}
-
-    @property
-    def sampler_steps(self) -> int:
-        """Denoising steps per frame (settable between steps; an integer >= 1)."""
-        return self._sampler_steps
-
-    @sampler_steps.setter
-    def sampler_steps(self, value: Any) -> None:
-        self._sampler_steps = check_sampler_steps(value)
-
-    @property
-    def guidance(self) -> float:
-        """Classifier-free guidance scale on the action (settable between steps)."""
-        return self._guidance
-
-    @guidance.setter
-    def guidance(self, value: Any) -> None:
-        self._guidance = check_guidance(value)
 
     # ---------------------------------------------------------------- contexts
     def _start(self, i: int, options: dict[str, Any]) -> dict[str, Any]:
