@@ -19,13 +19,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from training.autoencoder import AutoencoderSystem
 from training.callbacks import NonFiniteLossStop, StepProgressBar
-from training.data import EpisodeDataModule
 from training.module import WorldModelSystem
 from worldsim.errors import WorldsimError
 
@@ -46,6 +45,7 @@ class WorldsimCLI(LightningCLI):
                 "checkpoint.filename": "step{step:07d}",
                 "checkpoint.auto_insert_metric_name": False,
                 "model": {"class_path": "training.module.WorldModelSystem"},
+                "data": {"class_path": "training.data.EpisodeDataModule"},
             }
         )
         parser.add_lightning_class_args(NonFiniteLossStop, "nan_stop")
@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         WorldsimCLI(
             model_class=LightningModule,
-            datamodule_class=EpisodeDataModule,
+            datamodule_class=LightningDataModule,
             subclass_mode_model=True,
+            subclass_mode_data=True,
             seed_everything_default=0,
             # a resumed run writes config.yaml into its log dir again
             save_config_kwargs={"overwrite": True},

@@ -28,11 +28,28 @@ import torch
 from worldsim.errors import CheckpointError
 from worldsim.model.config import ModelConfig
 from worldsim.model.net import WorldModelNet
+from worldsim.model.tile_net import TileConfig, TileWorldNet
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_release", "save_release"]
 
 FORMAT = "worldsim-release"
 FORMAT_VERSION = 1
+
+
+def config_from_dict(data: dict[str, Any]) -> ModelConfig | TileConfig:
+    """A saved model config: a TileConfig (kind "tiles") or the diffusion ModelConfig."""
+    if isinstance(data, dict) and data.get("kind") == "tiles":
+        return TileConfig.from_dict(data)
+    return ModelConfig.from_dict(data)
+
+
+def build_net(
+    config: ModelConfig | TileConfig, action_space: gym.spaces.Space
+) -> WorldModelNet | TileWorldNet:
+    """An untrained network of `config`'s kind (weights and buffers to be loaded)."""
+    if isinstance(config, TileConfig):
+        return TileWorldNet(config, action_space)
+    return WorldModelNet(config, action_space)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -182,7 +199,7 @@ def load_release(
     folder = Path(path)
     config = read_release_config(folder)
     try:
-        model_config = ModelConfig.from_dict(config["model_config"])
+        model_config = config_from_dict(config["model_config"])
         obs_space = deserialize_space(json.dumps(config["observation_space"]))
         act_space = deserialize_space(json.dumps(config["action_space"]))
     except (KeyError, TypeError, ValueError, NotImplementedError) as e:
@@ -202,7 +219,7 @@ def load_release(
                 f"{folder / name} is missing, corrupt, or not the file its config.json was "
                 "written with (a release mixing two exports, or a damaged copy): export it again"
             )
-    net = WorldModelNet(model_config, act_space)
+    net = build_net(model_config, act_space)
     try:
         state = load_file(str(folder / "model.safetensors"), device="cpu")
     except FileNotFoundError as e:

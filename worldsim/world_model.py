@@ -13,8 +13,17 @@ from torch import Tensor
 from worldsim.errors import ActionError, WorldsimError
 from worldsim.model.net import FrameError, WorldModelNet
 from worldsim.model.rollout import Rollout, RolloutState
+from worldsim.model.tile_net import TileWorldNet
+from worldsim.model.tile_rollout import TileRollout, TileRolloutState
 
 __all__ = ["WorldModel"]
+
+
+def make_rollout(net: WorldModelNet | TileWorldNet, use_cache: bool) -> Rollout | TileRollout:
+    """The rollout driver of a network's kind (diffusion or tiles)."""
+    if isinstance(net, TileWorldNet):
+        return TileRollout(net, use_cache=use_cache)
+    return Rollout(net, use_cache=use_cache)
 
 
 class WorldModel:
@@ -59,8 +68,8 @@ class WorldModel:
         self._observation_space, self._action_space = observation_space, action_space
         self._contexts = contexts
         self.metadata: dict[str, Any] = dict(metadata or {})  # e.g. the release's game id
-        self.rollout = Rollout(net, use_cache=use_cache)
-        self._state: RolloutState | None = None
+        self.rollout = make_rollout(net, use_cache)
+        self._state: RolloutState | TileRolloutState | None = None
         self._batch = 0
 
     # ------------------------------------------------------------------ construction
@@ -262,6 +271,11 @@ class WorldModel:
             dict(frames uint8 [B, N+1, H, W, 3], rewards float32 [B, N], terminated bool [B, N])
             (rewards/terminated of the transitions between the frames).
         """
+        if isinstance(self.net, TileWorldNet):
+            raise WorldsimError(
+                "sample_clip needs a diffusion world model: a tile world model generates from "
+                "a real starting frame (use reset/step or generate)"
+            )
         shape = self.net.action_encoder.batch_shape(actions)
         if len(shape) != 2 or shape[1] + 1 > self.config.context:
             raise ActionError(

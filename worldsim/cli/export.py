@@ -84,7 +84,12 @@ def export_checkpoint(
             "autoencoder checkpoints are used with --model.autoencoder, not exported"
         )
     hparams = _init_args(checkpoint["hyper_parameters"])
-    system = WorldModelSystem(**hparams)
+    system_class = WorldModelSystem
+    if checkpoint["worldsim"].get("system") == "training.tile_module.TileWorldSystem":
+        from training.tile_module import TileWorldSystem
+
+        system_class = TileWorldSystem
+    system = system_class(**hparams)
     system.on_load_checkpoint(checkpoint)  # builds the net from the saved config and spaces
     system.load_state_dict(checkpoint["state_dict"])
     net = system.ema.module if weights == "ema" else system.net
@@ -104,8 +109,16 @@ def export_checkpoint(
                 f"--motion-temperature must be positive, got {motion_temperature}; 1 keeps the "
                 "trained kernels, 0.5 commits rollouts to the likeliest displacement"
             )
+        if not hasattr(net.config, "motion_temperature"):
+            raise CheckpointError(
+                "--motion-temperature applies to diffusion models with motion kernels, not "
+                "to this tile model (its shift sampling is shift_temperature)"
+            )
         net.config.motion_temperature = motion_temperature
-    net.config.validate()
+    try:
+        net.config.validate()
+    except ValueError as e:
+        raise CheckpointError(f"invalid sampler settings for this model: {e}") from None
 
     data_args = _init_args(checkpoint.get("datamodule_hyper_parameters", {}))
     if store is not None:
@@ -133,7 +146,10 @@ def export_checkpoint(
                     f"--store {store} holds {given.game!r}, the model was trained on "
                     f"{trained_on!r} ({own}): pass a store of {trained_on!r}"
                 )
-    datamodule = EpisodeDataModule(**{**data_args, "num_workers": 0})
+    shared = ("store", "val_fraction", "test_fraction", "seed")  # what every data module names
+    datamodule = EpisodeDataModule(
+        **{k: v for k, v in data_args.items() if k in shared}, num_workers=0
+    )
     K = context_frames or max(1, net.config.context // 2)
     clips = datamodule.contexts(contexts, K, split=split)
     metadata = {

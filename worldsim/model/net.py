@@ -27,11 +27,33 @@ from worldsim.model.heads import RewardTerminationHead
 from worldsim.model.kv_cache import KVCache
 from worldsim.model.motion import apply_token_filters
 
-__all__ = ["FrameError", "WorldModelNet"]
+__all__ = ["FrameError", "WorldModelNet", "check_frames"]
 
 
 class FrameError(WorldsimError, ValueError):
     """Frames of the wrong shape, dtype or size for the model."""
+
+
+def check_frames(
+    frames: Any, shape: tuple[int, int, int], device: torch.device, ndim: int = 5
+) -> Tensor:
+    """Frames as a uint8 tensor on `device`, checked to be [B, (T,) H, W, C] of `shape`.
+
+    Raises:
+        FrameError: wrong dtype, rank or size.
+    """
+    if not isinstance(frames, Tensor):
+        frames = torch.as_tensor(np.asarray(frames))
+    if frames.dtype != torch.uint8:
+        raise FrameError(f"frames must be uint8 in [0, 255], got {frames.dtype}")
+    if frames.dim() != ndim or tuple(frames.shape[-3:]) != tuple(shape):
+        dims = "B, T, " if ndim == 5 else "B, "
+        H, W, C = shape
+        raise FrameError(
+            f"frames have shape {tuple(frames.shape)}; this model needs [{dims}{H}, {W}, {C}] "
+            "(resize observations to the model's size, or train a model for this one)"
+        )
+    return frames.to(device)
 
 
 class NoiseEmbedding(nn.Module):
@@ -115,18 +137,8 @@ class WorldModelNet(nn.Module):
         Raises:
             FrameError: wrong dtype, rank or size.
         """
-        if not isinstance(frames, Tensor):
-            frames = torch.as_tensor(np.asarray(frames))
-        H, W, C = self.config.height, self.config.width, self.config.channels
-        if frames.dtype != torch.uint8:
-            raise FrameError(f"frames must be uint8 in [0, 255], got {frames.dtype}")
-        if frames.dim() != ndim or tuple(frames.shape[-3:]) != (H, W, C):
-            dims = "B, T, " if ndim == 5 else "B, "
-            raise FrameError(
-                f"frames have shape {tuple(frames.shape)}; this model needs [{dims}{H}, {W}, {C}] "
-                "(resize observations to the model's size, or train a model for this one)"
-            )
-        return frames.to(self.device)
+        c = self.config
+        return check_frames(frames, (c.height, c.width, c.channels), self.device, ndim)
 
     def frames_to_x(self, frames: Any) -> Tensor:
         """uint8 frames [B, T, H, W, C] -> diffused tensor x [B, T, c, h, w] in about [-1, 1]."""

@@ -1,0 +1,207 @@
+"""The tile world model: patches, codebook, exact shifts, world memory, training and rollouts.
+
+The toy tile game of test_semantic (a 3x5-tile view of 4x4 px over a world map, one inventory
+row below, moves blocked by trees and water) gives exact answers.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from test_semantic import SPACE, TILE, ToyWorld, toy_store
+
+import envs.world_model_registry  # noqa: F401  (registers worldsim/WorldModel-v0)
+from envs.world_model_vector_env import WorldModelVectorEnv
+from training.tile_data import TileDataModule
+from training.tile_module import TileWorldSystem
+from worldsim.checkpoint import load_release, save_release
+from worldsim.errors import WorldsimError
+from worldsim.model.tile_net import TileConfig, TileWorldNet
+from worldsim.model.tiles import (
+    NO_CODE,
+    Canvas,
+    build_codebook,
+    displacements,
+    frames_to_patches,
+    nearest_codes,
+    novelty,
+    patches_to_frames,
+    shift_from_offsets,
+    shift_from_pixels,
+    shift_table,
+)
+from worldsim.world_model import WorldModel
+
+SMALL = {"dim": 32, "depth": 2, "heads": 2, "shift_dim": 32, "shift_depth": 1,
+         "reward_dim": 32, "reward_depth": 1}  # fmt: skip
+
+
+def test_patches_round_trip_and_pixels_off_the_grid_are_kept() -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 3, 60, 80, 3), dtype=np.uint8)  # Doom-like: 7 divides neither
+    p = frames_to_patches(frames, 7)
+    assert p.shape == (2, 3, 8 * 11, 7 * 7 * 3)
+    base = torch.zeros(2, 3, 60, 80, 3, dtype=torch.uint8)
+    back = patches_to_frames(p, base, 7).numpy()
+    assert (back[..., :56, :77, :] == frames[..., :56, :77, :]).all()
+    assert (back[..., 56:, :, :] == 0).all()  # off the grid: the base frame's pixels
+
+
+def test_codebook_holds_frequent_patches_exactly_and_codes_find_them() -> None:
+    rng = np.random.default_rng(0)
+    sprites = rng.integers(0, 256, (5, 12), dtype=np.uint8)
+    noisy = np.clip(sprites[rng.integers(0, 5, 300)] + rng.normal(0, 20, (300, 12)), 0, 255)
+    data = np.concatenate([sprites[rng.integers(0, 5, 2000)], noisy.astype(np.uint8)])
+    book = build_codebook(data, size=20, frequent=5)
+    assert len(book) == 20 and {b.tobytes() for b in book[:5]} == {s.tobytes() for s in sprites}
+    assert (build_codebook(data, 20, 5) == book).all()  # deterministic: resumes rebuild it
+    codes, err = nearest_codes(torch.from_numpy(data), torch.from_numpy(book))
+    assert (err[:2000] == 0).all() and (book[codes[:2000]] == data[:2000]).all()
+    direct = ((data[2000:, None].astype(float) - book[None].astype(float)) ** 2).mean(-1)
+    assert (codes[2000:].numpy() == direct.argmin(1)).all()
+
+
+def test_shifts_are_exact_copies_and_are_read_off_pixels_or_offsets() -> None:
+    world = ToyWorld()
+    source, valid = shift_table(4, 5, fixed_rows=1, radius=1)
+    rng = np.random.default_rng(1)
+    frames, _actions, _, views = world.episode(rng, 30)
+    patches = frames_to_patches(frames, TILE)
+    from_pixels = shift_from_pixels(patches, source, valid)
+    from_offsets = shift_from_offsets(views, 1)
+    assert (from_offsets > 0).sum() > 5
+    assert (from_pixels == from_offsets).mean() > 0.9  # a uniform view may read as "none"
+    for t in np.flatnonzero(from_offsets):
+        k = from_offsets[t]
+        moved = patches[t][source[k]]
+        ok = valid[k].clone()
+        anchor = 1 * 5 + 2  # the player's tile stays put while the world scrolls under it
+        ok[anchor] = False
+        ok[source[k] == anchor] = False
+        assert (moved[ok] == patches[t + 1][ok]).all()  # the shifted frame is exact
+        assert (~ok[15:]).sum() == 0  # the inventory row never moves
+    assert displacements(1) == [(0, 0), (-1, 0), (0, -1), (0, 1), (1, 0)]
+
+
+def test_canvas_remembers_tiles_walked_away_from_and_back() -> None:
+    canvas = Canvas(1, rows=2, cols=3, size=8)
+    first = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    canvas.write(first)
+    for _ in range(5):  # walk right 5 tiles: nothing of the first view stays in sight
+        canvas.move(torch.tensor([[0, 1]]))
+        canvas.write(torch.full((1, 6), 9))
+    for _ in range(5):
+        canvas.move(torch.tensor([[0, -1]]))
+    code, age = canvas.read()
+    assert code[0, 0] == 1 and code[0, 3] == 4 and age[0, 0] == 6
+    for _ in range(8):  # walk 8 right: the toroidal cells are reused by other world positions
+        canvas.move(torch.tensor([[0, 1]]))
+        canvas.write(torch.full((1, 6), 7))
+    canvas.move(torch.tensor([[0, 3]]))
+    code, _ = canvas.read()
+    assert (code == NO_CODE).all()  # never seen there: reused cells are not mistaken for memory
+
+
+def test_novelty_flags_codes_new_to_their_position() -> None:
+    seen = torch.zeros(1, 3, 4, dtype=torch.bool)
+    assert novelty(torch.tensor([[0, 1, 2]]), seen).all()
+    assert novelty(torch.tensor([[0, 2, 2]]), seen).tolist() == [[False, True, False]]
+
+
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(ValueError, match="fixed_rows"):
+        TileConfig(fixed_rows=9)
+    with pytest.raises(ValueError, match="guidance"):
+        TileConfig(guidance=2.0)
+    with pytest.raises(ValueError, match="patch"):
+        TileConfig(height=5, width=5, patch=7)
+
+
+# ------------------------------------------------------------------ training on the toy game
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    world = ToyWorld()
+    path = tmp_path_factory.mktemp("tiles")
+    toy_store(path / "store", world, episodes=24, T=60)
+    dm = TileDataModule(str(path / "store"), patch=TILE, fixed_rows=1, codebook_size=64,
+                        frequent_codes=32, batch_size=32, samples_per_epoch=32 * 400,
+                        val_samples=64, val_fraction=0.2, test_fraction=0.0)  # fmt: skip
+    system = TileWorldSystem(overrides=SMALL, lr=3e-3, warmup_steps=20, ema_decay=0.9)
+    trainer = L.Trainer(max_steps=400, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, num_sanity_val_steps=0,
+                        limit_val_batches=2, val_check_interval=200)  # fmt: skip
+    torch.manual_seed(0)
+    trainer.fit(system, dm)
+    net = system.ema.module.eval()
+    obs = gym.spaces.Box(0, 255, (16, 20, 3), np.uint8)
+    return world, dm, system, net, obs, path
+
+
+def test_training_lowers_the_loss_and_learns_the_shift(trained) -> None:
+    _world, dm, _system, net, _obs, _path = trained
+    batch = dm.batch(dm.val, dm.val_index)
+    untrained = TileWorldNet(net.config, SPACE, net.codebook, net.reward_values)
+    with torch.no_grad():
+        before = untrained.training_loss(batch)
+        after = net.training_loss(batch)
+    assert after["loss"] < 0.5 * before["loss"]
+    print({k: float(v) for k, v in after.items()})
+    # Moves blocked by the map edge look like any other move: the pixels cannot tell.
+    assert after["shift_acc"] > 0.85 and after["tile_acc"] > 0.95
+
+
+def test_rollouts_scroll_with_the_keys_and_a_release_round_trips(trained) -> None:
+    world, _dm, _system, net, obs, path = trained
+    save_release(path / "release", net, observation_space=obs, action_space=SPACE,
+                 metadata={"game": "toy"})  # fmt: skip
+    loaded = load_release(path / "release")[0]
+    assert torch.equal(loaded.codebook, net.codebook)
+    wm = WorldModel.from_checkpoint(path / "release")
+    # Open ground to the right: noop, noop, right, noop, left (back), noop.
+    pos = next(p for p in sorted(world.pos_of.values())
+               if world.step(p, 2) != p and world.step(world.step(p, 2), 1) == p)  # fmt: skip
+    acts = np.array([0, 0, 2, 0, 1, 0])
+    views = [pos]
+    for a in acts:
+        views.append(world.step(views[-1], a))
+    real = np.stack([world.render(v)[0] for v in views[1:]])
+    start = world.render(pos)[0][None, None]
+    gen = torch.Generator().manual_seed(0)
+    out = wm.generate(start, np.zeros((1, 0), np.int64), acts[None], generator=gen)["frames"][0]
+    assert (out[0] == real[0]).all() and (out[1] == real[1]).all()  # noop: the frame stays
+    # The move scrolls: every tile that stayed in view is exactly where it should be.
+    src, ok = shift_table(4, 5, 1, 1)
+    k = displacements(1).index((0, 1))
+    gen_p, real_p = frames_to_patches(out[2], TILE), frames_to_patches(real[2], TILE)
+    known = ok[k].clone()
+    known[7] = False  # the player's tile
+    known[src[k] == 7] = False
+    assert (gen_p[known] == real_p[known]).all()
+    assert not (gen_p[:15] == frames_to_patches(real[1], TILE)[:15]).all()  # it did move
+    # Back where it started: the world memory brings the left column back.
+    assert (out[4] == real[4]).mean() > 0.9
+    with pytest.raises(WorldsimError, match="real starting frame"):
+        wm.sample_clip(acts[None, :3])
+
+
+def test_the_dream_env_runs_a_tile_model(trained) -> None:
+    world, _dm, _system, net, obs, path = trained
+    rng = np.random.default_rng(3)
+    frames, actions, _, _ = world.episode(rng, 3)
+    save_release(path / "env-release", net, observation_space=obs, action_space=SPACE,
+                 contexts={"frames": frames[None], "actions": actions[None]},
+                 metadata={"game": "toy", "fps": 10})  # fmt: skip
+    env = gym.make("worldsim/WorldModel-v0", checkpoint=str(path / "env-release"), device="cpu")
+    check_env(env.unwrapped, skip_render_check=True)
+    obs0, _ = env.reset(seed=0)
+    for _ in range(5):
+        obs0, _reward, _term, _trunc, _info = env.step(env.action_space.sample())
+    assert obs0.shape == (16, 20, 3)
+    vec = WorldModelVectorEnv(4, str(path / "env-release"), device="cpu")
+    obs_v, _ = vec.reset(seed=0)
+    obs_v, rewards, *_ = vec.step(np.array([2, 2, 0, 1]))
+    assert obs_v.shape == (4, 16, 20, 3) and rewards.shape == (4,)

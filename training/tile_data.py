@@ -1,0 +1,321 @@
+"""Transitions of an episode store as tile tokens, for training a TileWorldNet.
+
+`TileDataModule.setup` reads the episodes into memory once and computes, for every frame, its
+patches and codes (the codebook is built from the training episodes), the view shift of every
+transition (from the store's `view_pos` labels where it has them, else read off the pixels),
+what the world memory holds for every frame (worldsim.model.tiles.Canvas, exactly as a rollout
+keeps it) and which tiles show something new in the episode. Batches are drawn from these
+arrays directly: a step's data costs microseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium as gym
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from worldsim.data import EpisodeStore
+from worldsim.errors import StoreError
+from worldsim.model.tiles import (
+    Canvas,
+    build_codebook,
+    displacements,
+    frames_to_patches,
+    nearest_codes,
+    novelty,
+    shift_from_offsets,
+    shift_from_pixels,
+    shift_table,
+)
+
+__all__ = ["TileDataModule"]
+
+log = logging.getLogger(__name__)
+
+
+class _Arrays:
+    """Per-frame and per-transition arrays of a list of episodes."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[Any]] = {}
+
+    def add(self, **arrays: Any) -> None:
+        for k, v in arrays.items():
+            self.parts.setdefault(k, []).append(v)
+
+    def cat(self) -> dict[str, Any]:
+        out = {}
+        for k, v in self.parts.items():
+            if isinstance(v[0], dict):
+                out[k] = {key: np.concatenate([x[key] for x in v]) for key in v[0]}
+            elif isinstance(v[0], torch.Tensor):
+                out[k] = torch.cat(v)
+            else:
+                out[k] = np.concatenate(v)
+        return out
+
+
+def _take(actions: Any, idx: np.ndarray) -> Any:
+    if isinstance(actions, dict):
+        return {k: torch.as_tensor(v[idx]) for k, v in actions.items()}
+    return torch.as_tensor(actions[idx])
+
+
+class _Batches(IterableDataset):
+    """`count` batches of `batch_size` transitions drawn with probabilities `weights`."""
+
+    def __init__(self, module: TileDataModule, count: int, seed: int) -> None:
+        self.module, self.count, self.seed, self.epoch = module, count, seed, 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        m = self.module
+        p = m.weights / m.weights.sum()
+        for _ in range(self.count):
+            yield m.batch(m.train, rng.choice(len(p), m.batch_size, p=p))
+
+
+class _Fixed(IterableDataset):
+    def __init__(self, module: TileDataModule, index: np.ndarray) -> None:
+        self.module, self.index = module, index
+
+    def __len__(self) -> int:
+        return -(-len(self.index) // self.module.batch_size)
+
+    def __iter__(self):
+        m = self.module
+        for i in range(0, len(self.index), m.batch_size):
+            yield m.batch(m.val, self.index[i : i + m.batch_size])
+
+
+class TileDataModule(L.LightningDataModule):
+    """Transitions of an episode store as tile tokens (see the module docstring).
+
+    Args:
+        store: Episode store directory (record one with `worldsim collect`).
+        patch: Patch size in pixels (must match model.overrides.patch).
+        fixed_rows: Bottom token rows that never scroll (must match the model's).
+        motion_radius: View shifts of at most this many tokens (must match the model's).
+        codebook_size / frequent_codes: The codebook (must match the model's).
+        reward_classes: How many distinct reward values the reward head tells apart.
+        batch_size: Transitions per batch.
+        samples_per_epoch: Transitions drawn per training epoch.
+        val_samples: Transitions in the fixed validation set.
+        val_fraction / test_fraction: Shares of episodes held out (by key hash, as in
+            `training.data.EpisodeDataModule`).
+        event_weight: A transition with a non-zero reward or an episode end is drawn
+            1 + event_weight times as often (the model learns from rare events; its reward
+            head undoes the oversampling at inference).
+        seed: Seeds the codebook, the batches and the validation set.
+    """
+
+    def __init__(
+        self,
+        store: str = "data/crafter",
+        patch: int = 7,
+        fixed_rows: int = 0,
+        motion_radius: int = 1,
+        codebook_size: int = 2048,
+        frequent_codes: int = 1024,
+        reward_classes: int = 16,
+        batch_size: int = 32,
+        samples_per_epoch: int = 64_000,
+        val_samples: int = 512,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        event_weight: float = 4.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        from training.module import ConfigError
+
+        for name in ("patch", "codebook_size", "batch_size", "samples_per_epoch", "reward_classes"):
+            if int(getattr(self.hparams, name)) < 1:
+                raise ConfigError(
+                    f"--data.{name} must be at least 1, got {getattr(self.hparams, name)}"
+                )
+        if event_weight < 0:
+            raise ConfigError(f"--data.event_weight must be >= 0, got {event_weight}")
+        self.path, self.batch_size = store, batch_size
+        self._store: EpisodeStore | None = None
+        self.codebook: np.ndarray | None = None
+        self.train: dict[str, Any] | None = None
+        self.val: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ store facts
+    @property
+    def store(self) -> EpisodeStore:
+        if self._store is None:
+            self._store = EpisodeStore.open(self.path)
+        return self._store
+
+    @property
+    def action_space(self) -> gym.Space:
+        return self.store.action_space
+
+    @property
+    def observation_space(self) -> gym.Space:
+        return self.store.observation_space
+
+    def split(self, name: str) -> list[int]:
+        h = self.hparams
+        return self.store.split(name, val=h.val_fraction, test=h.test_fraction)
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is not None:
+            return
+        h = self.hparams
+        H, W = self.observation_space.shape[:2]
+        if H // h.patch < 1 or W // h.patch < 1:
+            raise StoreError(f"patch {h.patch} is larger than the store's {H}x{W} frames")
+        rows, cols = H // h.patch, W // h.patch
+        self.source, self.valid = shift_table(rows, cols, h.fixed_rows, h.motion_radius)
+        train_eps, val_eps = self.split("train"), self.split("val")
+        if not train_eps:
+            raise StoreError(
+                f"{self.path} has no training episodes: record more with `worldsim collect`"
+            )
+        train = [self._read(i) for i in train_eps]
+        sample = np.concatenate([e["patches"].reshape(-1, e["patches"].shape[-1]) for e in train])
+        self.codebook = build_codebook(sample, h.codebook_size, h.frequent_codes, seed=h.seed)
+        del sample
+        self.train = self._tokenize(train)
+        self.val = self._tokenize([self._read(i) for i in val_eps]) if val_eps else None
+        rewards = self.train["reward"]
+        values, counts = np.unique(np.round(rewards, 3), return_counts=True)
+        keep = np.sort(values[np.argsort(-counts, kind="stable")[: h.reward_classes]])
+        if 0.0 not in keep:
+            keep = np.sort(np.concatenate([keep[1:], [0.0]]))
+        self.reward_values = keep.astype(np.float32)
+        for part in (self.train, self.val):
+            if part is not None:
+                part["reward_class"] = np.abs(part["reward"][:, None] - keep[None]).argmin(1)
+        event = (self.train["reward"] != 0) | self.train["terminated"]
+        self.weights = 1.0 + h.event_weight * event
+        # log(real share / training share) per reward class, and the same log-odds for the end.
+        real = np.bincount(self.train["reward_class"], minlength=len(keep)) + 1.0
+        drawn = (
+            np.bincount(self.train["reward_class"], weights=self.weights, minlength=len(keep)) + 1.0
+        )
+        self.reward_prior = np.log(real / real.sum()) - np.log(drawn / drawn.sum())
+        end = self.train["terminated"]
+        p_real = (end.sum() + 1) / (len(end) + 2)
+        p_drawn = (self.weights[end].sum() + 1) / (self.weights.sum() + 2)
+        self.end_prior = float(np.log(p_real / (1 - p_real)) - np.log(p_drawn / (1 - p_drawn)))
+        n_val = 0 if self.val is None else len(self.val["reward"])
+        rng = np.random.default_rng(h.seed)
+        self.val_index = np.sort(rng.choice(n_val, min(h.val_samples, n_val), replace=False))
+        shifts = np.bincount(self.train["shift"], minlength=len(displacements(h.motion_radius)))
+        log.info(
+            "tile data: %d train transitions, %d val; shifts %s; reward values %s",
+            len(self.train["reward"]),
+            n_val,
+            shifts.tolist(),
+            self.reward_values.tolist(),
+        )
+
+    def _read(self, index: int) -> dict[str, Any]:
+        ep = self.store.episode(index)
+        out = {
+            "patches": frames_to_patches(np.asarray(ep.frames), self.hparams.patch).numpy(),
+            "actions": ep.actions,
+            "rewards": np.asarray(ep.rewards, dtype=np.float32),
+            "terminated": np.asarray(ep.terminated, dtype=bool),
+        }
+        labels = ep.labels or {}
+        if "view_pos" in labels:
+            out["view_pos"] = np.asarray(labels["view_pos"])
+        return out
+
+    def _tokenize(self, episodes: list[dict[str, Any]]) -> dict[str, Any]:
+        """Concatenated frame arrays (patches, codes, memory, novelty) and transition arrays."""
+        h = self.hparams
+        book = torch.from_numpy(self.codebook)
+        H, W = self.observation_space.shape[:2]
+        rows, cols = H // h.patch - h.fixed_rows, W // h.patch
+        moving = rows * cols
+        disp = torch.tensor(displacements(h.motion_radius))
+        acc = _Arrays()
+        offset = 0
+        for ep in episodes:
+            patches = torch.from_numpy(ep["patches"])
+            codes, errs = nearest_codes(patches, book)
+            T = len(patches) - 1
+            if "view_pos" in ep:
+                shift = shift_from_offsets(ep["view_pos"], h.motion_radius)
+            else:
+                shift = shift_from_pixels(patches, self.source, self.valid)
+            canvas = Canvas(1, rows, cols)
+            seen = torch.zeros(1, codes.shape[1], len(book), dtype=torch.bool)
+            mem_code = torch.empty(T + 1, moving, dtype=torch.int16)
+            mem_age = torch.empty(T + 1, moving, dtype=torch.int32)
+            new = torch.empty(T + 1, codes.shape[1], dtype=torch.bool)
+            for t in range(T + 1):
+                if t:
+                    canvas.move(disp[shift[t - 1]][None])
+                c, a = canvas.read()
+                mem_code[t], mem_age[t] = c[0].to(torch.int16), a[0].to(torch.int32)
+                new[t] = novelty(codes[t][None], seen)[0]
+                canvas.write(codes[t][None, :moving])
+            t_idx = np.arange(T)
+            acc.add(
+                pix=patches,
+                code=codes.to(torch.int16),
+                err=errs.to(torch.float16),
+                mem_code=mem_code,
+                mem_age=mem_age,
+                new=new,
+                last=offset + t_idx,
+                prev=offset + np.maximum(t_idx - 1, 0),
+                shift=shift,
+                prev_shift=np.concatenate([[0], shift[:-1]]) if T else shift,
+                action=ep["actions"],
+                reward=ep["rewards"],
+                terminated=ep["terminated"],
+            )
+            offset += T + 1
+        return acc.cat()
+
+    # ------------------------------------------------------------------ batches
+    def batch(self, part: dict[str, Any], idx: np.ndarray) -> dict[str, Any]:
+        """The transitions `idx` of `part` as a batch of tensors (TileWorldNet.training_loss)."""
+        last = part["last"][idx]
+        nxt = last + 1
+        return {
+            "pix": part["pix"][last],
+            "code": part["code"][last].long(),
+            "prev_code": part["code"][part["prev"][idx]].long(),
+            "prev_shift": torch.as_tensor(part["prev_shift"][idx]),
+            "shift": torch.as_tensor(part["shift"][idx]),
+            "action": _take(part["action"], idx),
+            "pix_next": part["pix"][nxt],
+            "code_next": part["code"][nxt].long(),
+            "code_err_next": part["err"][nxt].float(),
+            "mem_code": part["mem_code"][nxt].long(),
+            "mem_age": part["mem_age"][nxt].long(),
+            "new_next": part["new"][nxt],
+            "reward_class": torch.as_tensor(part["reward_class"][idx]),
+            "terminated": torch.as_tensor(part["terminated"][idx]),
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return DataLoader(
+            _Batches(self, max(1, h.samples_per_epoch // h.batch_size), h.seed), batch_size=None
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val is None or not len(self.val_index):
+            return []
+        return DataLoader(_Fixed(self, self.val_index), batch_size=None)

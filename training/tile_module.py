@@ -1,0 +1,176 @@
+"""The tile world model's LightningModule: TileWorldNet + EMA weights, trained on transitions.
+
+    worldsim fit --config training/configs/crafter_tiles.yaml
+    worldsim fit --config training/configs/crafter_tiles.yaml --ckpt_path last   # resume
+
+It shares WorldModelSystem's EMA, optimizer, checkpoint spaces and export; the data module
+(training.tile_data.TileDataModule) supplies the codebook and reward values the net is built
+with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel
+
+from training.module import ConfigError, WorldModelSystem, ema_update
+from worldsim.errors import CheckpointError
+
+__all__ = ["TileWorldSystem"]
+
+_MATCH_DATA = (
+    "patch",
+    "fixed_rows",
+    "motion_radius",
+    "codebook_size",
+    "frequent_codes",
+    "reward_classes",
+)
+
+
+class TileWorldSystem(WorldModelSystem):
+    """Trains a `worldsim.model.tile_net.TileWorldNet` on a TileDataModule's transitions.
+
+    Args:
+        overrides: TileConfig fields, e.g. {dim: 128, depth: 4, fixed_rows: 2}. The frame
+            size and the data-layout fields (patch, fixed_rows, motion_radius, codebook_size,
+            frequent_codes, reward_classes) come from the data module.
+        init_from: A tile release folder whose weights start a new run (same shapes).
+        lr, weight_decay, betas, warmup_steps, total_steps, min_lr_ratio, ema_decay,
+        validate_ema: as for WorldModelSystem.
+    """
+
+    def __init__(
+        self,
+        overrides: dict[str, Any] | None = None,
+        init_from: str | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.99),
+        warmup_steps: int = 200,
+        total_steps: int | None = None,
+        min_lr_ratio: float = 0.1,
+        ema_decay: float = 0.999,
+        validate_ema: bool = True,
+    ) -> None:
+        super().__init__(
+            preset="tiles",
+            overrides=overrides,
+            init_from=init_from,
+            lr=lr,
+            weight_decay=weight_decay,
+            betas=betas,
+            warmup_steps=warmup_steps,
+            total_steps=total_steps,
+            min_lr_ratio=min_lr_ratio,
+            ema_decay=ema_decay,
+            validate_ema=validate_ema,
+        )
+        self.save_hyperparameters()
+
+    def model_config(self, observation_space: gym.Space, autoencoder: Any = None) -> Any:
+        from worldsim.model.tile_net import TileConfig
+
+        H, W = observation_space.shape[:2]
+        fields = {"height": H, "width": W, **(self.hparams.overrides or {})}
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        for name in _MATCH_DATA:
+            if dm is not None and hasattr(dm, "hparams") and name in dm.hparams:
+                if name in (self.hparams.overrides or {}) and fields[name] != dm.hparams[name]:
+                    raise ConfigError(
+                        f"model.overrides.{name} {fields[name]} differs from data.{name} "
+                        f"{dm.hparams[name]}: set it once, under data"
+                    )
+                fields[name] = dm.hparams[name]
+        try:
+            return TileConfig(**fields)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model.overrides {self.hparams.overrides}: {e}") from None
+
+    def build(
+        self, action_space: gym.Space, observation_space: gym.Space, config: Any = None
+    ) -> None:
+        if self.net is not None:
+            return
+        from worldsim.model.tile_net import TileWorldNet
+
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        if config is None:
+            config = self.model_config(observation_space)
+        codebook = getattr(dm, "codebook", None)
+        net = TileWorldNet(config, action_space, codebook, getattr(dm, "reward_values", None))
+        if dm is not None and getattr(dm, "reward_prior", None) is not None:
+            prior = torch.as_tensor(dm.reward_prior, dtype=torch.float32)
+            net.reward_prior.fill_(-30.0)  # classes beyond the data's reward values: never
+            net.reward_prior[: len(prior)] = prior
+            net.end_prior.fill_(dm.end_prior)
+        if self.hparams.init_from:
+            self._init_weights(net, self.hparams.init_from, action_space, observation_space)
+        self.action_space, self.observation_space = action_space, observation_space
+        self.net = net
+        ema = AveragedModel(net, multi_avg_fn=ema_update(self.hparams.ema_decay), use_buffers=True)
+        object.__setattr__(self, "ema", ema.requires_grad_(False).eval())
+
+    def configure_model(self) -> None:
+        if self._trainer is None:
+            return
+        dm = self.trainer.datamodule
+        if self.net is None and getattr(dm, "codebook", None) is None:
+            raise CheckpointError(
+                "TileWorldSystem needs a training.tile_data.TileDataModule (it builds the "
+                "codebook the network is made with): set data.class_path to it"
+            )
+        if self.net is None:
+            self.build(dm.action_space, dm.observation_space)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["worldsim"]["system"] = "training.tile_module.TileWorldSystem"
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("worldsim") or {}
+        if self.net is None and "model_config" in saved:
+            from worldsim.data.spaces import deserialize_space
+            from worldsim.model.tile_net import TileConfig
+
+            self.build(
+                deserialize_space(saved["action_space"]),
+                deserialize_space(saved["observation_space"]),
+                TileConfig.from_dict(saved["model_config"]),
+            )
+        else:
+            book = checkpoint.get("state_dict", {}).get("net.codebook")
+            if book is not None and not torch.equal(book.cpu(), self.net.codebook.cpu()):
+                raise CheckpointError(
+                    "the checkpoint's tile codebook differs from the one built from this data "
+                    "(another store, or other data settings): resume on the run's own store "
+                    "and data settings, or start a new run without --ckpt_path"
+                )
+        super().on_load_checkpoint(checkpoint)
+
+    def _common_step(
+        self,
+        batch: dict[str, Any],
+        stage: str,
+        net: Any = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        net = self.net if net is None else net
+        out = net.training_loss(batch, generator=generator)
+        train = stage == "train"
+        B = int(batch["shift"].shape[0])
+        self.log(
+            f"{stage}/loss",
+            out["loss"].detach(),
+            prog_bar=True,
+            on_step=train,
+            on_epoch=not train,
+            batch_size=B,
+        )
+        metrics = {f"{stage}/{k}": v.detach() for k, v in out.items() if k != "loss"}
+        self.log_dict(metrics, on_step=train, on_epoch=not train, batch_size=B)
+        return out["loss"]

@@ -1,0 +1,387 @@
+"""TileWorldNet: a world model over tile tokens that shifts the view exactly, then fixes tiles.
+
+One token per p x p patch of the frame. A step is three decisions:
+1. **Shift.** A small transformer reads the last frame and the action and gives one categorical
+   over the view displacements (none, and every one within `motion_radius` tokens). One shift
+   is sampled for the whole frame and applied exactly: scrolling is copying, never redrawing.
+2. **Tiles.** A transformer reads the shifted frame (tiles that came into view are unknown),
+   the frame before it, the memory of what was seen at each world position (so walking back
+   restores the world), the action and the shift. Each token gets a categorical over "keep the
+   shifted tile" plus the codebook of real tiles. Tokens are committed over `sampler_steps`
+   rounds, most confident first, each round seeing what the earlier ones committed (MaskGIT),
+   so a newly revealed row is drawn as a whole and not tile by tile.
+3. **Reward and end.** A third transformer reads the last and the next frame's codes, which
+   tiles show something never shown there before in the episode, and the action, and gives a
+   categorical over the reward values seen in training, and a termination logit.
+
+Design search and measurements: docs/tile_model_search.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from worldsim.actions import ActionEncoder
+from worldsim.model.tiles import NO_CODE, age_bucket, displacements, shift_table
+
+__all__ = ["TileConfig", "TileWorldNet"]
+
+
+@dataclass
+class TileConfig:
+    """Everything needed to rebuild a TileWorldNet; saved with every checkpoint."""
+
+    kind: str = "tiles"  # tells a release's config apart from the diffusion ModelConfig
+    # Frames.
+    height: int = 64
+    width: int = 64
+    channels: int = 3
+    # Tokens: one per patch x patch block of the top-left grid; pixels outside it are copied.
+    patch: int = 7
+    fixed_rows: int = 0  # bottom token rows that never scroll (a HUD; Crafter's inventory: 2)
+    motion_radius: int = 1  # view displacements of at most this many tokens (1: 4 directions)
+    codebook_size: int = 2048
+    frequent_codes: int = 1024  # exact most-frequent patches; the rest are k-means centroids
+    memory_buckets: int = 8  # memory ages, log2-bucketed
+    reward_classes: int = 16  # the most frequent reward values of the training data
+    # Networks.
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    shift_dim: int = 96
+    shift_depth: int = 2
+    reward_dim: int = 96
+    reward_depth: int = 2
+    context: int = 8  # context frames a rollout keeps (the memory keeps everything seen)
+    # Loss: a patch within this RMS (0-255 units) of the real one counts as right.
+    match_rms: float = 3.0
+    reward_weight: float = 1.0
+    # Sampling defaults (a release stores them; rollouts may override).
+    sampler: str = "rounds"
+    sampler_steps: int = 2  # commit rounds per frame
+    guidance: float = 1.0  # no classifier-free guidance in this model: must stay 1
+    temperature: float = 0.0  # tile sampling temperature (0: the likeliest tile)
+    shift_temperature: float = 1.0
+    commit_confidence: float = 0.9  # a round commits every token at least this sure
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.height // self.patch, self.width // self.patch
+
+    @property
+    def tokens_per_frame(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch * self.patch * self.channels
+
+    @property
+    def num_shifts(self) -> int:
+        return len(displacements(self.motion_radius))
+
+    def validate(self) -> None:
+        """Raise ValueError naming the inconsistent field."""
+        rows, cols = self.grid
+        if self.patch < 1 or rows < 1 or cols < 1:
+            raise ValueError(
+                f"patch {self.patch} does not fit {self.height}x{self.width} frames: pick a patch "
+                "size of at most the frame's smaller side"
+            )
+        if not 0 <= self.fixed_rows < rows:
+            raise ValueError(f"fixed_rows must be in [0, {rows}), got {self.fixed_rows}")
+        if self.motion_radius < 0:
+            raise ValueError(f"motion_radius must be >= 0, got {self.motion_radius}")
+        for name in ("dim", "shift_dim", "reward_dim"):
+            if getattr(self, name) % self.heads:
+                raise ValueError(
+                    f"{name} {getattr(self, name)} must divide into {self.heads} heads"
+                )
+        if self.sampler_steps < 1:
+            raise ValueError(
+                f"sampler_steps (commit rounds) must be >= 1, got {self.sampler_steps}"
+            )
+        if self.guidance != 1.0:
+            raise ValueError("tile models have no action guidance: guidance must be 1")
+        if self.temperature < 0 or self.shift_temperature < 0:
+            raise ValueError("temperature and shift_temperature must be >= 0 (0: the likeliest)")
+        if self.codebook_size < 2 or self.context < 1:
+            raise ValueError("codebook_size must be >= 2 and context >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TileConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown TileConfig fields {unknown}")
+        return cls(**data)
+
+
+def _encoder(dim: int, depth: int, heads: int) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+
+
+class TileWorldNet(nn.Module):
+    """The tile world model's three networks, codebook and reward values.
+
+    Args:
+        config: the TileConfig.
+        action_space: the game's action space (encoded by `worldsim.actions.ActionEncoder`).
+        codebook: uint8 [K, p*p*C] real patches (training builds it from the data; a
+            checkpoint restores it). None: zeros, to be loaded.
+        reward_values: float [V] the reward values the reward head chooses among.
+    """
+
+    def __init__(
+        self,
+        config: TileConfig,
+        action_space: gym.spaces.Space,
+        codebook: np.ndarray | Tensor | None = None,
+        reward_values: np.ndarray | Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        config.validate()
+        self.config, self.action_space = config, action_space
+        self.action_encoder = ActionEncoder(action_space)
+        K, D, N, A = (
+            config.codebook_size,
+            config.patch_dim,
+            config.tokens_per_frame,
+            self.action_encoder.dim,
+        )
+        V, S = config.reward_classes, config.num_shifts
+        book = torch.zeros(K, D, dtype=torch.uint8)
+        if codebook is not None:
+            given = torch.as_tensor(np.asarray(codebook), dtype=torch.uint8)
+            book[: len(given)] = given
+        self.register_buffer("codebook", book)
+        values = torch.zeros(V)
+        if reward_values is not None:
+            rv = torch.as_tensor(np.asarray(reward_values), dtype=torch.float32)
+            values[: len(rv)] = rv
+        self.register_buffer("reward_values", values)
+        # log(real frequency / training frequency) per reward class and for termination:
+        # undoes the oversampling of rare events at inference.
+        self.register_buffer("reward_prior", torch.zeros(V))
+        self.register_buffer("end_prior", torch.zeros(()))
+        source, valid = shift_table(*config.grid, config.fixed_rows, config.motion_radius)
+        self.register_buffer("source", source, persistent=False)
+        self.register_buffer("valid", valid, persistent=False)
+        rows, cols = config.grid
+        self.moving = (rows - config.fixed_rows) * cols  # tokens that scroll (first in order)
+
+        d, ds, dr = config.dim, config.shift_dim, config.reward_dim
+        # 1. shift net
+        self.s_code = nn.Embedding(K + 1, ds)
+        self.s_pix = nn.Linear(D, ds)
+        self.s_act = nn.Linear(A, ds)
+        self.s_pos = nn.Parameter(torch.randn(N + 1, ds) * 0.02)
+        self.s_body = _encoder(ds, config.shift_depth, config.heads)
+        self.s_head = nn.Linear(ds, S)
+        # 2. tile net
+        self.t_code = nn.Embedding(K + 1, d)  # K: unknown (came into view)
+        self.t_pix = nn.Linear(D, d)
+        self.t_prev = nn.Embedding(K + 1, d)
+        self.t_mem = nn.Embedding(K + 1, d)  # K: nothing remembered
+        self.t_age = nn.Embedding(config.memory_buckets, d)
+        self.t_given = nn.Embedding(K + 2, d)  # 0: not committed, 1: kept, 2 + c: code c
+        self.t_act = nn.Linear(A, d)
+        self.t_shift = nn.Embedding(S, d)
+        self.t_pos = nn.Parameter(torch.randn(N + 1, d) * 0.02)
+        self.t_body = _encoder(d, config.depth, config.heads)
+        self.t_keep = nn.Linear(d, 1)
+        self.t_codes = nn.Linear(d, K)
+        nn.init.zeros_(self.t_keep.weight)
+        nn.init.constant_(self.t_keep.bias, 4.0)  # start out keeping the frame
+        # 3. reward net
+        self.r_last = nn.Embedding(K, dr)
+        self.r_next = nn.Embedding(K, dr)
+        self.r_new = nn.Embedding(2, dr)
+        self.r_act = nn.Linear(A, dr)
+        self.r_pos = nn.Parameter(torch.randn(N + 1, dr) * 0.02)
+        self.r_body = _encoder(dr, config.reward_depth, config.heads)
+        self.r_head = nn.Linear(dr, V + 1)
+
+    # ------------------------------------------------------------------ frames and actions
+    @property
+    def device(self) -> torch.device:
+        return self.codebook.device
+
+    def check_frames(self, frames: Any, ndim: int = 5) -> Tensor:
+        from worldsim.model.net import check_frames
+
+        c = self.config
+        return check_frames(frames, (c.height, c.width, c.channels), self.device, ndim)
+
+    def frames_to_x(self, frames: Any) -> Tensor:
+        """uint8 frames [B, T, H, W, C] -> x [B, T, C, H, W] in [-1, 1] (the rollout's frames)."""
+        return self.check_frames(frames).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+
+    def x_to_frames(self, x: Tensor) -> Tensor:
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
+
+    def encode_actions(self, actions: Any) -> Tensor:
+        return self.action_encoder.encode(actions)
+
+    # ------------------------------------------------------------------ the three nets
+    def shift_logits(self, code: Tensor, pix: Tensor, action: Tensor) -> Tensor:
+        """[B, S] logits of the view shift from the last frame (codes [B, N], uint8 pixels
+        [B, N, D]) and the encoded action [B, A]."""
+        x = self.s_code(code) + self.s_pix(pix.float() / 127.5 - 1)
+        x = torch.cat([x, self.s_act(action)[:, None]], 1) + self.s_pos
+        return self.s_head(self.s_body(x)[:, -1])
+
+    def shifted(self, tensor: Tensor, shift: Tensor, fill: Any) -> Tensor:
+        """Tokens [B, N, ...] moved by shift classes [B]; revealed tokens get `fill`."""
+        src, ok = self.source[shift], self.valid[shift]  # [B, N]
+        idx = src.view(*src.shape, *([1] * (tensor.dim() - 2))).expand_as(tensor)
+        out = tensor.gather(1, idx)
+        mask = ok.view(*ok.shape, *([1] * (tensor.dim() - 2)))
+        return torch.where(
+            mask, out, torch.as_tensor(fill, dtype=tensor.dtype, device=tensor.device)
+        )
+
+    def tile_logits(
+        self,
+        code_sh: Tensor,
+        pix_sh: Tensor,
+        prev_sh: Tensor,
+        mem_code: Tensor,
+        mem_age: Tensor,
+        given: Tensor,
+        action: Tensor,
+        shift: Tensor,
+    ) -> Tensor:
+        """[B, N, 1 + K] logits (keep the shifted tile, or each code) for every token.
+
+        Args: shifted last codes [B, N] (K: unknown) and pixels [B, N, D]; the frame before,
+        shifted to the same view [B, N]; memory codes/ages of the scrolling tokens [B, n]
+        (NO_CODE / 0: none); committed choices [B, N] (0 none, 1 keep, 2 + c code c); encoded
+        action [B, A]; shift classes [B].
+        """
+        K, cfg = self.config.codebook_size, self.config
+        B, N = code_sh.shape
+        mem = torch.full((B, N), K, dtype=torch.long, device=code_sh.device)
+        mem[:, : self.moving] = torch.where(mem_code == NO_CODE, K, mem_code)
+        age = torch.zeros((B, N), dtype=torch.long, device=code_sh.device)
+        age[:, : self.moving] = age_bucket(mem_age, cfg.memory_buckets)
+        x = (
+            self.t_code(code_sh)
+            + self.t_pix(pix_sh.float() / 127.5 - 1)
+            + self.t_prev(prev_sh)
+            + self.t_mem(mem)
+            + self.t_age(age)
+            + self.t_given(given)
+        )
+        x = torch.cat([x, (self.t_act(action) + self.t_shift(shift))[:, None]], 1) + self.t_pos
+        h = self.t_body(x)[:, :N]
+        keep = self.t_keep(h).masked_fill((code_sh == K)[..., None], -1e4)
+        return torch.cat([keep, self.t_codes(h)], -1)
+
+    def reward_logits(
+        self, code_last: Tensor, code_next: Tensor, new: Tensor, action: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Reward-class logits [B, V] and termination logit [B] (priors not applied)."""
+        x = self.r_last(code_last) + self.r_next(code_next) + self.r_new(new.long())
+        x = torch.cat([x, self.r_act(action)[:, None]], 1) + self.r_pos
+        out = self.r_head(self.r_body(x)[:, -1])
+        return out[:, :-1], out[:, -1]
+
+    def predict_reward(
+        self, code_last: Tensor, code_next: Tensor, new: Tensor, action: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Rewards [B] (the likeliest value) and termination probabilities [B]."""
+        logits, end = self.reward_logits(code_last, code_next, new, action)
+        cls = (logits + self.reward_prior).argmax(-1)
+        return self.reward_values[cls], torch.sigmoid(end + self.end_prior)
+
+    # ------------------------------------------------------------------ training
+    def training_loss(
+        self, batch: dict[str, Any], generator: torch.Generator | None = None
+    ) -> dict:
+        """Losses of a batch of transitions (see training/tile_data.py for the fields)."""
+        cfg, K = self.config, self.config.codebook_size
+        action = self.encode_actions(batch["action"]).to(self.device)
+        pix, code = batch["pix"], batch["code"].long()
+        shift = batch["shift"].long()
+        s_logits = self.shift_logits(code, pix, action)
+        shift_loss = F.cross_entropy(s_logits, shift)
+
+        pix_sh = self.shifted(pix, shift, 0)
+        code_sh = self.shifted(code, shift, K)
+        prev_sh = self.shifted(
+            self.shifted(batch["prev_code"].long(), batch["prev_shift"].long(), K), shift, K
+        )
+        nxt, code_next = batch["pix_next"], batch["code_next"].long()
+        keep_ok = (code_sh != K) & (
+            ((pix_sh.float() - nxt.float()) ** 2).mean(-1).sqrt() < cfg.match_rms
+        )
+        code_ok = (batch["code_err_next"] < cfg.match_rms) | ~keep_ok
+        B, N = code.shape
+        rand = torch.rand(B, N, generator=generator, device=code.device)
+        ratio = torch.rand(B, 1, generator=generator, device=code.device)
+        committed = rand < ratio  # MaskGIT: a random share of tokens is given
+        target = torch.where(keep_ok, torch.ones_like(code_next), code_next + 2)
+        given = torch.where(committed, target, torch.zeros_like(target))
+        logits = self.tile_logits(
+            code_sh,
+            pix_sh,
+            prev_sh,
+            batch["mem_code"].long(),
+            batch["mem_age"].long(),
+            given,
+            action,
+            shift,
+        )
+        code_logit = logits[..., 1:].gather(-1, code_next[..., None])[..., 0]
+        right = torch.logsumexp(
+            torch.stack(
+                [
+                    logits[..., 0].masked_fill(~keep_ok, -1e9),
+                    code_logit.masked_fill(~code_ok, -1e9),
+                ],
+                -1,
+            ),
+            -1,
+        )
+        per_token = torch.logsumexp(logits, -1) - right
+        todo = (~committed).float()
+        tile_loss = (per_token * todo).sum() / todo.sum().clamp(min=1)
+
+        r_logits, end_logit = self.reward_logits(code, code_next, batch["new_next"], action)
+        reward_loss = F.cross_entropy(r_logits, batch["reward_class"].long())
+        end_loss = F.binary_cross_entropy_with_logits(end_logit, batch["terminated"].float())
+        loss = tile_loss + shift_loss + cfg.reward_weight * (reward_loss + end_loss)
+        with torch.no_grad():
+            choice = logits.argmax(-1)
+            right_choice = torch.where(choice == 0, keep_ok, code_ok & (choice - 1 == code_next))
+            revealed = code_sh == K
+        return {
+            "loss": loss,
+            "tile": tile_loss.detach(),
+            "shift": shift_loss.detach(),
+            "reward": reward_loss.detach(),
+            "termination": end_loss.detach(),
+            "shift_acc": (s_logits.argmax(-1) == shift).float().mean(),
+            "tile_acc": right_choice.float().mean(),
+            "revealed_acc": (right_choice & revealed).float().sum() / revealed.sum().clamp(min=1),
+            "reward_acc": (r_logits.argmax(-1) == batch["reward_class"]).float().mean(),
+        }

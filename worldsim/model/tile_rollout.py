@@ -1,0 +1,198 @@
+"""Rollouts of a TileWorldNet: shift, recall, commit tiles in rounds, read the reward.
+
+`TileRollout` has the interface of the diffusion `Rollout` (`start`, `next`), so `WorldModel`
+drives both the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from worldsim.errors import WorldsimError
+from worldsim.model.tile_net import TileWorldNet
+from worldsim.model.tiles import (
+    Canvas,
+    displacements,
+    frames_to_patches,
+    nearest_codes,
+    novelty,
+    patches_to_frames,
+    shift_from_pixels,
+)
+
+__all__ = ["TileRollout", "TileRolloutState"]
+
+
+@dataclass
+class TileRolloutState:
+    """The last frame (pixels, patches, codes), the codes and shift before it, the memory of
+    the world seen so far and which code each token has shown in this rollout."""
+
+    frame: Tensor  # uint8 [B, H, W, C]
+    pix: Tensor  # uint8 [B, N, D]
+    code: Tensor  # long [B, N]
+    prev_code: Tensor  # long [B, N]
+    prev_shift: Tensor  # long [B]
+    canvas: Canvas
+    seen: Tensor  # bool [B, N, K]
+
+    @property
+    def last(self) -> Tensor:
+        return self.frame
+
+
+def _choose(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
+    """Argmax (temperature 0) or a Gumbel-max sample of logits [..., V] at `temperature`."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    where = generator.device if generator is not None else logits.device
+    u = torch.rand(logits.shape, generator=generator, device=where).to(logits.device)
+    gumbel = -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
+    return (logits / temperature + gumbel).argmax(-1)
+
+
+class TileRollout:
+    """Generates frames from a TileWorldNet, one frame at a time.
+
+    Args:
+        net: the network (eval mode is the caller's business).
+        use_cache: accepted for the Rollout interface; a tile step has nothing to cache.
+    """
+
+    def __init__(self, net: TileWorldNet, use_cache: bool = True) -> None:
+        self.net, self.config = net, net.config
+        rows, cols = self.config.grid
+        self.rows, self.cols = rows - self.config.fixed_rows, cols
+        self.disp = torch.tensor(displacements(self.config.motion_radius), device=net.device)
+
+    def _frames(self, x: Tensor) -> Tensor:
+        return self.net.x_to_frames(x)
+
+    def start(self, x: Tensor, actions: Tensor) -> TileRolloutState:
+        """A state primed with context x [B, K>=1, C, H, W] (the rollout's frames in [-1, 1]);
+        every context frame is remembered, the shifts between them read off the pixels."""
+        if x.shape[1] < 1:
+            raise WorldsimError(
+                "a tile world model starts from a real frame: pass at least one context frame "
+                "(it cannot denoise a clip from nothing)"
+            )
+        net, cfg = self.net, self.config
+        frames = self._frames(x)  # [B, K, H, W, C]
+        B, K = frames.shape[:2]
+        patches = frames_to_patches(frames, cfg.patch)  # [B, K, N, D]
+        codes = nearest_codes(patches, net.codebook)[0]
+        canvas = Canvas(B, self.rows, self.cols, device=x.device)
+        seen = torch.zeros(
+            B, cfg.tokens_per_frame, cfg.codebook_size, dtype=torch.bool, device=x.device
+        )
+        shifts = torch.zeros(B, max(K - 1, 0), dtype=torch.long, device=x.device)
+        for b in range(B):
+            if K > 1:
+                shifts[b] = torch.as_tensor(
+                    shift_from_pixels(patches[b], net.source, net.valid), device=x.device
+                )
+        moving = net.moving
+        for t in range(K):
+            if t:
+                canvas.move(self.disp[shifts[:, t - 1]])
+            novelty(codes[:, t], seen)
+            canvas.write(codes[:, t, :moving])
+        prev = codes[:, -2] if K > 1 else codes[:, -1]
+        prev_shift = shifts[:, -1] if K > 1 else torch.zeros(B, dtype=torch.long, device=x.device)
+        return TileRolloutState(
+            frames[:, -1], patches[:, -1], codes[:, -1], prev, prev_shift, canvas, seen
+        )
+
+    @torch.no_grad()
+    def next(
+        self,
+        state: TileRolloutState,
+        actions: Tensor,
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        generator: torch.Generator | None = None,
+        method: str | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The k frames that follow encoded actions [B, k, A]; updates `state`.
+
+        Args:
+            steps: commit rounds per frame (default: the config's `sampler_steps`).
+            guidance: must be None or 1 (this model has no action guidance).
+
+        Returns:
+            frames x [B, k, C, H, W] in [-1, 1], rewards [B, k], termination probabilities [B, k].
+        """
+        if guidance is not None and float(guidance) != 1.0:
+            raise WorldsimError(
+                f"guidance {guidance}: a tile world model has no action guidance; use 1"
+            )
+        rounds = self.config.sampler_steps if steps is None else int(steps)
+        if rounds < 1:
+            raise WorldsimError(f"steps (commit rounds) must be at least 1, got {rounds}")
+        xs, rewards, ends = [], [], []
+        for a in actions.unbind(1):
+            frame, reward, end = self._step(state, a, rounds, generator)
+            xs.append(frame)
+            rewards.append(reward)
+            ends.append(end)
+        x = torch.stack(xs, 1).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+        return x, torch.stack(rewards, 1), torch.stack(ends, 1)
+
+    def _step(
+        self,
+        state: TileRolloutState,
+        action: Tensor,
+        rounds: int,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        net, cfg = self.net, self.config
+        K = cfg.codebook_size
+        shift = _choose(
+            net.shift_logits(state.code, state.pix, action), cfg.shift_temperature, generator
+        )
+        state.canvas.move(self.disp[shift])
+        mem_code, mem_age = state.canvas.read()
+        pix_sh = net.shifted(state.pix, shift, 0)
+        code_sh = net.shifted(state.code, shift, K)
+        prev_sh = net.shifted(net.shifted(state.prev_code, state.prev_shift, K), shift, K)
+        given = torch.zeros_like(state.code)
+        for r in range(rounds):
+            logits = net.tile_logits(
+                code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift
+            )
+            choice = _choose(logits, cfg.temperature, generator)
+            probs = (
+                torch.softmax(logits / max(cfg.temperature, 1e-6), -1)
+                if cfg.temperature
+                else (torch.softmax(logits, -1))
+            )
+            conf = probs.gather(-1, choice[..., None])[..., 0]
+            open_ = given == 0
+            if r == rounds - 1:
+                commit = open_
+            else:
+                sure = open_ & (conf >= cfg.commit_confidence)
+                rest = open_ & ~sure
+                n = math.ceil(rest.sum(1).max().item() / (rounds - r)) if rest.any() else 0
+                ranked = conf.masked_fill(~rest, -1.0)
+                top = torch.zeros_like(rest)
+                if n:
+                    idx = ranked.topk(n, dim=1).indices
+                    top.scatter_(1, idx, True)
+                commit = sure | (top & rest)
+            given = torch.where(commit, choice + 1, given)
+        keep = given == 1
+        code_next = torch.where(keep, code_sh, given - 2)
+        pix_next = torch.where(keep[..., None], pix_sh, net.codebook[code_next.clamp(0, K - 1)])
+        frame = patches_to_frames(pix_next, state.frame, cfg.patch)
+        new = novelty(code_next, state.seen)
+        reward, end = net.predict_reward(state.code, code_next, new, action)
+        state.canvas.write(code_next[:, : net.moving])
+        state.prev_code, state.prev_shift = state.code, shift
+        state.code, state.pix, state.frame = code_next, pix_next, frame
+        return frame, reward, end

@@ -1,0 +1,289 @@
+"""Tile tokens: frames as a grid of p x p patches, a codebook of real patches, exact shifts of
+the grid, and a memory of the patches seen at each world position.
+
+These are the mechanisms of `TileWorldNet` (worldsim/model/tile_net.py), shared by its training
+data (training/tile_data.py) and its rollouts (worldsim/model/tile_rollout.py), so both compute
+them the same way. Nothing here is about one game: a patch size, a motion radius in tokens and
+a count of bottom rows that never scroll (a HUD) describe the layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "NO_CODE",
+    "Canvas",
+    "age_bucket",
+    "build_codebook",
+    "displacements",
+    "frames_to_patches",
+    "nearest_codes",
+    "novelty",
+    "patches_to_frames",
+    "shift_from_offsets",
+    "shift_from_pixels",
+    "shift_table",
+]
+
+NO_CODE = -1  # "no code here": a tile revealed by a shift, or an empty memory cell
+
+
+def frames_to_patches(frames: Tensor | np.ndarray, patch: int) -> Tensor:
+    """uint8 frames [..., H, W, C] -> patches [..., R*C_, p*p*C] of the top-left R x C_ grid
+    (R = H // p, C_ = W // p); pixels right of or below the grid are not in any patch."""
+    x = torch.as_tensor(frames)
+    *lead, H, W, C = x.shape
+    R, Q = H // patch, W // patch
+    x = x[..., : R * patch, : Q * patch, :].reshape(*lead, R, patch, Q, patch, C)
+    n = len(lead)
+    x = x.permute(*range(n), n, n + 2, n + 1, n + 3, n + 4)
+    return x.reshape(*lead, R * Q, patch * patch * C)
+
+
+def patches_to_frames(patches: Tensor, base: Tensor, patch: int) -> Tensor:
+    """Write patches [..., R*Q, p*p*C] into a copy of frames `base` [..., H, W, C]."""
+    *lead, H, W, C = base.shape
+    R, Q = H // patch, W // patch
+    n = len(lead)
+    x = patches.reshape(*lead, R, Q, patch, patch, C)
+    x = x.permute(*range(n), n, n + 2, n + 1, n + 3, n + 4).reshape(*lead, R * patch, Q * patch, C)
+    out = base.clone()
+    out[..., : R * patch, : Q * patch, :] = x
+    return out
+
+
+def build_codebook(
+    patches: np.ndarray, size: int, frequent: int, seed: int = 0, iters: int = 10
+) -> np.ndarray:
+    """A codebook of `size` real patches from patches [N, D] uint8.
+
+    The `frequent` most frequent exact patches come first (most of a game's screen is a few
+    sprites drawn exactly); k-means centroids of the patches they do not cover fill the rest
+    (tinted or noisy ones: Crafter's dusk and night). Deterministic for a given `seed`, so a
+    resumed run rebuilds the same codebook.
+
+    Returns:
+        uint8 [size, D] (fewer rows if the data has fewer distinct patches).
+    """
+    rng = np.random.default_rng(seed)
+    if len(patches) > 2_000_000:
+        patches = patches[np.sort(rng.choice(len(patches), 2_000_000, replace=False))]
+    x = torch.from_numpy(np.ascontiguousarray(patches))
+    keys = torch.cat([_hash(x[i : i + 262144]) for i in range(0, len(x), 262144)]).numpy()
+    uniq, first, inverse, counts = np.unique(
+        keys, return_index=True, return_inverse=True, return_counts=True
+    )
+    order = np.argsort(-counts, kind="stable")[: min(frequent, size)]
+    exact = patches[first[order]]
+    chosen = np.zeros(len(uniq), dtype=bool)
+    chosen[order] = True
+    rest = np.flatnonzero(~chosen[inverse])
+    k = min(size - len(exact), len(rest))
+    if k <= 0:
+        return exact
+    sample = patches[rng.choice(rest, min(len(rest), 50 * k), replace=False)].astype(np.float32)
+    X = torch.from_numpy(sample)
+    gen = torch.Generator().manual_seed(seed)
+    C = X[torch.randperm(len(X), generator=gen)[:k]].clone()
+    for _ in range(iters):
+        assign = _nearest(X, C)
+        sums = torch.zeros_like(C).index_add_(0, assign, X)
+        n = torch.bincount(assign, minlength=k).float()[:, None]
+        C = torch.where(n > 0, sums / n.clamp(min=1), C)
+    return np.concatenate([exact, C.round().clamp(0, 255).numpy().astype(np.uint8)])
+
+
+def _nearest(X: Tensor, C: Tensor, chunk: int = 65536) -> Tensor:
+    """Index of the nearest row of C [K, D] for each row of X [N, D] (float)."""
+    cn = (C * C).sum(1)
+    out = []
+    for i in range(0, len(X), chunk):
+        x = X[i : i + chunk]
+        out.append((cn[None] - 2 * x @ C.T).argmin(1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+_HASH = torch.from_numpy(np.random.default_rng(12345).integers(1, 2**62, size=4096, dtype=np.int64))
+
+
+def _hash(patches: Tensor) -> Tensor:
+    """An int64 hash of each uint8 patch [..., D] (equal patches, equal hashes)."""
+    w = _HASH[: patches.shape[-1]].to(patches.device)
+    return (patches.long() * w).sum(-1)
+
+
+def nearest_codes(patches: Tensor, codebook: Tensor, chunk: int = 262144) -> tuple[Tensor, Tensor]:
+    """The nearest codebook row of each uint8 patch [..., D], and its RMS error (0-255 units).
+
+    Patches equal to a codebook row are found by hash; only the others are compared with
+    every row.
+
+    Returns:
+        codes long [...], errors float32 [...].
+    """
+    lead = patches.shape[:-1]
+    flat = patches.reshape(-1, patches.shape[-1])
+    book_h = _hash(codebook)
+    order = book_h.argsort()
+    sorted_h = book_h[order]
+    C = codebook.float()
+    codes = torch.empty(len(flat), dtype=torch.long, device=flat.device)
+    errs = torch.zeros(len(flat), dtype=torch.float32, device=flat.device)
+    for i in range(0, len(flat), chunk):
+        x = flat[i : i + chunk]
+        h = _hash(x)
+        pos = torch.searchsorted(sorted_h, h).clamp(max=len(sorted_h) - 1)
+        hit = sorted_h[pos] == h
+        c = order[pos]
+        miss = (~hit).nonzero()[:, 0]
+        if len(miss):
+            xm = x[miss].float()
+            near = _nearest(xm, C)
+            c[miss] = near
+            errs[i + miss] = ((xm - C[near]) ** 2).mean(-1).sqrt()
+        codes[i : i + chunk] = c
+    return codes.reshape(lead), errs.reshape(lead)
+
+
+def displacements(radius: int) -> list[tuple[int, int]]:
+    """The view displacements (d_row, d_col) a frame may shift by: none first, then every one
+    with |d_row| + |d_col| <= radius (radius 1: none, left, right, up, down)."""
+    out = [(0, 0)]
+    for dr in range(-radius, radius + 1):
+        for dc in range(-radius, radius + 1):
+            if 0 < abs(dr) + abs(dc) <= radius:
+                out.append((dr, dc))
+    return out
+
+
+def shift_table(rows: int, cols: int, fixed_rows: int, radius: int) -> tuple[Tensor, Tensor]:
+    """Where each token of a shifted frame comes from.
+
+    The view moves by (dr, dc) tiles: the new token (r, c) shows what the old one at
+    (r + dr, c + dc) showed. Tokens in the bottom `fixed_rows` rows never move.
+
+    Returns:
+        source [K, N] long (a token's own index where nothing is there) and
+        valid [K, N] bool (False: the tile came into view and is unknown).
+    """
+    disp = displacements(radius)
+    N = rows * cols
+    source = torch.arange(N).repeat(len(disp), 1)
+    valid = torch.ones(len(disp), N, dtype=torch.bool)
+    moving = rows - fixed_rows
+    for k, (dr, dc) in enumerate(disp):
+        for r in range(moving):
+            for c in range(cols):
+                rr, cc = r + dr, c + dc
+                if 0 <= rr < moving and 0 <= cc < cols:
+                    source[k, r * cols + c] = rr * cols + cc
+                else:
+                    valid[k, r * cols + c] = False
+    return source, valid
+
+
+def shift_from_offsets(offsets: np.ndarray, radius: int) -> np.ndarray:
+    """Shift classes of each transition from recorded view offsets [T+1, 2] (row, col): the
+    class of offsets[t+1] - offsets[t], or 0 (none) for a jump no class describes."""
+    d = np.diff(np.asarray(offsets, dtype=np.int64), axis=0)
+    out = np.zeros(len(d), dtype=np.int64)
+    for k, (dr, dc) in enumerate(displacements(radius)):
+        if k:
+            out[(d[:, 0] == dr) & (d[:, 1] == dc)] = k
+    return out
+
+
+def shift_from_pixels(
+    patches: Tensor, source: Tensor, valid: Tensor, margin: float = 2.0
+) -> np.ndarray:
+    """Shift classes of each transition of one episode's patches [T+1, N, D], read off the
+    pixels: the shift whose shifted frame matches the next one best (RMS over the tokens both
+    show), if it beats "none" by `margin` (0-255 units); else none. Used where a recording has
+    no view offsets; a uniform view (all grass) reads as none."""
+    prev, nxt = patches[:-1].float(), patches[1:].float()
+    errs = []
+    for k in range(len(source)):
+        moved = prev[:, source[k]]
+        e = ((moved - nxt) ** 2).mean(-1)  # [T, N]
+        v = valid[k].float()
+        errs.append(((e * v).sum(-1) / v.sum()).sqrt())
+    errs_t = torch.stack(errs, 1)  # [T, K]
+    best = errs_t.argmin(1)
+    gain = errs_t[:, 0] - errs_t.gather(1, best[:, None])[:, 0]
+    return torch.where(gain > margin, best, torch.zeros_like(best)).numpy()
+
+
+def age_bucket(age: Tensor, buckets: int) -> Tensor:
+    """Memory age in steps -> bucket 0 (no memory) or 1 + floor(log2(age)), capped."""
+    b = 1 + torch.log2(age.clamp(min=1).float()).floor().long()
+    return torch.where(age > 0, b.clamp(max=buckets - 1), torch.zeros_like(b))
+
+
+class Canvas:
+    """What was last seen at each world tile position, for B rollouts.
+
+    The view's top-left tile is at world position `origin` [B, 2]; a shift moves it. Each cell
+    of a toroidal canvas (`size` x `size` tiles) keeps the code seen there, the world position
+    it was seen at (so a cell reused after a long walk is not mistaken for memory) and when.
+    Only the scrolling rows of the view (not the fixed bottom rows) are remembered.
+    """
+
+    def __init__(
+        self, batch: int, rows: int, cols: int, size: int = 128, device: torch.device | None = None
+    ) -> None:
+        self.rows, self.cols, self.size = rows, cols, size
+        self.code = torch.full((batch, size, size), NO_CODE, dtype=torch.long, device=device)
+        self.where = torch.full((batch, size, size, 2), -(1 << 30), dtype=torch.long, device=device)
+        self.when = torch.zeros((batch, size, size), dtype=torch.long, device=device)
+        self.origin = torch.zeros((batch, 2), dtype=torch.long, device=device)
+        self.step = 0
+        r = torch.arange(rows, device=device).repeat_interleave(cols)
+        c = torch.arange(cols, device=device).repeat(rows)
+        self.grid = torch.stack([r, c], -1)  # [n, 2]
+
+    def _cells(self) -> tuple[Tensor, Tensor, Tensor]:
+        pos = self.origin[:, None] + self.grid  # [B, n, 2]
+        idx = pos % self.size
+        b = torch.arange(len(pos), device=pos.device)[:, None].expand(-1, pos.shape[1])
+        return b, idx[..., 0], idx[..., 1]
+
+    def move(self, delta: Tensor) -> None:
+        """Move the view by delta [B, 2] (d_row, d_col) tiles."""
+        self.origin = self.origin + delta.to(self.origin)
+
+    def read(self) -> tuple[Tensor, Tensor]:
+        """Memory of the view's scrolling tiles: codes [B, n] (NO_CODE: never seen) and ages
+        [B, n] in steps (0: never seen)."""
+        b, i, j = self._cells()
+        pos = self.origin[:, None] + self.grid
+        hit = (self.where[b, i, j] == pos).all(-1) & (self.code[b, i, j] != NO_CODE)
+        code = torch.where(hit, self.code[b, i, j], torch.full_like(i, NO_CODE))
+        age = torch.where(hit, self.step - self.when[b, i, j], torch.zeros_like(i))
+        return code, age
+
+    def write(self, codes: Tensor) -> None:
+        """Remember the view's scrolling tiles codes [B, n] (then the clock ticks)."""
+        b, i, j = self._cells()
+        self.code[b, i, j] = codes
+        self.where[b, i, j] = self.origin[:, None] + self.grid
+        self.when[b, i, j] = self.step
+        self.step += 1
+
+    def select(self, rows: Tensor) -> None:
+        """Keep only the rollouts `rows` (long [B'])."""
+        self.code, self.where, self.when = self.code[rows], self.where[rows], self.when[rows]
+        self.origin = self.origin[rows]
+
+
+def novelty(codes: Tensor, seen: Tensor) -> Tensor:
+    """Which tokens show a code never shown at their position before: codes [B, N] long,
+    seen [B, N, K] bool (updated in place). Returns bool [B, N]."""
+    B, N = codes.shape
+    b = torch.arange(B, device=codes.device)[:, None].expand(B, N)
+    n = torch.arange(N, device=codes.device)[None].expand(B, N)
+    new = ~seen[b, n, codes]
+    seen[b, n, codes] = True
+    return new
