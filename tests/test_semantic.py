@@ -296,6 +296,10 @@ def test_a_model_that_knows_the_rules_scores_perfectly(toy) -> None:
     assert sc["false_scroll"]["all"]["n"] > 5 and sc["false_scroll"]["all"]["share"] == 0.0
     assert sc["opposite_real_way"]["all"]["share"] == 0.0
     assert sem["long_horizon"]["noop"]["min_map_real"] == 1.0
+    assert sem["walk"]["n"] > 10 and sem["walk"]["all"] == 1.0  # the open-loop walk walks on
+    assert sem["static_frames"]["n"] > 5 and sem["static_frames"]["median_db"] >= 40
+    assert sem["verdict"]["checks"]["walk_keeps_scrolling"]
+    assert sem["verdict"]["checks"]["static_frames"]
     assert (
         sem["verdict"]["checks"]["false_scroll"] and sem["verdict"]["checks"]["long_horizon_noop"]
     )
@@ -317,6 +321,7 @@ def test_a_frozen_model_is_seen_to_fail(toy) -> None:
     )
     assert sem["verdict"]["checks"]["scroll_agreement"] is False
     assert any("Scroll" in t and "NOT" in t for t in sem["verdict"]["text"])
+    assert sem["walk"]["all"] == 0.0 and sem["verdict"]["checks"]["walk_keeps_scrolling"] is False
     # Without a tile model the report says why the semantic metrics are missing.
     bare = _run(Frozen(world), store, None)
     assert "train-tiles" in bare.semantic["skipped"] and "tiles" not in bare.semantic

@@ -303,6 +303,10 @@ def evaluate_rollouts(
         }
     if sem["skipped"]:
         semantic["skipped"] = sem["skipped"]
+    if tf_frames is not None:
+        semantic["static_frames"] = semantic_eval.static_frames(
+            variants["psnr"]["teacher_forced"][0], moving
+        )
     if realism is not None:
         semantic["realism_open_loop"] = scoring.curves(realism, moving)["all"]
     if classify:
@@ -312,6 +316,9 @@ def evaluate_rollouts(
             steps_at, teacher_forced=tf_labels,
         )  # fmt: skip
         if "scroll" in sem["applies"]:
+            semantic["walk"] = semantic_eval.walk_progress(
+                pred_labels, labels["semantic"], labels["view_pos"], K, sem["anchor"]
+            )
             semantic["scroll"] = semantic_eval.scroll_control(
                 world_model, tiles, frames, actions, labels["semantic"], labels["view_pos"],
                 sem["moves"], K, H, anchor=sem["anchor"], generated_labels=tf_labels, steps=steps,

@@ -32,7 +32,15 @@ from worldsim.bench.semantic import (
 )
 from worldsim.errors import WorldsimError
 
-__all__ = ["long_horizon", "noop_action", "open_loop_tiles", "scroll_control", "semantic_setup"]
+__all__ = [
+    "long_horizon",
+    "noop_action",
+    "open_loop_tiles",
+    "scroll_control",
+    "semantic_setup",
+    "static_frames",
+    "walk_progress",
+]
 
 LONG_AT = (16, 64, 256, 1000)
 OPPOSITE = np.array(
@@ -79,6 +87,63 @@ def open_loop_tiles(
         for subset, block in curves.items()
     }
     return {"curves": curves, "summary": summary}
+
+
+def walk_progress(
+    pred: np.ndarray,
+    semantic: np.ndarray,
+    view_pos: np.ndarray,
+    K: int,
+    anchor: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Does an open-loop walk keep walking? Per step, of the real scrolls (readable in the
+    real tiles), the share where the generated rollout scrolls the same way between its own
+    frames h-1 and h. A dream that boxes the player in with invented obstacles, or freezes,
+    stops scrolling; per-tile realism cannot see that.
+
+    Args:
+        pred: generated labels [S, N, H, R, C]; semantic, view_pos: real labels [N, T, R, C]
+            and view positions [N, T, 2]; K: context frames.
+
+    Returns:
+        {"curve": {"mean": [H], "count": [H]}, "by_quarter": [4 shares], "all": share}.
+    """
+    S, _N, H = pred.shape[:3]
+    real_prev = semantic[:, K - 1 : K - 1 + H]
+    real_next = semantic[:, K : K + H]
+    true = shift_index(view_pos[:, K : K + H] - view_pos[:, K - 1 : K - 1 + H])  # [N, H]
+    readable = (classify_scroll(real_prev, real_next, anchor) == true) & (true > 0)
+    gen_prev = np.concatenate([np.repeat(semantic[None, :, K - 1 : K], S, 0), pred[:, :, :-1]], 2)
+    gen_shift = classify_scroll(gen_prev, pred, anchor)  # [S, N, H]
+    hit = (gen_shift == true[None]) & readable[None]
+    count = np.broadcast_to(readable[None], hit.shape).sum((0, 1))
+    mean = [float(hit[:, :, h].sum() / count[h]) if count[h] else None for h in range(H)]
+    quarters = np.array_split(np.arange(H), 4)
+    by_quarter = [
+        float(hit[:, :, q].sum() / max(count[q].sum(), 1)) if count[q].sum() else None
+        for q in quarters
+    ]
+    total = int(count.sum())
+    return {
+        "curve": {"mean": mean, "count": count.tolist()},
+        "by_quarter": by_quarter,
+        "all": float(hit.sum() / total) if total else None,
+        "n": total,
+    }
+
+
+def static_frames(psnr: np.ndarray, moving: np.ndarray, bar_db: float = 40.0) -> dict[str, Any]:
+    """Teacher-forced PSNR of the steps whose real frame did not change (nothing moved):
+    a still view should come back exactly. psnr [N, H]; moving bool [N, H]."""
+    still = np.asarray(psnr)[~np.asarray(moving, bool)]
+    if not still.size:
+        return {"n": 0, "median_db": None, "share_at_bar": None, "bar_db": bar_db}
+    return {
+        "n": int(still.size),
+        "median_db": float(np.median(still)),
+        "share_at_bar": float((still >= bar_db).mean()),
+        "bar_db": bar_db,
+    }
 
 
 def _share(hit: np.ndarray) -> dict[str, Any]:

@@ -19,6 +19,8 @@ BARS = {
     "unlock_recall": 0.5,
     "unlock_precision": 0.5,
     "long_horizon_real": 0.95,
+    "static_db": 40.0,
+    "walk_last_quarter": 0.9,
 }
 
 
@@ -117,6 +119,36 @@ def _rewards(events: dict[str, Any], checks: dict[str, Any], lines: list[str]) -
         lines.append(text)
 
 
+def _walk(walk: dict[str, Any], checks: dict[str, Any], lines: list[str]) -> None:
+    q = walk["by_quarter"]
+    H = len(walk["curve"]["mean"])
+    if walk["n"] == 0 or q[-1] is None:
+        return
+    ok = (q[0] or 0) >= 0.5 and q[-1] >= BARS["walk_last_quarter"] * q[0]
+    checks["walk_keeps_scrolling"] = ok
+    lines.append(
+        f"Open-loop walks (real scrolls the dream also makes, by quarter of {H} steps): "
+        + "/".join(_f(x) for x in q)
+        + (
+            ": keeps walking (first quarter at least 0.5, last at least 90% of it)."
+            if ok
+            else ": NOT walking on (first quarter at least 0.5, last at least 90% of it)."
+        )
+    )
+
+
+def _static(static: dict[str, Any], checks: dict[str, Any], lines: list[str]) -> None:
+    if not static["n"]:
+        return
+    ok = static["median_db"] >= BARS["static_db"]
+    checks["static_frames"] = ok
+    lines.append(
+        f"Still views (teacher-forced, real frame unchanged, n={static['n']}): median "
+        f"{static['median_db']:.1f} dB, {static['share_at_bar']:.0%} at >= {static['bar_db']:.0f} dB"
+        + (": at least 40 dB." if ok else ": NOT at least 40 dB.")
+    )
+
+
 def _long(long: dict[str, Any], checks: dict[str, Any], lines: list[str]) -> None:
     for policy, block in long.items():
         at = block["at"]
@@ -138,6 +170,10 @@ def semantic_verdict(semantic: dict[str, Any], events: dict[str, Any]) -> dict[s
     checks: dict[str, Any] = {}
     if "tiles" in semantic:
         _tiles(semantic, checks, lines)
+    if "walk" in semantic:
+        _walk(semantic["walk"], checks, lines)
+    if "static_frames" in semantic:
+        _static(semantic["static_frames"], checks, lines)
     if "scroll" in semantic:
         _scroll(semantic["scroll"], checks, lines)
     if "tiles" in semantic:
