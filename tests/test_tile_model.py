@@ -19,6 +19,7 @@ from envs.world_model_vector_env import WorldModelVectorEnv
 from training.tile_data import TileDataModule
 from training.tile_module import TileWorldSystem
 from worldsim.checkpoint import load_release, save_release
+from worldsim.data import EpisodeStore
 from worldsim.errors import WorldsimError
 from worldsim.model.tile_net import TileConfig, TileWorldNet
 from worldsim.model.tiles import (
@@ -205,3 +206,62 @@ def test_the_dream_env_runs_a_tile_model(trained) -> None:
     obs_v, _ = vec.reset(seed=0)
     obs_v, rewards, *_ = vec.step(np.array([2, 2, 0, 1]))
     assert obs_v.shape == (4, 16, 20, 3) and rewards.shape == (4,)
+
+
+# ------------------------------------------------------------------ resume, other games
+def _fit(store: str, ckpt_dir, steps: int, resume: bool = False, **data):
+    dm = TileDataModule(store, batch_size=8, samples_per_epoch=8 * steps, val_samples=8,
+                        val_fraction=0.2, test_fraction=0.0, **data)  # fmt: skip
+    system = TileWorldSystem(overrides=SMALL, warmup_steps=2)
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        num_sanity_val_steps=0, limit_val_batches=1, val_check_interval=steps,
+                        callbacks=[L.pytorch.callbacks.ModelCheckpoint(ckpt_dir, save_last=True)])  # fmt: skip
+    trainer.fit(system, dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None)
+    return trainer, system, dm
+
+
+def test_a_run_resumes_from_its_last_checkpoint_and_refuses_other_data(trained, tmp_path) -> None:
+    world, dm, _, _, _, path = trained
+    store = str(path / "store")
+    kw = {"patch": TILE, "fixed_rows": 1, "codebook_size": 64, "frequent_codes": 32}
+    first, _, _ = _fit(store, tmp_path, 6, **kw)
+    assert first.global_step == 6
+    again, _system, _ = _fit(store, tmp_path, 10, resume=True, **kw)
+    assert again.global_step == 10  # continued, not restarted
+    other = EpisodeStore.create(path / "other", game="toy", action_space=SPACE,
+                                observation_space=dm.observation_space, fps=10)  # fmt: skip
+    rng = np.random.default_rng(3)
+    for _ in range(6):  # another game's look: other tiles, another codebook
+        frames, actions, _, _ = world.episode(rng, 30)
+        other.append(255 - frames, actions, np.zeros(30), np.zeros(30, bool), np.zeros(30, bool))
+    with pytest.raises(Exception, match="codebook differs"):
+        _fit(str(path / "other"), tmp_path, 12, resume=True, **kw)
+
+
+@pytest.mark.parametrize(
+    ("game", "patch", "shape"), [("doom-health", 8, (120, 160, 3)), ("breakout", 8, (84, 72, 3))]
+)
+def test_the_tile_model_trains_and_plays_on_doom_and_atari_frames(
+    game, patch, shape, tmp_path
+) -> None:
+    from worldsim.cli import main as cli
+
+    args = ["collect", "--game", game, "--episodes", "3", "--max-steps", "40", "--out",
+            str(tmp_path / "store"), "--policy", "random", "--quiet"]  # fmt: skip
+    if game == "breakout":
+        args += ["--game-arg", "size=[84, 72]"]
+    assert cli(args) == 0
+    _trainer, system, dm = _fit(str(tmp_path / "store"), tmp_path / "ckpt", 30, patch=patch,
+                               codebook_size=128, frequent_codes=64, motion_radius=1)  # fmt: skip
+    net = system.net.eval()
+    batch = dm.batch(dm.train, np.arange(16))
+    with torch.no_grad():
+        trained_loss = net.training_loss(batch)["loss"]
+        fresh = TileWorldNet(net.config, net.action_space, net.codebook, net.reward_values)
+        assert trained_loss < fresh.training_loss(batch)["loss"]
+    obs = gym.spaces.Box(0, 255, shape, np.uint8)
+    wm = WorldModel.from_net(net, obs, net.action_space)
+    frames = np.stack([dm.store.episode(0).frames[:2]])
+    acts = np.asarray(dm.store.episode(0).actions)[None, :1]
+    out = wm.generate(frames, acts, np.zeros((1, 5), np.int64))
+    assert out["frames"].shape == (1, 5, *shape) and out["frames"].dtype == np.uint8
