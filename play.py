@@ -209,7 +209,7 @@ class Player:
         self.keymap = keymap_for(game, env.action_space, names)
         self.agent = None
         if args.agent is not None:
-            from training.agents import load_agent_policy  # agents belong to training/
+            from worldsim.agents import load_agent_policy
 
             self.agent = load_agent_policy(args.agent, env.action_space)
         fps = args.fps if args.fps is not None else float(env.metadata.get("render_fps") or 10)

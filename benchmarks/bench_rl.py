@@ -109,8 +109,8 @@ def _line(speed: dict[str, float]) -> str:
 def bench_table(checkpoint: Path, trained: bool, args: argparse.Namespace, tmp: Path) -> dict:
     """Real-game evaluation of random, the dream-trained agent, and SB3 PPO trained for real."""
     from training import rl_ppo, rl_sb3
-    from training.agents import load_agent_policy
     from training.rl_eval import PUBLISHED_CRAFTER_SCORES, evaluate, format_reports
+    from worldsim.agents import load_agent_policy
 
     agents: dict[str, tuple[str | None, str]] = {"random": (None, "random policy")}
     seconds: dict[str, float] = {}
@@ -158,7 +158,7 @@ def bench_table(checkpoint: Path, trained: bool, args: argparse.Namespace, tmp: 
 
 
 def _steps(agent: str) -> int:
-    from training.agents import read_agent_config
+    from worldsim.agents import read_agent_config
 
     return int(read_agent_config(agent)["metadata"].get("global_step", 0))
 

@@ -10,6 +10,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from worldsim.errors import WorldsimError
+
 # A source of input events for play.py: called once per frame with the frame index.
 EventSource = Callable[[int], Iterable[Any]]
 
@@ -239,11 +241,11 @@ def keymap_for(
 
 def game_action_names(game: str) -> list[str] | None:
     """The real game's action names (for a checkpoint that does not record them), or None."""
-    try:
-        from envs.games import make_game
+    from envs.games import make_game
 
+    try:
         env = make_game(game)
-    except Exception:  # the game's package may be missing: number keys then
+    except (ImportError, WorldsimError):  # no such game here, or its package missing: number keys
         return None
     try:
         return getattr(env.unwrapped, "action_names", None)

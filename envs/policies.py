@@ -131,13 +131,8 @@ def make_policy(
     if spec == "explorer":
         return ExplorerPolicy(action_space, action_names)
     if Path(spec).exists():
-        try:
-            from training.agents import load_agent_policy  # trained agents live in training/
-        except ImportError:
-            raise WorldsimError(
-                f"{spec} looks like an agent, but this install cannot load agents yet: "
-                f"use --policy {' or '.join(POLICIES)}"
-            ) from None
+        from worldsim.agents import load_agent_policy  # imports torch: only for agents
+
         return load_agent_policy(spec, action_space)
     raise WorldsimError(
         f"unknown policy {spec!r}: use {', '.join(POLICIES)} or the path of a saved agent"

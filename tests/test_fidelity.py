@@ -198,7 +198,7 @@ def test_loops_found_in_recordings_and_scored() -> None:
 
 def test_loops_played_in_real_crafter() -> None:
     pytest.importorskip("crafter")
-    from worldsim.bench.loops import play_loops
+    from envs.loops import play_loops
 
     pattern = loop_actions("crafter", None, 2)["up-down"]
     cases = play_loops("crafter", pattern, context=2, count=1, frame_shape=(64, 64, 3), seed=0)

@@ -202,7 +202,7 @@ def test_keymaps_for_other_games():
 
 
 def test_an_agent_plays_the_dream(checkpoint, tmp_path):
-    from training.agents import ActorCritic, NetworkConfig, load_agent_policy, save_agent
+    from worldsim.agents import ActorCritic, NetworkConfig, load_agent_policy, save_agent
 
     env_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
     torch.manual_seed(0)

@@ -13,7 +13,9 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from training import rl_ppo
-from training.agents import (
+from training.rl_common import field_docs, with_overrides
+from training.rl_eval import crafter_score, evaluate, success_rates
+from worldsim.agents import (
     ActorCritic,
     AgentError,
     AgentPolicy,
@@ -22,8 +24,6 @@ from training.agents import (
     load_agent_policy,
     save_agent,
 )
-from training.rl_common import field_docs, with_overrides
-from training.rl_eval import crafter_score, evaluate, success_rates
 from worldsim.cli import main as worldsim_main
 
 ACTIONS = gym.spaces.Discrete(17)

@@ -14,7 +14,7 @@ import gymnasium as gym
 import torch
 from gymnasium.vector import AutoresetMode
 
-from training.agents import AgentError
+from worldsim.agents import AgentError
 
 __all__ = [
     "TRAIN_FLAGS",

@@ -182,7 +182,7 @@ def evaluate_agent(
     if agent in ("random", "sticky"):
         policy = make_policy(agent, action_space)
     else:
-        from training.agents import load_agent_policy
+        from worldsim.agents import load_agent_policy
 
         policy = load_agent_policy(agent, action_space, deterministic=deterministic)
     args = dict(game=game, episodes=episodes, seed=seed, max_steps=max_steps, verbose=verbose)

@@ -30,7 +30,6 @@ import torch
 from gymnasium.vector import AutoresetMode
 from torch import nn
 
-from training.agents import ActorCritic, AgentError, NetworkConfig, load_actor_critic, save_agent
 from training.rl_common import (
     MetricsLog,
     add_dataclass_arguments,
@@ -40,6 +39,7 @@ from training.rl_common import (
     multiples,
     set_threads,
 )
+from worldsim.agents import ActorCritic, AgentError, NetworkConfig, load_actor_critic, save_agent
 from worldsim.errors import WorldsimError
 
 

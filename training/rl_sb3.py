@@ -6,7 +6,7 @@
 
 Each of the `num_envs` envs is a plain ``gym.make("worldsim/...")`` in SB3's DummyVecEnv, so
 nothing here knows it is a world model. The agent folder holds the policy's weights as
-safetensors (read by `training.agents.load_agent_policy`, no pickles) plus SB3's own zip for
+safetensors (read by `worldsim.agents.load_agent_policy`, no pickles) plus SB3's own zip for
 `PPO.load`. SB3 logs rollout/ep_rew_mean, train/value_loss, ... to OUT/sb3_logs (CSV and
 TensorBoard).
 """
@@ -24,9 +24,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from training.agents import (
+from training.rl_common import add_dataclass_arguments, check_counts, multiples, set_threads
+from worldsim.agents import (
     AgentError,
     check_spaces,
     load_weights,
@@ -34,7 +34,6 @@ from training.agents import (
     save_weights,
     write_agent_config,
 )
-from training.rl_common import add_dataclass_arguments, check_counts, multiples, set_threads
 from worldsim.errors import WorldsimError
 
 
@@ -254,32 +253,6 @@ def save_sb3_agent(
     save_weights(folder, model.policy)
     model.save(folder / "sb3_model.zip")
     return folder
-
-
-def load_sb3_logits_fn(
-    folder: Path, config: dict[str, Any], device: torch.device
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Rebuild an sb3-ppo agent's policy from agent.json + safetensors: obs [B,H,W,C] -> logits."""
-    from stable_baselines3.common.policies import ActorCriticCnnPolicy
-    from stable_baselines3.common.vec_env import VecTransposeImage
-
-    if config["network"].get("policy") != "CnnPolicy":
-        raise AgentError(f"{folder}: only CnnPolicy sb3-ppo agents load, not {config['network']}")
-    observation_space = VecTransposeImage.transpose_space(config["observation_space"])
-    policy = ActorCriticCnnPolicy(
-        observation_space,
-        config["action_space"],
-        lr_schedule=lambda _: 0.0,
-        **config["network"]["policy_kwargs"],
-    )
-    load_weights(folder, policy)
-    policy = policy.to(device)
-    policy.set_training_mode(False)
-
-    def logits_fn(obs: torch.Tensor) -> torch.Tensor:
-        return policy.get_distribution(obs.permute(0, 3, 1, 2)).distribution.logits  # [B, A]
-
-    return logits_fn
 
 
 def run(

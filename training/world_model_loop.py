@@ -247,7 +247,7 @@ class Loop:
         return self.world / "checkpoints" / "last.ckpt"
 
     def _export(self, i: int) -> dict[str, Any]:
-        from worldsim.cli.export import export_checkpoint
+        from training.export import export_checkpoint
 
         release = self.world / "release"
         export_checkpoint(str(self.last_checkpoint()), str(release), store=str(self.data))

@@ -1,8 +1,9 @@
 """The `worldsim` command: one subcommand per module in this package.
 
 Run `worldsim --help` for the list. Each module defines `register(subparsers)`, which adds
-its parser and sets `func` to the function that runs it. Subcommands that need `envs` or
-`training` import them inside that function, so `worldsim` stays importable on its own.
+its parser and sets `func` to the function that runs it. The command line is the application,
+the top layer: it may import everything (`training`, `envs`, the core), and imports `envs` and
+`training` inside the function that runs a subcommand, so `worldsim --help` stays fast.
 """
 
 from __future__ import annotations
@@ -29,13 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     sub.add_parser("fit", help="train a world model with Lightning (`worldsim fit --help`)")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"worldsim.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"worldsim.cli.{name}":
-                continue  # a command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"worldsim.cli.{name}").register(sub)
     return parser
 
 

@@ -374,6 +374,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     if result.fvd == {} and fvd is not None:
         result.skipped["fvd"] = "FVD needs >= 2 clips and context + horizon >= 16 frames"
     if not args.no_loops:
+        from envs.loops import play_loops
         from worldsim.bench.loops import store_loop_tests
 
         result.loops = store_loop_tests(
@@ -389,6 +390,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
             seed=args.seed,
             skipped=result.skipped,
             log=print,
+            play_real=play_loops,
         )
     sweep = (
         [sweep_row(s, r) for s, r in zip(args.steps, results)]

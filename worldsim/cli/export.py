@@ -4,175 +4,17 @@
 
 The release holds the EMA weights (safetensors), the model config, the spaces and a few real
 starting contexts read from the episode store the run trained on (or --store); load it with
-`WorldModel.from_checkpoint(DIR)`. Needs the `training` package (imported when run).
+`WorldModel.from_checkpoint(DIR)`. The work is `training.export.export_checkpoint`.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any
-
-from worldsim.errors import CheckpointError, StoreError
-
-
-def _to_numpy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_numpy(v) for k, v in value.items()}
-    return value.cpu().numpy()
-
-
-def _init_args(hparams: dict[str, Any]) -> dict[str, Any]:
-    """Saved hyperparameters without the entries LightningCLI adds (`_class_path`, ...)."""
-    return {k: v for k, v in hparams.items() if not k.startswith("_")}
-
-
-def export_checkpoint(
-    ckpt: str,
-    out: str,
-    store: str | None = None,
-    contexts: int = 8,
-    context_frames: int | None = None,
-    split: str = "val",
-    weights: str = "ema",
-    sampler_steps: int | None = None,
-    guidance: float | None = None,
-    motion_temperature: float | None = None,
-) -> Path:
-    """Write the release folder `out` from the Lightning checkpoint `ckpt`.
-
-    Args:
-        ckpt: A .ckpt written by training with `training.module.WorldModelSystem`.
-        out: The release folder to write.
-        store: Episode store to take starting contexts from (default: the run's `data.store`).
-        contexts: How many starting contexts to include.
-        context_frames: Frames per starting context (default: half the model's context).
-        split: Store split the contexts come from ("val", "test" or "train").
-        weights: "ema" (the averaged weights, normally better) or "trained".
-        sampler_steps / guidance: the release's default sampler steps and action-guidance
-            scale (chosen with `worldsim bench fidelity --steps/--guidance`); None: the run's.
-        motion_temperature: the release's motion-kernel sampling temperature (models with
-            motion_radius; below 1 rollouts commit to the likeliest displacement); None: the run's.
-
-    Returns:
-        The release folder.
-    """
-    import torch
-
-    from training.data import EpisodeDataModule
-    from training.module import WorldModelSystem
-    from worldsim.checkpoint import save_release
-    from worldsim.data import EpisodeStore
-    from worldsim.data.spaces import serialize_space
-
-    if contexts < 1 or (context_frames is not None and context_frames < 1):
-        raise CheckpointError(
-            f"--contexts ({contexts}) and --context-frames ({context_frames}) must be at least 1"
-        )
-
-    try:
-        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(
-            f"no checkpoint at {ckpt}: pass a .ckpt from a run's checkpoints/ folder"
-        ) from None
-    except Exception as e:
-        raise CheckpointError(f"{ckpt} is not a readable Lightning checkpoint ({e})") from None
-    if "worldsim" not in checkpoint or "hyper_parameters" not in checkpoint:
-        raise CheckpointError(
-            f"{ckpt} was not written by a world-model run (training.module.WorldModelSystem); "
-            "autoencoder checkpoints are used with --model.autoencoder, not exported"
-        )
-    hparams = _init_args(checkpoint["hyper_parameters"])
-    system_class = WorldModelSystem
-    if checkpoint["worldsim"].get("system") == "training.tile_module.TileWorldSystem":
-        from training.tile_module import TileWorldSystem
-
-        system_class = TileWorldSystem
-    system = system_class(**hparams)
-    system.on_load_checkpoint(checkpoint)  # builds the net from the saved config and spaces
-    system.load_state_dict(checkpoint["state_dict"])
-    net = system.ema.module if weights == "ema" else system.net
-    net.eval()
-    if (sampler_steps is not None and sampler_steps < 1) or (guidance is not None and guidance < 0):
-        raise CheckpointError(
-            f"--sampler-steps must be at least 1 and --guidance at least 0 (got {sampler_steps}, "
-            f"{guidance}); 1 step and guidance 1 are the fastest"
-        )
-    if sampler_steps is not None:
-        net.config.sampler_steps = sampler_steps
-    if guidance is not None:
-        net.config.guidance = guidance
-    if motion_temperature is not None:
-        if motion_temperature <= 0:
-            raise CheckpointError(
-                f"--motion-temperature must be positive, got {motion_temperature}; 1 keeps the "
-                "trained kernels, 0.5 commits rollouts to the likeliest displacement"
-            )
-        if not hasattr(net.config, "motion_temperature"):
-            raise CheckpointError(
-                "--motion-temperature applies to diffusion models with motion kernels, not "
-                "to this tile model (its shift sampling is shift_temperature)"
-            )
-        net.config.motion_temperature = motion_temperature
-    try:
-        net.config.validate()
-    except ValueError as e:
-        raise CheckpointError(f"invalid sampler settings for this model: {e}") from None
-
-    data_args = _init_args(checkpoint.get("datamodule_hyper_parameters", {}))
-    if store is not None:
-        data_args["store"] = store
-    if "store" not in data_args:
-        raise StoreError(
-            f"{ckpt} does not name its episode store: pass --store PATH for the starting contexts"
-        )
-    if store is not None:  # another store than the run's: it must hold the same game
-        own = checkpoint.get("datamodule_hyper_parameters", {}).get("store")
-        given = EpisodeStore.open(store)
-        if serialize_space(given.action_space) != serialize_space(system.action_space) or tuple(
-            given.observation_space.shape
-        ) != tuple(system.observation_space.shape):
-            raise StoreError(
-                f"--store {store} holds {given.game!r} with actions {given.action_space} and "
-                f"{given.frame_shape} frames; the model was trained on "
-                f"{system.action_space} and {tuple(system.observation_space.shape)}: pass a "
-                "store of the model's game"
-            )
-        if own is not None and EpisodeStore.exists(own):
-            trained_on = EpisodeStore.open(own).game
-            if trained_on != given.game:
-                raise StoreError(
-                    f"--store {store} holds {given.game!r}, the model was trained on "
-                    f"{trained_on!r} ({own}): pass a store of {trained_on!r}"
-                )
-    shared = ("store", "val_fraction", "test_fraction", "seed")  # what every data module names
-    datamodule = EpisodeDataModule(
-        **{k: v for k, v in data_args.items() if k in shared}, num_workers=0
-    )
-    K = context_frames or max(1, net.config.context // 2)
-    clips = datamodule.contexts(contexts, K, split=split)
-    metadata = {
-        "game": datamodule.store.game,
-        "fps": datamodule.store.fps,
-        "action_names": datamodule.store.metadata.get("action_names"),  # keymaps, headers
-        "source_checkpoint": str(ckpt),
-        "global_step": int(checkpoint.get("global_step", 0)),
-        "weights": weights,
-        "preset": hparams.get("preset"),
-    }
-    save_release(
-        out,
-        net,
-        observation_space=system.observation_space,
-        action_space=system.action_space,
-        contexts={"frames": _to_numpy(clips["frames"]), "actions": _to_numpy(clips["actions"])},
-        metadata=metadata,
-    )
-    return Path(out)
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.export import export_checkpoint  # imports torch and Lightning
+
     path = export_checkpoint(
         args.ckpt,
         args.out,
