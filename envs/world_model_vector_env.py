@@ -1,4 +1,8 @@
-"""WorldModelVectorEnv: B dreams stepped together in one batched forward pass (Gymnasium 1.x)."""
+"""WorldModelVectorEnv: B dreams stepped together in one batched forward pass (Gymnasium 1.x).
+
+Loading, checks, start contexts and sampler settings are the dream core (`envs.dream`,
+`envs.dream_starts`), shared with the single `WorldModelEnv`.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,8 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.world_model_env import (
-    SamplerSettings,
-    StartContexts,
-    check_game,
-    check_guidance,
-    check_options,
-    check_sampler_steps,
-    load_world_model,
-    model_game,
-    render_fps,
-    stack_actions,
-)
-from worldsim.errors import CheckpointError
+from envs.dream import DreamCore, to_numpy
+from envs.dream_starts import check_options, index_actions, stack_actions
 from worldsim.validation import check_discrete_actions, check_int
 
 if TYPE_CHECKING:
@@ -33,17 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["WorldModelVectorEnv"]
 
 
-def _index(actions: Any, i: int) -> Any:
-    return (
-        {k: _index(v, i) for k, v in actions.items()} if isinstance(actions, dict) else actions[i]
-    )
-
-
-def _numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-class WorldModelVectorEnv(SamplerSettings, VectorEnv):
+class WorldModelVectorEnv(DreamCore, VectorEnv):
     """``num_envs`` copies of `WorldModelEnv` sharing one world model and one forward pass.
 
     Spaces, rewards, starting states and reset options are those of
@@ -100,45 +83,24 @@ class WorldModelVectorEnv(SamplerSettings, VectorEnv):
         num_envs = check_int(num_envs, "num_envs")
         if max_episode_steps is not None:
             max_episode_steps = check_int(max_episode_steps, "max_episode_steps")
-        if sampler_steps is not None:
-            check_sampler_steps(sampler_steps)
-        if guidance is not None:
-            check_guidance(guidance)
-        if world_model is None:
-            if checkpoint is None:
-                raise CheckpointError(
-                    "WorldModelVectorEnv needs checkpoint=PATH (a release folder)"
-                )
-            world_model = load_world_model(checkpoint, device=device, game=game)
-        else:
-            check_game(world_model, game)
-        self.world_model, self.game = world_model, model_game(world_model)
+        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        self.init_dream(checkpoint, world_model, game=game, device=device,
+                        sampler_steps=sampler_steps, guidance=guidance)  # fmt: skip
         self.num_envs, self.render_mode = int(num_envs), render_mode
         self.max_episode_steps = max_episode_steps
-        self.autoreset_mode = AutoresetMode(autoreset_mode)
-        meta = getattr(world_model, "metadata", None) or {}
-        self.action_names: list[str] | None = meta.get("action_names")
-        self.metadata = {
-            **self.metadata,
-            "render_fps": render_fps(meta),
-            "autoreset_mode": self.autoreset_mode,
-        }
-        self.single_observation_space = world_model.observation_space
-        self.single_action_space = world_model.action_space
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+        self.single_observation_space = self.world_model.observation_space
+        self.single_action_space = self.world_model.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.init_sampler(world_model, sampler_steps, guidance)
         # Frames the model attends to; its rollout keeps at most context - 1 of them on reset.
-        config = getattr(world_model, "config", None)
-        self.window = max(int(getattr(config, "context", 2)) - 1, 1)
-        self.starts = StartContexts(world_model)
+        self.window = max(self.world_model.release.context - 1, 1)
         B = self.num_envs
         self._frames: list[deque[np.ndarray]] = [deque(maxlen=self.window) for _ in range(B)]
         self._actions: list[deque[Any]] = [deque(maxlen=self.window - 1) for _ in range(B)]
         self._obs = np.zeros(self.observation_space.shape, np.uint8)
         self._steps = np.zeros(B, np.int64)
         self._done = np.zeros(B, np.bool_)  # ended last step: NEXT_STEP resets it now
-        self._generator: torch.Generator | None = None
         self._options: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- contexts
@@ -149,7 +111,7 @@ class WorldModelVectorEnv(SamplerSettings, VectorEnv):
         self._actions[i].clear()
         self._frames[i].extend(np.asarray(frames))
         if actions is not None and len(frames) > 1:
-            self._actions[i].extend(_index(actions, t) for t in range(len(frames) - 1))
+            self._actions[i].extend(index_actions(actions, t) for t in range(len(frames) - 1))
         self._obs[i] = frames[-1]
         self._steps[i] = 0
         return info
@@ -192,9 +154,7 @@ class WorldModelVectorEnv(SamplerSettings, VectorEnv):
             )
         super().reset(seed=seed)
         if self._generator is None or seed is not None:
-            device = getattr(self.world_model, "device", "cpu")
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
+            self.seed_generator()
         mask = options.pop("reset_mask", None)
         mask = np.ones(self.num_envs, np.bool_) if mask is None else np.asarray(mask, np.bool_)
         if mask.shape != (self.num_envs,):
@@ -233,9 +193,9 @@ class WorldModelVectorEnv(SamplerSettings, VectorEnv):
         frames, rewards, terminated = self.world_model.step(
             actions, steps=self.sampler_steps, guidance=self.guidance, generator=self._generator
         )
-        frames = _numpy(frames)
-        rewards = _numpy(rewards).astype(np.float64).reshape(B)
-        terminated = _numpy(terminated).astype(np.bool_).reshape(B)
+        frames = to_numpy(frames)
+        rewards = to_numpy(rewards).astype(np.float64).reshape(B)
+        terminated = to_numpy(terminated).astype(np.bool_).reshape(B)
         self._steps += 1
         if self.max_episode_steps is not None:
             truncated = self._steps >= self.max_episode_steps
@@ -244,7 +204,7 @@ class WorldModelVectorEnv(SamplerSettings, VectorEnv):
         self._obs[:] = frames
         for i in range(B):
             self._frames[i].append(frames[i])
-            self._actions[i].append(_index(actions, i))
+            self._actions[i].append(index_actions(actions, i))
         infos = self._infos()
         # Envs to reset now: those that ended last step (NEXT_STEP) or this step (SAME_STEP).
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from worldsim.model.rollout import Rollout, RolloutState
 from worldsim.model.tile_net import TileWorldNet
 from worldsim.model.tile_rollout import TileRollout, TileRolloutState
 
-__all__ = ["WorldModel"]
+__all__ = ["ReleaseInfo", "WorldModel"]
 
 
 def make_rollout(net: WorldModelNet | TileWorldNet, use_cache: bool) -> Rollout | TileRollout:
@@ -24,6 +25,37 @@ def make_rollout(net: WorldModelNet | TileWorldNet, use_cache: bool) -> Rollout 
     if isinstance(net, TileWorldNet):
         return TileRollout(net, use_cache=use_cache)
     return Rollout(net, use_cache=use_cache)
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """What a release says about its world model besides the weights, typed (`WorldModel.release`).
+
+    The game, rate and names come from the release's metadata (unrecorded: None, 10 fps); the
+    sampler defaults and context window from the model's config.
+    """
+
+    game: str | None = None  # the game it was trained on (None: not recorded)
+    fps: float = 10.0  # frames per second the game is shown at (10: not recorded)
+    action_names: list[str] | None = None  # names of Discrete actions (keymaps, headers)
+    sampler: str = "euler"  # the sampler's kind ("euler", "heun"; tile models: "rounds")
+    sampler_steps: int = 2  # default denoising steps (tile models: commit rounds) per frame
+    guidance: float = 1.0  # default classifier-free guidance scale on the action (1: off)
+    context: int = 16  # frames in the model's attention window
+
+    @classmethod
+    def of(cls, metadata: dict[str, Any], config: Any) -> ReleaseInfo:
+        """From a release's metadata dict and its model config."""
+        names = metadata.get("action_names")
+        return cls(
+            game=metadata.get("game"),
+            fps=float(metadata.get("fps") or 10.0),
+            action_names=list(names) if names is not None else None,
+            sampler=str(config.sampler),
+            sampler_steps=int(config.sampler_steps),
+            guidance=float(config.guidance),
+            context=int(config.context),
+        )
 
 
 class WorldModel:
@@ -126,6 +158,11 @@ class WorldModel:
     @property
     def config(self):
         return self.net.config
+
+    @property
+    def release(self) -> ReleaseInfo:
+        """The game, frame rate, action names and sampler defaults of this model (typed)."""
+        return ReleaseInfo.of(self.metadata, self.net.config)
 
     @property
     def device(self) -> torch.device:
