@@ -28,8 +28,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
-from torch import nn
 
+from training.ppo_update import advantages_and_returns, ppo_update
 from training.rl_common import (
     MetricsLog,
     add_dataclass_arguments,
@@ -239,81 +239,21 @@ def train(
                 log.scalar("charts/episodic_length", length, global_step)
             episode_return[ended], episode_length[ended] = 0.0, 0
 
-        # Generalised advantage estimation, [T, B].
         with torch.no_grad():
-            next_value = agent.get_value(next_obs)
-            advantages = torch.zeros_like(rewards)
-            lastgaelam = torch.zeros(B, device=device)
-            for t in reversed(range(T_i)):
-                if t == T_i - 1:
-                    nextnonterminal, nextvalues = 1.0 - next_done, next_value
-                else:
-                    nextnonterminal, nextvalues = 1.0 - dones[t + 1], values[t + 1]
-                delta = rewards[t] + args.gamma * nextvalues * nextnonterminal - values[t]
-                advantages[t] = lastgaelam = (
-                    delta + args.gamma * args.gae_lambda * nextnonterminal * lastgaelam
-                )
-            returns = advantages + values
-
+            advantages, returns = advantages_and_returns(
+                rewards[:T_i], values[:T_i], dones[:T_i], agent.get_value(next_obs), next_done,
+                args.gamma, args.gae_lambda,
+            )  # fmt: skip
         # Flatten the rollout to [T_i * B, ...].
         b_obs = obs[:T_i].reshape(-1, *obs.shape[2:])
         b_logprobs, b_actions = logprobs[:T_i].reshape(-1), actions[:T_i].reshape(-1)
-        b_advantages, b_returns, b_values = (
-            advantages[:T_i].reshape(-1),
-            returns[:T_i].reshape(-1),
-            values[:T_i].reshape(-1),
-        )
+        b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
+        b_values = values[:T_i].reshape(-1)
 
-        clipfracs = []
-        for _epoch in range(args.update_epochs):
-            order = torch.randperm(batch_size, generator=shuffler).to(device)
-            for begin in range(0, batch_size, minibatch_size):
-                mb = order[begin : begin + minibatch_size]
-                _, newlogprob, entropy, newvalue = agent.get_action_and_value(
-                    b_obs[mb], b_actions[mb]
-                )
-                logratio = newlogprob - b_logprobs[mb]
-                ratio = logratio.exp()
-                with torch.no_grad():
-                    # http://joschu.net/blog/kl-approx.html
-                    old_approx_kl = (-logratio).mean()
-                    approx_kl = ((ratio - 1) - logratio).mean()
-                    clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
-
-                mb_advantages = b_advantages[mb]
-                if args.norm_adv and len(mb) > 1:
-                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (
-                        mb_advantages.std() + 1e-8
-                    )
-
-                # Policy loss
-                pg_loss1 = -mb_advantages * ratio
-                pg_loss2 = -mb_advantages * torch.clamp(
-                    ratio, 1 - args.clip_coef, 1 + args.clip_coef
-                )
-                pg_loss = torch.max(pg_loss1, pg_loss2).mean()
-
-                # Value loss
-                if args.clip_vloss:
-                    v_loss_unclipped = (newvalue - b_returns[mb]) ** 2
-                    v_clipped = b_values[mb] + torch.clamp(
-                        newvalue - b_values[mb], -args.clip_coef, args.clip_coef
-                    )
-                    v_loss_clipped = (v_clipped - b_returns[mb]) ** 2
-                    v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
-                else:
-                    v_loss = 0.5 * ((newvalue - b_returns[mb]) ** 2).mean()
-
-                entropy_loss = entropy.mean()
-                loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
-
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-                optimizer.step()
-
-            if args.target_kl is not None and approx_kl > args.target_kl:
-                break
+        losses = ppo_update(
+            agent, optimizer, args, shuffler, minibatch_size,
+            b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values,
+        )  # fmt: skip
 
         y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
         var_y = np.var(y_true)
@@ -333,12 +273,7 @@ def train(
             else None,
             "charts/episodes": len(finished),
             "charts/reward_per_step": reward_sum.item() / batch_size,  # also without episode ends
-            "losses/value_loss": v_loss.item(),
-            "losses/policy_loss": pg_loss.item(),
-            "losses/entropy": entropy_loss.item(),
-            "losses/old_approx_kl": old_approx_kl.item(),
-            "losses/approx_kl": approx_kl.item(),
-            "losses/clipfrac": float(np.mean(clipfracs)),
+            **{f"losses/{name}": value for name, value in losses.items()},
             "losses/explained_variance": float(explained_var),
             "charts/SPS": global_step / elapsed,
             "charts/env_SPS": global_step / max(env_seconds, 1e-9),

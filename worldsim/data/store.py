@@ -22,43 +22,31 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
 
 from worldsim.data.clips import ChunkReader
-from worldsim.data.spaces import (
-    check_actions,
-    deserialize_space,
-    serialize_space,
-    stack_actions,
+from worldsim.data.episodes import (
+    COMPRESSOR,
+    FRAME_CHUNK,
+    Episode,
+    jsonable,
+    list_episodes,
+    read_small_arrays,
+    validate_episode,
+    validate_labels,
+    write_episode,
 )
-from worldsim.errors import DamagedEpisodeError, StoreError
+from worldsim.data.spaces import deserialize_space, serialize_space
+from worldsim.errors import StoreError
+
+__all__ = ["COMPRESSOR", "FORMAT", "FRAME_CHUNK", "SPLITS", "Episode", "EpisodeStore", "jsonable"]
 
 FORMAT = "worldsim-episodes/1"
-FRAME_CHUNK = 16  # frames per chunk: a 16-frame clip touches at most two chunks
-COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")  # ~2.1 kB/frame on Crafter
 SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class Episode:
-    """One episode (or a window of one): `frames` has one more entry than the transitions."""
-
-    frames: np.ndarray  # uint8 [T+1, H, W, 3]
-    actions: np.ndarray | dict[str, np.ndarray]  # [T, ...] or {key: [T, ...]}
-    rewards: np.ndarray  # float32 [T]
-    terminated: np.ndarray  # bool [T]
-    truncated: np.ndarray  # bool [T]
-    info: dict[str, Any] = field(default_factory=dict)
-    labels: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [T+1, ...], may be {}
-
-    def __len__(self) -> int:
-        return len(self.rewards)
 
 
 def _open_zarr_store(path: str, read_only: bool) -> zarr.abc.store.Store:
@@ -245,27 +233,10 @@ class EpisodeStore:
     def refresh(self) -> None:
         """Re-read the episode index (episodes appended by other processes become visible).
 
-        Reads each episode's zarr.json directly: one small read per episode, and a torn file
-        left by a crash marks that episode incomplete instead of failing the whole listing.
+        A torn episode zarr.json left by a crash marks that episode incomplete
+        (`worldsim.data.episodes.list_episodes`) instead of failing the whole listing.
         """
-        fs, root = self._reader.fs, self._reader.root
-        keys, lengths, incomplete = [], [], []
-        names = sorted(
-            p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(f"{root}/episodes", detail=False)
-        )
-        for key in names:
-            if not key.isdigit():
-                continue
-            try:
-                attrs = json.loads(fs.cat_file(f"{root}/episodes/{key}/zarr.json"))["attributes"]
-                complete = bool(attrs.get("complete"))
-            except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
-                complete = False
-            if complete:
-                keys.append(key)
-                lengths.append(int(attrs["length"]))
-            else:
-                incomplete.append(key)
+        keys, lengths, incomplete = list_episodes(self._reader.fs, self._reader.root)
         self.keys: list[str] = keys
         self.lengths: np.ndarray = np.asarray(lengths, dtype=np.int64)
         self.incomplete: list[str] = incomplete
@@ -310,32 +281,10 @@ class EpisodeStore:
     def _group(self, i: int) -> zarr.Group:
         return self._root["episodes"][self._check_index(i)]
 
-    def _small_arrays(
-        self, i: int
-    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict, dict[str, np.ndarray], bool]:
-        """Actions, rewards, ends, info, labels of episode i and whether every frame chunk
-        was written (episodes since the store checks for lost chunks); cached: they are tiny.
-
-        Raises:
-            DamagedEpisodeError: an array is missing or damaged.
-        """
+    def _small_arrays(self, i: int) -> tuple[Any, ...]:
+        """`read_small_arrays` of episode i, cached (they are tiny); DamagedEpisodeError."""
         if i not in self._actions_cache:
-            g = self._group(i)
-            try:
-                actions = g["actions"]
-                if isinstance(actions, zarr.Group):
-                    actions = {k: actions[k][:] for k in sorted(actions.array_keys())}
-                else:
-                    actions = actions[:]
-                attrs = g.attrs.asdict()
-                labels = g.get("labels")
-                labels = {k: labels[k][:] for k in sorted(labels.array_keys())} if labels else {}
-                arrays = [g[k][:] for k in ("rewards", "terminated", "truncated")]
-            except Exception as e:  # zarr raises KeyError / codec errors of its own
-                raise DamagedEpisodeError(self.path, self.keys[i], repr(e)) from None
-            info = dict(attrs.get("info", {}))
-            all_chunks = bool(attrs.get("all_chunks", False))
-            self._actions_cache[i] = (actions, *arrays, info, labels, all_chunks)
+            self._actions_cache[i] = read_small_arrays(self._group(i), self.path, self.keys[i])
         return self._actions_cache[i]
 
     def episode_actions(self, i: int) -> np.ndarray | dict[str, np.ndarray]:
@@ -431,108 +380,16 @@ class EpisodeStore:
         """
         if not self._writable:
             raise StoreError(f"the store at {self.path} is open read-only: open it with mode='a'")
-        frames, actions, rewards, terminated, truncated = self._validate(
-            frames, actions, rewards, terminated, truncated
-        )
-        labels = self._validate_labels(labels, len(frames))
+        episode = validate_episode(
+            frames, actions, rewards, terminated, truncated,
+            frame_shape=self.frame_shape, action_space=self.action_space, game=self.game,
+        )  # fmt: skip
+        episode.info = dict(info or {})
+        episode.labels = validate_labels(labels, len(episode.frames), self.label_spec)
         index = self.next_index() if index is None else int(index)
         key = f"{index:06d}"
         if key in self.keys:
             raise StoreError(f"episode {key} already exists in {self.path}; append without index=")
-        T = len(rewards)
-        info = json.loads(json.dumps(dict(info or {}), default=jsonable))
-        g = self._root.require_group("episodes").create_group(key, overwrite=True)
-        # all_chunks: every frame chunk is stored (black ones too), so a missing chunk is
-        # known to be lost, not read as black frames.
-        g.attrs.update({"length": T, "info": info, "complete": False, "all_chunks": True})
-        arr = g.create_array(
-            "frames",
-            shape=frames.shape,
-            dtype="uint8",
-            chunks=(FRAME_CHUNK, *frames.shape[1:]),
-            compressors=COMPRESSOR,
-            config={"write_empty_chunks": True},
-        )
-        arr[:] = frames
-        if isinstance(actions, dict):
-            ag = g.create_group("actions")
-            for k, v in actions.items():
-                ag.create_array(k, data=v, chunks=v.shape or None, compressors=COMPRESSOR)
-        else:
-            g.create_array("actions", data=actions, chunks=actions.shape, compressors=COMPRESSOR)
-        for name, values in (
-            ("rewards", rewards),
-            ("terminated", terminated),
-            ("truncated", truncated),
-        ):
-            g.create_array(name, data=values, chunks=values.shape, compressors=COMPRESSOR)
-        if labels:
-            lg = g.create_group("labels")
-            for k, v in labels.items():
-                lg.create_array(k, data=v, chunks=v.shape, compressors=COMPRESSOR)
-        g.attrs["complete"] = True  # last: the episode exists from here on
+        write_episode(self._root.require_group("episodes"), key, episode)
         self.refresh()
         return self.keys.index(key)
-
-    def _validate_labels(
-        self, labels: Mapping[str, np.ndarray] | None, n_frames: int
-    ) -> dict[str, np.ndarray]:
-        out = {}
-        for name, value in (labels or {}).items():
-            v = np.asarray(value)
-            if v.ndim < 1 or len(v) != n_frames or v.dtype == object:
-                raise StoreError(
-                    f"labels[{name!r}] has shape {v.shape}, expected [{n_frames}, ...]: one "
-                    "entry per frame, len(frames)"
-                )
-            out[str(name)] = v
-        if out and not self.label_spec:
-            raise StoreError(
-                f"episode labels {sorted(out)} need the store's label_spec: create the store "
-                "with EpisodeStore.create(..., label_spec=env.unwrapped.label_spec)"
-            )
-        return out
-
-    def _validate(self, frames, actions, rewards, terminated, truncated):
-        frames = np.asarray(frames)
-        if frames.dtype != np.uint8:
-            raise StoreError(
-                f"frames must be uint8, got {frames.dtype}: convert with frames.astype(np.uint8) from 0..255 values"
-            )
-        if frames.ndim != 4 or tuple(frames.shape[1:]) != self.frame_shape:
-            raise StoreError(
-                f"frames have shape {frames.shape}, expected [T+1, {', '.join(map(str, self.frame_shape))}] "
-                f"for this store ({self.game})"
-            )
-        T = len(frames) - 1
-        if T < 1:
-            raise StoreError("an episode needs at least one transition (two frames)")
-        rewards = np.asarray(rewards, dtype=np.float32)
-        terminated = np.asarray(terminated)
-        truncated = np.asarray(truncated)
-        for name, v in (("rewards", rewards), ("terminated", terminated), ("truncated", truncated)):
-            if v.shape != (T,):
-                raise StoreError(
-                    f"{name} has shape {v.shape}, expected ({T},): one per transition, len(frames) - 1"
-                )
-        for name, v in (("terminated", terminated), ("truncated", truncated)):
-            if v.dtype != np.bool_:
-                if not np.isin(v, (0, 1)).all():
-                    raise StoreError(f"{name} must be booleans, got values {np.unique(v)[:5]}")
-                v = v.astype(bool)
-            if name == "terminated":
-                terminated = v
-            else:
-                truncated = v
-        actions = stack_actions(self.action_space, actions)
-        check_actions(self.action_space, actions, T)
-        return frames, actions, rewards, terminated, truncated
-
-
-def jsonable(x: Any) -> Any:
-    """`json.dumps` default: numpy scalars and arrays as Python values, anything else as text."""
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return str(x)
