@@ -161,7 +161,13 @@ def test_atari_prefix_and_seeded_replay() -> None:
         frames += [env.step(a)[0] for a in actions]
         return np.stack(frames)
 
-    np.testing.assert_array_equal(replay(1), replay(1))
+    first = replay(1)
+    assert first.shape == (41, *env.observation_space.shape)
+    other = replay(2)
+    # The seed fixes the episode (sticky actions draw from it), whatever ran in between, and
+    # another seed gives another episode: an env that ignored its seed fails one of the two.
+    np.testing.assert_array_equal(replay(1), first)
+    assert not np.array_equal(other, first)
     env.close()
 
 

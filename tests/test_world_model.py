@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -110,13 +112,32 @@ def test_chunked_and_joint_generation_agree_in_shape_and_are_finite():
 
 
 def test_training_still_works_after_an_inference_rollout():
+    """A rollout (eval mode, inference tensors, the key/value cache) leaves nothing behind that
+    changes training: loss and gradients equal those of a copy of the net that never rolled out."""
     net = random_net()
+    untouched = copy.deepcopy(net)
     wm = WorldModel.from_net(net, obs_space(), SPACE)
     frames, actions = context(K=4)
     wm.generate(frames[:, :2], actions[:, :1], actions[:, 1:])
-    out = net.train().training_loss(torch.from_numpy(frames), torch.from_numpy(actions),
-                                    torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.bool))  # fmt: skip
-    out["loss"].backward()
+
+    def loss_and_grads(model: WorldModelNet) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = model.train().training_loss(
+            torch.from_numpy(frames), torch.from_numpy(actions), torch.zeros(2, 3),
+            torch.zeros(2, 3, dtype=torch.bool), generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+        out["loss"].backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        return out["loss"].detach(), grads
+
+    loss, grads = loss_and_grads(net)
+    expected_loss, expected_grads = loss_and_grads(untouched)
+    assert torch.isfinite(loss) and loss > 0
+    torch.testing.assert_close(loss, expected_loss)
+    assert grads.keys() == expected_grads.keys()
+    assert len(grads) > len(list(net.parameters())) // 2  # most weights learn
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], msg=name)
+    assert sum(float(g.abs().sum()) for g in grads.values()) > 0
 
 
 def test_fresh_model_copies_the_last_frame():
