@@ -21,11 +21,11 @@ from envs.keymaps import (
     EventSource,
     game_action_names,
     keymap_for,
-    noop_action,
     scripted_keys,
 )
 from worldsim.cli.play_args import PlayError, build_parser, load_image
 from worldsim.errors import WorldsimError
+from worldsim.spaces import noop_action
 
 HEADER = 44  # pixels of text above the game panes
 MAX_SAMPLER_STEPS = 32

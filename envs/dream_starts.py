@@ -10,23 +10,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import numpy as np
 
-from envs.keymaps import noop_action
 from worldsim.errors import WorldsimError
+from worldsim.spaces import check_compatible, noop_action, stack_actions, tree_index
 
 if TYPE_CHECKING:
     from worldsim.world_model import WorldModel
 
-__all__ = [
-    "START_OPTIONS",
-    "StartContexts",
-    "StartError",
-    "check_options",
-    "index_actions",
-    "stack_actions",
-]
+__all__ = ["START_OPTIONS", "StartContexts", "StartError", "check_options"]
 
 
 # The reset options a dream understands (StartContexts.draw); any other key is a typo.
@@ -54,21 +46,6 @@ def check_options(options: Mapping[str, Any] | None, extra: tuple[str, ...] = ()
             f"{', '.join(START_OPTIONS + extra)}"
         )
     return dict(options)
-
-
-def stack_actions(actions: list[Any], space: gym.spaces.Space) -> Any:
-    """A list of T actions as one array [T, ...] (a dict of such arrays for Dict spaces)."""
-    if isinstance(space, gym.spaces.Dict):
-        return {k: stack_actions([a[k] for a in actions], s) for k, s in space.spaces.items()}
-    shape = tuple(space.shape or ())
-    return np.asarray(actions, dtype=space.dtype).reshape(len(actions), *shape)
-
-
-def index_actions(actions: Any, index: Any) -> Any:
-    """actions[index] on every leaf (an array, or a dict of arrays for Dict spaces)."""
-    if isinstance(actions, Mapping):
-        return {k: index_actions(v, index) for k, v in actions.items()}
-    return np.asarray(actions)[index]
 
 
 class StartContexts:
@@ -114,7 +91,7 @@ class StartContexts:
         i = int(rng.integers(len(self.frames))) if i is None else int(i)
         if not 0 <= i < len(self.frames):
             raise StartError(f"context {i} out of range: the checkpoint has {len(self.frames)}")
-        actions = index_actions(self.actions, i) if self.actions is not None else None
+        actions = tree_index(self.actions, i) if self.actions is not None else None
         return np.asarray(self.frames[i]), actions, {"start": "checkpoint", "context": i}
 
     def _given(self, frames: Any, actions: Any) -> tuple[np.ndarray, Any, dict[str, Any]]:
@@ -132,7 +109,7 @@ class StartContexts:
             )
         if actions is None:
             noop = noop_action(self.action_space)
-            actions = stack_actions([noop] * (len(frames) - 1), self.action_space)
+            actions = stack_actions(self.action_space, [noop] * (len(frames) - 1))
         return frames, actions, {"start": "frames"}
 
     def _image(self, image: Any) -> tuple[np.ndarray, Any, dict[str, Any]]:
@@ -145,13 +122,11 @@ class StartContexts:
             )
         frames = np.repeat(image[None], self.length, axis=0)
         noop = noop_action(self.action_space)
-        actions = stack_actions([noop] * (self.length - 1), self.action_space)
+        actions = stack_actions(self.action_space, [noop] * (self.length - 1))
         return frames, actions, {"start": "image"}
 
     def check_store(self, store: Any) -> None:
         """Raise StartError unless `store` holds episodes of the model's game, size and actions."""
-        from worldsim.data.spaces import serialize_space
-
         where = getattr(store, "path", "the store")
         game, trained = getattr(store, "game", None), self.world_model.release.game
         if game is not None and trained is not None and game != trained:
@@ -165,11 +140,9 @@ class StartContexts:
                 f"are {tuple(self.observation_space.shape)}: use a store of the game it was "
                 "trained on, at its frame size"
             )
-        if serialize_space(store.action_space) != serialize_space(self.action_space):
-            raise StartError(
-                f"{where} has actions {store.action_space}, the world model takes "
-                f"{self.action_space}: use a store of the game it was trained on"
-            )
+        check_compatible(self.action_space, store.action_space, f"the action space of {where}",
+                         error=StartError, fix="use a store of the game the world model was "
+                         "trained on")  # fmt: skip
 
     def _store(
         self, options: Mapping[str, Any], rng: np.random.Generator, index: int

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from worldsim.errors import WorldsimError
+from worldsim.spaces import noop_action  # also exported here, for the keymaps' users
 
 # A source of input events for play.py: called once per frame with the frame index.
 EventSource = Callable[[int], Iterable[Any]]
@@ -211,25 +212,6 @@ class Keymap:
         if not rows:
             rows.append(("", f"no keymap for {self.action_space}: no-op every step"))
         return [*rows, ("", ""), *(("/".join(k), d) for k, _, d in CONTROLS)]
-
-
-def noop_action(space: gym.spaces.Space) -> Any:
-    """The "do nothing" action of a space: index ``start``, zeros, or zeros clipped into a Box."""
-    if isinstance(space, gym.spaces.Dict):
-        return {k: noop_action(s) for k, s in space.spaces.items()}
-    if isinstance(space, gym.spaces.Discrete):
-        return np.int64(space.start)
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return np.asarray(
-            getattr(space, "start", np.zeros_like(space.nvec)), dtype=space.dtype
-        ).copy()
-    if isinstance(space, gym.spaces.MultiBinary):
-        return np.zeros(space.shape, dtype=space.dtype)
-    if isinstance(space, gym.spaces.Box):
-        return np.clip(np.zeros(space.shape, space.dtype), space.low, space.high).astype(
-            space.dtype
-        )
-    raise TypeError(f"no no-op action for {space}")
 
 
 def keymap_for(

@@ -14,14 +14,8 @@ import numpy as np
 import torch
 
 from envs.dream import DreamCore, load_world_model, model_game, to_numpy
-from envs.dream_starts import (
-    START_OPTIONS,
-    StartContexts,
-    StartError,
-    check_options,
-    index_actions,
-    stack_actions,
-)
+from envs.dream_starts import START_OPTIONS, StartContexts, StartError, check_options
+from worldsim.spaces import stack_actions, tree_index
 from worldsim.validation import check_discrete_action, check_int
 
 if TYPE_CHECKING:
@@ -34,7 +28,6 @@ __all__ = [
     "WorldModelEnv",
     "load_world_model",
     "model_game",
-    "stack_actions",
 ]
 
 
@@ -136,8 +129,8 @@ class WorldModelEnv(DreamCore, gym.Env):
         self.seed_generator()
         frames, actions, info = self.starts.draw(options, self.np_random)
         if actions is None or len(frames) == 1:
-            actions = stack_actions([], self.action_space)
-        self.world_model.reset(frames[None], index_actions(actions, None))
+            actions = stack_actions(self.action_space, [])
+        self.world_model.reset(frames[None], tree_index(actions, None))
         self._frame = np.ascontiguousarray(frames[-1])
         if self.render_mode == "human":
             self.render()
@@ -149,7 +142,7 @@ class WorldModelEnv(DreamCore, gym.Env):
         if isinstance(self.action_space, gym.spaces.Discrete):
             action = check_discrete_action(action, self.action_space, self.action_names)
         frames, rewards, terminated = self.world_model.step(
-            index_actions(action, None),
+            tree_index(action, None),
             steps=self.sampler_steps,
             guidance=self.guidance,
             generator=self._generator,

@@ -17,7 +17,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.dream import DreamCore, to_numpy
-from envs.dream_starts import check_options, index_actions, stack_actions
+from envs.dream_starts import check_options
+from worldsim.spaces import stack_actions, tree_index, tree_stack
 from worldsim.validation import check_discrete_actions, check_int
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         self._actions[i].clear()
         self._frames[i].extend(np.asarray(frames))
         if actions is not None and len(frames) > 1:
-            self._actions[i].extend(index_actions(actions, t) for t in range(len(frames) - 1))
+            self._actions[i].extend(tree_index(actions, t) for t in range(len(frames) - 1))
         self._obs[i] = frames[-1]
         self._steps[i] = 0
         return info
@@ -120,14 +121,9 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         """Restart the model on every env's recent frames (same length for all)."""
         K = min(len(f) for f in self._frames)
         frames = np.stack([np.stack(list(f)[-K:]) for f in self._frames])  # [B, K, H, W, 3]
-        per_env = [stack_actions(list(a)[len(a) - (K - 1) :] if K > 1 else [], self.single_action_space)
-                   for a in self._actions]  # fmt: skip
-        if isinstance(self.single_action_space, gym.spaces.Dict):
-            actions: Any = {
-                k: np.stack([a[k] for a in per_env]) for k in self.single_action_space.spaces
-            }
-        else:
-            actions = np.stack(per_env)  # [B, K-1, ...]
+        space = self.single_action_space
+        actions = tree_stack([stack_actions(space, list(a)[len(a) - (K - 1) :] if K > 1 else [])
+                              for a in self._actions])  # [B, K-1, ...]  # fmt: skip
         self.world_model.reset(frames, actions)
 
     def _infos(self, starts: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -204,7 +200,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         self._obs[:] = frames
         for i in range(B):
             self._frames[i].append(frames[i])
-            self._actions[i].append(index_actions(actions, i))
+            self._actions[i].append(tree_index(actions, i))
         infos = self._infos()
         # Envs to reset now: those that ended last step (NEXT_STEP) or this step (SAME_STEP).
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:

@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
 from worldsim.errors import WorldsimError
+from worldsim.spaces import tree_index
 
 
 class NonFiniteLossError(WorldsimError, RuntimeError):
@@ -40,13 +41,6 @@ class NonFiniteLossStop(L.Callback):
             "this step. Resume from the last checkpoint (`--ckpt_path last`) with a lower "
             "--model.lr, a longer --model.warmup_steps or --trainer.gradient_clip_val, or check the data"
         )
-
-
-def _slice_actions(actions: Tensor | dict[str, Tensor], sl: slice) -> Tensor | dict[str, Tensor]:
-    """Actions [B, T, ...] (or a dict of them) restricted to time steps `sl`."""
-    if isinstance(actions, dict):
-        return {k: v[:, sl] for k, v in actions.items()}
-    return actions[:, sl]
 
 
 def gif_bytes(video: np.ndarray, fps: float) -> bytes:
@@ -164,8 +158,8 @@ class RolloutVideos(L.Callback):
         generator = torch.Generator(pl_module.device).manual_seed(self.seed)
         out = world_model.generate(
             frames[:, :K],
-            _slice_actions(actions, slice(0, K - 1)),
-            _slice_actions(actions, slice(K - 1, K + N - 1)),
+            tree_index(actions, (slice(None), slice(0, K - 1))),
+            tree_index(actions, (slice(None), slice(K - 1, K + N - 1))),
             steps=self.sampler_steps,
             generator=generator,
         )

@@ -63,7 +63,7 @@ def export_checkpoint(
     from training.module import WorldModelSystem
     from worldsim.checkpoint import save_release
     from worldsim.data import EpisodeStore
-    from worldsim.data.spaces import serialize_space
+    from worldsim.spaces import check_compatible
 
     if contexts < 1 or (context_frames is not None and context_frames < 1):
         raise CheckpointError(
@@ -130,14 +130,13 @@ def export_checkpoint(
     if store is not None:  # another store than the run's: it must hold the same game
         own = checkpoint.get("datamodule_hyper_parameters", {}).get("store")
         given = EpisodeStore.open(store)
-        if serialize_space(given.action_space) != serialize_space(system.action_space) or tuple(
-            given.observation_space.shape
-        ) != tuple(system.observation_space.shape):
+        check_compatible(system.action_space, given.action_space,
+                         f"the action space of --store {store} ({given.game!r})",
+                         error=StoreError, fix="pass a store of the model's game")  # fmt: skip
+        if tuple(given.observation_space.shape) != tuple(system.observation_space.shape):
             raise StoreError(
-                f"--store {store} holds {given.game!r} with actions {given.action_space} and "
-                f"{given.frame_shape} frames; the model was trained on "
-                f"{system.action_space} and {tuple(system.observation_space.shape)}: pass a "
-                "store of the model's game"
+                f"--store {store} holds {given.frame_shape} frames; the model was trained on "
+                f"{tuple(system.observation_space.shape)}: pass a store of the model's game"
             )
         if own is not None and EpisodeStore.exists(own):
             trained_on = EpisodeStore.open(own).game

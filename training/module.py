@@ -13,8 +13,8 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
 from training import optim
-from worldsim.data.spaces import deserialize_space, serialize_space
 from worldsim.errors import CheckpointError, WorldsimError
+from worldsim.spaces import check_compatible, deserialize_space, serialize_space
 
 
 class ConfigError(WorldsimError, ValueError):
@@ -245,11 +245,9 @@ class WorldModelSystem(L.LightningModule):
             ("action", self.action_space, action_space),
             ("observation", self.observation_space, observation_space),
         ):
-            if serialize_space(mine) != serialize_space(theirs):
-                raise CheckpointError(
-                    f"the checkpoint was trained with {name} space {theirs}, but the data has {mine}: "
-                    "resume on the same game's store, or start a new run without --ckpt_path"
-                )
+            check_compatible(mine, theirs, f"the {name} space the checkpoint was trained with",
+                             error=CheckpointError, fix="the data has the latter; resume on the "
+                             "same game's store, or start a new run without --ckpt_path")  # fmt: skip
 
     # -------------------------------------------------------------- steps
     def _common_step(

@@ -29,6 +29,7 @@ from worldsim.errors import CheckpointError
 from worldsim.model.config import ModelConfig
 from worldsim.model.net import WorldModelNet
 from worldsim.model.tile_net import TileConfig, TileWorldNet
+from worldsim.spaces import check_compatible, space_from_dict, space_to_dict
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_release", "save_release"]
 
@@ -109,11 +110,10 @@ def save_release(
     Returns:
         The folder path.
     """
-    from minari.serialization import serialize_space
     from safetensors.torch import save_file
 
-    if action_space != net.action_space:
-        raise CheckpointError(f"action space {action_space} is not the net's {net.action_space}")
+    check_compatible(net.action_space, action_space, "the action space given", error=CheckpointError,
+                     fix="a release holds the action space its net was built for")  # fmt: skip
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder} is a file, not a release folder: choose another --out")
@@ -129,8 +129,8 @@ def save_release(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_config": net.config.to_dict(),
-        "observation_space": json.loads(serialize_space(observation_space)),
-        "action_space": json.loads(serialize_space(action_space)),
+        "observation_space": space_to_dict(observation_space),
+        "action_space": space_to_dict(action_space),
         "metadata": metadata or {},
         "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir())},
     }
@@ -192,7 +192,6 @@ def load_release(
     Raises:
         CheckpointError: missing or corrupt files, or a release made for another game.
     """
-    from minari.serialization import deserialize_space
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -200,19 +199,18 @@ def load_release(
     config = read_release_config(folder)
     try:
         model_config = config_from_dict(config["model_config"])
-        obs_space = deserialize_space(json.dumps(config["observation_space"]))
-        act_space = deserialize_space(json.dumps(config["action_space"]))
+        obs_space = space_from_dict(config["observation_space"])
+        act_space = space_from_dict(config["action_space"])
     except (KeyError, TypeError, ValueError, NotImplementedError) as e:
         raise CheckpointError(f"{folder / 'config.json'} is incomplete or invalid ({e})") from e
     for name, wanted, found in (
         ("action", action_space, act_space),
         ("observation", observation_space, obs_space),
     ):
-        if wanted is not None and wanted != found:
-            raise CheckpointError(
-                f"{folder} was trained for {name} space {found}, not {wanted}: it is a model of "
-                "another game (or another setting of it); pick the matching checkpoint"
-            )
+        if wanted is not None:
+            check_compatible(wanted, found, f"the {name} space {folder} was trained for",
+                             error=CheckpointError, fix="it is a model of another game (or "
+                             "another setting of it); pick the matching checkpoint")  # fmt: skip
     for name, digest in (config.get("files") or {}).items():
         if not (folder / name).is_file() or sha256_file(folder / name) != digest:
             raise CheckpointError(

@@ -16,6 +16,7 @@ from worldsim.model.net import FrameError, WorldModelNet
 from worldsim.model.rollout import Rollout, RolloutState
 from worldsim.model.tile_net import TileWorldNet
 from worldsim.model.tile_rollout import TileRollout, TileRolloutState
+from worldsim.spaces import check_compatible
 
 __all__ = ["ReleaseInfo", "WorldModel"]
 
@@ -94,8 +95,8 @@ class WorldModel:
                 f"observation space shape {observation_space.shape} does not match the model's "
                 f"frames {expected}"
             )
-        if action_space != net.action_space:
-            raise ActionError(f"action space {action_space} is not the model's {net.action_space}")
+        check_compatible(net.action_space, action_space, "the action space given",
+                         error=ActionError, fix="a WorldModel takes its net's")  # fmt: skip
         self.net = net.eval()
         self._observation_space, self._action_space = observation_space, action_space
         self._contexts = contexts

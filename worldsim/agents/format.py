@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from worldsim.errors import WorldsimError
+from worldsim.spaces import space_from_dict, space_to_dict
 
 AGENT_FORMAT = "worldsim-agent"
 AGENT_FORMAT_VERSION = 1
@@ -63,28 +64,9 @@ def load_logits_fn(folder: Path, config: dict[str, Any], device: torch.device) -
     return LOADERS[config["algo"]](folder, config, device)
 
 
-def _serialize(space: gym.Space) -> Any:
-    from minari.serialization import serialize_space
-
-    data = json.loads(serialize_space(space))
-    if data.get("type") == "Box":
-        # Uniform bounds as one number (a frame space's 12,288 zeros make agent.json unreadable).
-        for key in ("low", "high"):
-            values = np.unique(np.asarray(data[key]))
-            if len(values) == 1:
-                data[key] = values[0].item()
-    return data
-
-
 def _deserialize(data: Any, path: Path) -> gym.Space:
-    from minari.serialization import deserialize_space
-
     try:
-        if data.get("type") == "Box":  # uniform bounds saved as one number
-            for key in ("low", "high"):
-                if not isinstance(data[key], list):
-                    data = {**data, key: np.full(data["shape"], data[key]).tolist()}
-        return deserialize_space(json.dumps(data))
+        return space_from_dict(data)
     except (KeyError, TypeError, ValueError, NotImplementedError) as e:
         raise AgentError(f"{path / 'agent.json'} has an invalid space ({e})") from e
 
@@ -108,8 +90,8 @@ def write_agent_config(
         "format": AGENT_FORMAT,
         "format_version": AGENT_FORMAT_VERSION,
         "algo": algo,
-        "observation_space": _serialize(observation_space),
-        "action_space": _serialize(action_space),
+        "observation_space": space_to_dict(observation_space, compact=True),
+        "action_space": space_to_dict(action_space, compact=True),
         "network": network,
         "hyperparameters": hyperparameters or {},
         "metadata": metadata or {},

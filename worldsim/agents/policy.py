@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from worldsim.agents.format import AgentError, load_logits_fn, read_agent_config
+from worldsim.spaces import check_compatible
 
 
 @dataclass
@@ -79,11 +80,10 @@ def load_agent_policy(
     """
     folder = Path(path).expanduser()
     config = read_agent_config(folder)
-    if action_space is not None and action_space != config["action_space"]:
-        raise AgentError(
-            f"{folder} was trained for action space {config['action_space']}, not "
-            f"{action_space}: it is an agent of another game"
-        )
+    if action_space is not None:
+        check_compatible(action_space, config["action_space"],
+                         f"the action space {folder} was trained for", error=AgentError,
+                         fix="it is an agent of another game")  # fmt: skip
     device = torch.device(device)
     logits_fn = load_logits_fn(folder, config, device)
     name = f"{config['algo']}:{folder.name}"

@@ -186,7 +186,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     from worldsim.bench.perceptual import MetricUnavailable, load_i3d, load_lpips
     from worldsim.bench.report import sweep_row, write_report
     from worldsim.data import EpisodeStore
-    from worldsim.data.spaces import serialize_space
+    from worldsim.spaces import check_compatible
     from worldsim.world_model import WorldModel
 
     device = auto_device(args.device)
@@ -201,11 +201,9 @@ def run_fidelity(args: argparse.Namespace) -> int:
             f"{args.data} holds {store.frame_shape} frames, the model makes "
             f"{tuple(wm.observation_space.shape)}: benchmark on data of the model's game and size"
         )
-    if serialize_space(store.action_space) != serialize_space(wm.action_space):
-        raise CheckpointError(
-            f"the model's action space {wm.action_space} is not the data's {store.action_space}: "
-            "a model of another game?"
-        )
+    check_compatible(store.action_space, wm.action_space, "the model's action space",
+                     error=CheckpointError,
+                     fix=f"{args.data} has the latter: a model of another game?")  # fmt: skip
     if "frame_shape" in proto and tuple(store.frame_shape) != proto["frame_shape"]:
         raise WorldsimError(
             f"--protocol {args.protocol} needs {proto['frame_shape']} frames, the data has "

@@ -17,8 +17,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from worldsim.data.spaces import check_actions, stack_actions
 from worldsim.errors import DamagedEpisodeError, StoreError
+from worldsim.spaces import check_actions, stack_actions
 
 FRAME_CHUNK = 16  # frames per chunk: a 16-frame clip touches at most two chunks
 COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")  # ~2.1 kB/frame on Crafter
@@ -91,8 +91,8 @@ def validate_episode(
             if not np.isin(v, (0, 1)).all():
                 raise StoreError(f"{name} must be booleans, got values {np.unique(v)[:5]}")
             ends[name] = v.astype(bool)
-    actions = stack_actions(action_space, actions)
-    check_actions(action_space, actions, T)
+    actions = stack_actions(action_space, actions, StoreError)
+    check_actions(action_space, actions, T, error=StoreError)
     return Episode(frames, actions, rewards, ends["terminated"], ends["truncated"])
 
 

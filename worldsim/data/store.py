@@ -40,8 +40,8 @@ from worldsim.data.episodes import (
     validate_labels,
     write_episode,
 )
-from worldsim.data.spaces import deserialize_space, serialize_space
 from worldsim.errors import StoreError
+from worldsim.spaces import check_compatible, deserialize_space, serialize_space
 
 __all__ = ["COMPRESSOR", "FORMAT", "FRAME_CHUNK", "SPLITS", "Episode", "EpisodeStore", "jsonable"]
 
@@ -208,11 +208,9 @@ class EpisodeStore:
             ("action", self.action_space, action_space),
             ("observation", self.observation_space, observation_space),
         ):
-            if serialize_space(mine) != serialize_space(theirs):
-                raise StoreError(
-                    f"the store at {self.path} has {name} space {mine}, not {theirs}: "
-                    "write episodes with other settings to another directory"
-                )
+            check_compatible(mine, theirs, f"the {name} space of these episodes", error=StoreError,
+                             fix=f"the store at {self.path} holds other episodes; write these "
+                             "to another directory")  # fmt: skip
 
     def set_label_spec(self, spec: Mapping[str, Any]) -> None:
         """Record how per-frame labels map onto frames (once; a different one is an error)."""
