@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.games import unknown_id_error
-from envs.pixel_env import frame_size, image_space, resize_frame
+from envs.pixel_env import FrameEnv, frame_size, image_space, resize_frame
 
 gym.register_envs(ale_py)  # makes the ALE/... ids known to gym.make
 
@@ -17,7 +17,7 @@ ATARI_FPS = 60  # the console's frame rate
 ALE_MAX_FRAMES = 108_000  # ALE v5's per-episode limit in console frames (30 minutes)
 
 
-class AtariEnv(gym.Env[np.ndarray, np.int64]):
+class AtariEnv(FrameEnv):
     """An Atari 2600 game from the Arcade Learning Environment, with resized RGB frames.
 
     ## Description
@@ -69,10 +69,7 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
         full_action_space: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if frame_skip < 1:
-            raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
+        self.check_arguments(render_mode, frame_skip)
         self.env_id = env_id
         self.size = frame_size(size)
         self.frame_skip = int(frame_skip)
@@ -129,13 +126,3 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
     def _info(self) -> dict[str, Any]:
         # Not ALE's frame_number: it counts since the ROM was loaded, across episodes.
         return {"lives": self.ale.lives(), "episode_frame_number": self.ale.getEpisodeFrameNumber()}
-
-    def render(self) -> np.ndarray | None:
-        """The current frame, uint8 [H, W, 3] (``render_mode="rgb_array"``)."""
-        if self.render_mode != "rgb_array" or self._frame is None:
-            return None
-        return self._frame.copy()
-
-    def close(self) -> None:
-        self.inner.close()
-        super().close()

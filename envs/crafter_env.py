@@ -11,14 +11,14 @@ import numpy as np
 from crafter import constants
 from gymnasium import spaces
 
-from envs.pixel_env import frame_size, image_space
+from envs.pixel_env import FrameEnv, frame_size, image_space
 from worldsim.validation import check_discrete_action
 
 # Crafter's standard episode length (the benchmark's 10,000 steps), applied by TimeLimit.
 CRAFTER_MAX_STEPS = 10000
 
 
-class CrafterEnv(gym.Env[np.ndarray, np.int64]):
+class CrafterEnv(FrameEnv):
     """Crafter, the open-world survival game of Hafner (2021), through Gymnasium 1.x.
 
     ## Description
@@ -75,8 +75,7 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         reward: bool = True,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.check_arguments(render_mode)
         try:
             self.size = frame_size(size)
         except (TypeError, ValueError):
@@ -172,9 +171,3 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
     def player(self) -> Any:
         """The game's player object (health, inventory, ...), for tests and tools."""
         return self.game._player
-
-    def render(self) -> np.ndarray | None:
-        """The current frame, uint8 [H, W, 3] (``render_mode="rgb_array"``)."""
-        if self.render_mode != "rgb_array" or self._frame is None:
-            return None
-        return self._frame.copy()

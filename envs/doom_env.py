@@ -15,7 +15,7 @@ import vizdoom as vzd
 from gymnasium import spaces
 
 from envs.games import UnknownGameError
-from envs.pixel_env import frame_size, image_space, resize_frame
+from envs.pixel_env import FrameEnv, frame_size, image_space, resize_frame
 
 DOOM_TICRATE = 35  # Doom runs at 35 tics per second
 
@@ -101,7 +101,7 @@ def _shut_down(game: Any, ini_path: str) -> None:
         os.remove(ini_path)
 
 
-class ViZDoomEnv(gym.Env[np.ndarray, np.int64]):
+class ViZDoomEnv(FrameEnv):
     """A ViZDoom scenario or Freedoom map, rendered off-screen, through Gymnasium 1.x.
 
     ## Description
@@ -157,10 +157,7 @@ class ViZDoomEnv(gym.Env[np.ndarray, np.int64]):
         render_hud: bool | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if frame_skip < 1:
-            raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
+        self.check_arguments(render_mode, frame_skip)
         self.size = frame_size(size)
         self.frame_skip = int(frame_skip)
         self.render_mode = render_mode
@@ -233,12 +230,6 @@ class ViZDoomEnv(gym.Env[np.ndarray, np.int64]):
         reward = self.game.make_action(self._combos[int(action)], self.frame_skip)
         terminated = bool(self.game.is_episode_finished())
         return self._observe(), float(reward), terminated, False, self._info()
-
-    def render(self) -> np.ndarray | None:
-        """The current frame, uint8 [H, W, 3] (``render_mode="rgb_array"``)."""
-        if self.render_mode != "rgb_array" or self._frame is None:
-            return None
-        return self._frame.copy()
 
     def close(self) -> None:
         if hasattr(self, "_finalizer"):

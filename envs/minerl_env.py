@@ -6,12 +6,11 @@ import copy
 import importlib
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from envs.games import GameDependencyError
-from envs.pixel_env import frame_size, image_space, resize_frame
+from envs.pixel_env import FrameEnv, frame_size, image_space, resize_frame
 
 MINERL_FPS = 20  # Minecraft ticks per second; MineRL steps once per tick
 
@@ -64,7 +63,7 @@ def to_minerl_action(action: dict[str, Any], space: Any) -> dict[str, Any]:
     return out
 
 
-class MineRLEnv(gym.Env[np.ndarray, dict]):
+class MineRLEnv(FrameEnv):
     """A MineRL environment (old ``gym`` API) adapted to Gymnasium 1.x, observed through ``pov``.
 
     ## Description
@@ -101,8 +100,7 @@ class MineRLEnv(gym.Env[np.ndarray, dict]):
         size: int | tuple[int, int] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.check_arguments(render_mode)
         require_minerl()
         old_gym = importlib.import_module("gym")  # MineRL registers its ids with old gym
         self.env_id = env_id
@@ -145,14 +143,3 @@ class MineRLEnv(gym.Env[np.ndarray, dict]):
             bool(truncated),
             {**extra, **copy.deepcopy(info)},
         )
-
-    def render(self) -> np.ndarray | None:
-        """The current frame, uint8 [H, W, 3] (``render_mode="rgb_array"``)."""
-        if self.render_mode != "rgb_array" or self._frame is None:
-            return None
-        return self._frame.copy()
-
-    def close(self) -> None:
-        if hasattr(self, "inner"):
-            self.inner.close()
-        super().close()

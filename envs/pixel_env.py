@@ -81,7 +81,35 @@ def discrete_action_names(env: gym.Env) -> list[str] | None:
     return [str(name) for name in names]
 
 
-class PixelEnv(gym.Env[np.ndarray, Any]):
+class FrameEnv(gym.Env):
+    """What every real-game adapter shares: the argument checks, ``render()`` returning the
+    current frame (``render_mode="rgb_array"``), and ``close()`` closing the wrapped env."""
+
+    render_mode: str | None = None
+    _frame: np.ndarray | None = None
+
+    @staticmethod
+    def check_arguments(render_mode: str | None, frame_skip: int = 1) -> None:
+        """Raise ValueError for a render mode other than None / "rgb_array", or frame_skip < 1."""
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if frame_skip < 1:
+            raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
+
+    def render(self) -> np.ndarray | None:
+        """The current frame, uint8 [H, W, 3] (``render_mode="rgb_array"``)."""
+        if self.render_mode != "rgb_array" or self._frame is None:
+            return None
+        return self._frame.copy()
+
+    def close(self) -> None:
+        inner = getattr(self, "inner", None)  # the wrapped env, if made
+        if inner is not None:
+            inner.close()
+        super().close()
+
+
+class PixelEnv(FrameEnv):
     """Any Gymnasium environment, observed as RGB frames.
 
     ## Description
@@ -124,8 +152,7 @@ class PixelEnv(gym.Env[np.ndarray, Any]):
         render_mode: str | None = None,
         env_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.check_arguments(render_mode)
         self.env_id = env_id
         self.size = frame_size(size)
         self.render_mode = render_mode
@@ -173,13 +200,3 @@ class PixelEnv(gym.Env[np.ndarray, Any]):
             bool(truncated),
             copy.deepcopy(info),
         )
-
-    def render(self) -> np.ndarray | None:
-        """The current frame, uint8 [H, W, 3] (``render_mode="rgb_array"``)."""
-        if self.render_mode != "rgb_array" or self._frame is None:
-            return None
-        return self._frame.copy()
-
-    def close(self) -> None:
-        self.inner.close()
-        super().close()
