@@ -13,7 +13,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from training import rl_ppo
-from training.rl_common import field_docs, with_overrides
+from training.rl_common import field_docs, trainer_main, with_overrides
 from training.rl_eval import crafter_score, evaluate, success_rates
 from worldsim.agents import (
     ActorCritic,
@@ -140,6 +140,37 @@ def test_hyperparameter_overrides_are_typed_and_checked():
     with pytest.raises(AgentError, match="learning_rate"):
         with_overrides(args, ["learning_rat=1"])
     assert "learning rate" in field_docs(rl_ppo.PPOArgs)["learning_rate"]
+
+
+def test_trainer_command_line_reads_options_and_a_yaml_config(tmp_path, capsys):
+    """`python -m training.rl_ppo` (jsonargparse): typed options, a --config file, one-line errors."""
+    calls = []
+
+    def run(args, out, **kwargs):
+        calls.append((args, out, kwargs))
+        if args.seed == 13:
+            raise AgentError("a bad agent")
+        return {"out": out, "global_step": args.total_timesteps}
+
+    config = tmp_path / "ppo.yaml"
+    config.write_text("learning_rate: 0.001\nchannels: [8, 16, 16]\nanneal_lr: false\n")
+    common = {
+        "prog": "python -m training.rl_ppo",
+        "description": "",
+        "run": run,
+        "out": "agents/ppo",
+    }
+    argv = ["--config", str(config), "--num_envs", "4", "--checkpoint", "rel", "--out", "a"]
+    assert trainer_main(argv, args_class=rl_ppo.PPOArgs, **common) == 0
+    args, out, kwargs = calls[-1]
+    assert (args.learning_rate, args.channels, args.anneal_lr, args.num_envs) == (
+        1e-3, (8, 16, 16), False, 4)  # fmt: skip
+    assert out == "a" and kwargs["world"] == "worldsim/WorldModel-v0"
+    assert kwargs["checkpoint"] == "rel" and kwargs["verbose"] is True
+    assert trainer_main(["--seed", "13"], args_class=rl_ppo.PPOArgs, **common) == 2
+    assert "python -m training.rl_ppo: error: a bad agent" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a value of the wrong type: jsonargparse's usage error
+        trainer_main(["--num_envs", "four"], args_class=rl_ppo.PPOArgs, **common)
 
 
 # ------------------------------------------------------------------------------ SB3

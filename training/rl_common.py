@@ -1,11 +1,12 @@
-"""Shared by the RL trainers: dataclass arguments <-> command line, vector envs, metric logging."""
+"""Shared by the RL trainers: their command line (jsonargparse), --hp overrides, vector envs, metrics."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import sys
 import typing
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,11 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from worldsim.agents import AgentError
+from worldsim.errors import WorldsimError
 
 __all__ = [
     "TRAIN_FLAGS",
     "MetricsLog",
-    "add_dataclass_arguments",
     "check_counts",
     "env_device",
     "field_docs",
@@ -27,6 +28,7 @@ __all__ = [
     "multiples",
     "parse_value",
     "set_threads",
+    "trainer_main",
     "with_overrides",
 ]
 
@@ -53,26 +55,6 @@ def parse_value(text: str, hint: Any) -> Any:
         inner = typing.get_args(hint)[0]
         return tuple(inner(v) for v in text.strip("()[] ").split(",") if v.strip())
     return hint(text)
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One --option per dataclass field, typed, with its docstring and default as help."""
-    hints, docs = typing.get_type_hints(cls), field_docs(cls)
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-
-        def parse(text: str, hint: Any = hint) -> Any:
-            return parse_value(text, hint)
-
-        # argparse names the type in its error: "invalid int value: 'x'".
-        parse.__name__ = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
-            type=parse,
-            default=f.default,
-            help=f"{docs.get(f.name, '')} (default: {f.default})",
-        )
 
 
 def with_overrides(args: Any, items: list[str]) -> Any:
@@ -213,3 +195,48 @@ class MetricsLog:
         if self.writer is not None:
             self.writer.close()
             self.file.close()
+
+
+def trainer_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str,
+    args_class: type,
+    run: Callable[..., dict[str, Any]],
+    out: str,
+) -> int:
+    """The command line of one trainer (`python -m training.rl_ppo`, `... rl_sb3`), on
+    jsonargparse like `worldsim fit`: every field of `args_class` is an option, with its
+    docstring as help, and `--config FILE.yaml` / `--print_config` read and write them all.
+
+    `run(args, out, world=, checkpoint=, real_game=, init_agent=)` trains; bad
+    hyperparameters, checkpoints or agents print one line and return 2.
+    """
+    from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # the fields' help
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
+    parser.add_argument("--world", default="worldsim/Crafter-v0", help="world-model env id")
+    parser.add_argument("--checkpoint", type=str | None, default=None,
+                        help="release folder (uses worldsim/WorldModel-v0)")  # fmt: skip
+    parser.add_argument("--real_game", type=str | None, default=None,
+                        help="train in this real game instead of a dream")  # fmt: skip
+    parser.add_argument("--init_agent", type=str | None, default=None,
+                        help="agent folder (same algo) to continue training")  # fmt: skip
+    parser.add_argument("--out", default=out, help="agent folder to write")
+    parser.add_class_arguments(args_class)
+    cfg = parser.parse_args(argv)
+    args = args_class(**{f.name: cfg[f.name] for f in dataclasses.fields(args_class)})
+    world = cfg.world
+    if cfg.checkpoint and world == "worldsim/Crafter-v0":
+        world = "worldsim/WorldModel-v0"  # an explicit checkpoint replaces the bundled model
+    try:
+        summary = run(args, cfg.out, world=world, checkpoint=cfg.checkpoint,
+                      real_game=cfg.real_game, init_agent=cfg.init_agent, verbose=True)  # fmt: skip
+    except WorldsimError as e:  # bad hyperparameters, checkpoint, agent: one line
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(f"saved {summary['out']} after {summary['global_step']} steps")
+    return 0

@@ -1,7 +1,7 @@
 """Batched PPO (CleanRL-style, one readable file) on a vector env: the dream, or a real game.
 
     worldsim rl train --world worldsim/Crafter-v0 --algo ppo --num-envs 16 --steps 100000 --out agents/ppo
-    python -m training.rl_ppo --checkpoint models/crafter --total-timesteps 20000 --out agents/ppo
+    python -m training.rl_ppo --checkpoint models/crafter --total_timesteps 20000 --out agents/ppo
     python -m training.rl_ppo --help      # every hyperparameter, with its one-line docstring
 
 This is CleanRL's ppo_atari.py on `WorldModelVectorEnv`: B dream envs advance in one batched
@@ -16,9 +16,6 @@ or Atari wrappers (the world model's frames are the game's). Metrics use CleanRL
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,15 +29,14 @@ from gymnasium.vector import AutoresetMode
 from training.ppo_update import advantages_and_returns, ppo_update
 from training.rl_common import (
     MetricsLog,
-    add_dataclass_arguments,
     check_counts,
     env_device,
     make_vector_env,
     multiples,
     set_threads,
+    trainer_main,
 )
 from worldsim.agents import ActorCritic, AgentError, NetworkConfig, load_actor_critic, save_agent
-from worldsim.errors import WorldsimError
 
 
 @dataclass
@@ -347,34 +343,9 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m training.rl_ppo`: every PPOArgs field is an option."""
-    parser = argparse.ArgumentParser(
-        prog="python -m training.rl_ppo", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--world", default="worldsim/Crafter-v0", help="world-model env id")
-    parser.add_argument(
-        "--checkpoint", default=None, help="release folder (worldsim/WorldModel-v0)"
-    )
-    parser.add_argument("--real-game", default=None, help="train in this real game instead")
-    parser.add_argument("--init-agent", default=None, help="agent folder to continue training")
-    parser.add_argument("--out", default="agents/ppo", help="agent folder to write")
-    add_dataclass_arguments(parser, PPOArgs)
-    ns = vars(parser.parse_args(argv))
-    names = {f.name for f in dataclasses.fields(PPOArgs)}
-    args = PPOArgs(**{k: v for k, v in ns.items() if k in names})
-    world = (
-        "worldsim/WorldModel-v0"
-        if ns["checkpoint"] and ns["world"] == "worldsim/Crafter-v0"
-        else ns["world"]
-    )
-    try:
-        summary = run(args, ns["out"], world=world, checkpoint=ns["checkpoint"],
-                      real_game=ns["real_game"], init_agent=ns["init_agent"])  # fmt: skip
-    except WorldsimError as e:  # bad hyperparameters, checkpoint, agent: one line
-        print(f"python -m training.rl_ppo: error: {e}", file=sys.stderr)
-        return 2
-    print(f"saved {summary['out']} after {summary['global_step']} steps")
-    return 0
+    """`python -m training.rl_ppo`: every PPOArgs field is an option (`--help`), or a YAML `--config`."""
+    return trainer_main(argv, prog="python -m training.rl_ppo", description=__doc__.split("\n\n")[0],
+                        args_class=PPOArgs, run=run, out="agents/ppo")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,9 +13,6 @@ TensorBoard).
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,7 +22,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from training.rl_common import add_dataclass_arguments, check_counts, multiples, set_threads
+from training.rl_common import check_counts, multiples, set_threads, trainer_main
 from worldsim.agents import (
     AgentError,
     check_spaces,
@@ -34,7 +31,6 @@ from worldsim.agents import (
     save_weights,
     write_agent_config,
 )
-from worldsim.errors import WorldsimError
 
 
 @dataclass
@@ -279,32 +275,9 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m training.rl_sb3`: every SB3Args field is an option."""
-    parser = argparse.ArgumentParser(
-        prog="python -m training.rl_sb3", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--world", default="worldsim/Crafter-v0", help="world-model env id")
-    parser.add_argument(
-        "--checkpoint", default=None, help="release folder (worldsim/WorldModel-v0)"
-    )
-    parser.add_argument("--real-game", default=None, help="train in this real game instead")
-    parser.add_argument("--out", default="agents/sb3", help="agent folder to write")
-    add_dataclass_arguments(parser, SB3Args)
-    ns = vars(parser.parse_args(argv))
-    args = SB3Args(**{f.name: ns[f.name] for f in dataclasses.fields(SB3Args)})
-    world = (
-        "worldsim/WorldModel-v0"
-        if ns["checkpoint"] and ns["world"] == "worldsim/Crafter-v0"
-        else ns["world"]
-    )
-    try:
-        summary = run(args, ns["out"], world=world, checkpoint=ns["checkpoint"],
-                      real_game=ns["real_game"], verbose=True)  # fmt: skip
-    except WorldsimError as e:  # bad hyperparameters, checkpoint, agent: one line
-        print(f"python -m training.rl_sb3: error: {e}", file=sys.stderr)
-        return 2
-    print(f"saved {summary['out']} after {summary['global_step']} steps")
-    return 0
+    """`python -m training.rl_sb3`: every SB3Args field is an option (`--help`), or a YAML `--config`."""
+    return trainer_main(argv, prog="python -m training.rl_sb3", description=__doc__.split("\n\n")[0],
+                        args_class=SB3Args, run=run, out="agents/sb3")  # fmt: skip
 
 
 if __name__ == "__main__":
