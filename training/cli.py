@@ -119,10 +119,25 @@ def main(argv: list[str] | None = None) -> int:
             parser_kwargs={"prog": "worldsim"},
             args=["fit", *argv],
         )
-    except WorldsimError as e:
-        print(f"worldsim fit: error: {e}", file=sys.stderr)
+    except (WorldsimError, ValueError) as e:
+        cause = _worldsim_error(e)
+        if cause is None:
+            raise
+        print(f"worldsim fit: error: {cause}", file=sys.stderr)
         return 2
     return 0
+
+
+def _worldsim_error(error: BaseException) -> WorldsimError | None:
+    """The WorldsimError behind `error`: itself, or the one jsonargparse wrapped while
+    building a data module or model of the configured class."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, WorldsimError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ class TileConfig:
     sampler: str = "rounds"
     sampler_steps: int = 2  # commit rounds per frame
     guidance: float = 1.0  # no classifier-free guidance in this model: must stay 1
-    temperature: float = 0.0  # tile sampling temperature (0: the likeliest tile)
+    temperature: float = 0.0  # sampling temperature of tiles that were in view (0: the likeliest)
+    reveal_temperature: float = 0.0  # of tiles that just came into view: new terrain
     shift_temperature: float = 1.0
     commit_confidence: float = 0.9  # a round commits every token at least this sure
 
@@ -115,8 +116,11 @@ class TileConfig:
             )
         if self.guidance != 1.0:
             raise ValueError("tile models have no action guidance: guidance must be 1")
-        if self.temperature < 0 or self.shift_temperature < 0:
-            raise ValueError("temperature and shift_temperature must be >= 0 (0: the likeliest)")
+        if min(self.temperature, self.reveal_temperature, self.shift_temperature) < 0:
+            raise ValueError(
+                "temperature, reveal_temperature and shift_temperature must be >= 0 "
+                "(0: the likeliest)"
+            )
         if self.codebook_size < 2 or self.context < 1:
             raise ValueError("codebook_size must be >= 2 and context >= 1")
 

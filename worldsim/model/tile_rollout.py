@@ -45,14 +45,22 @@ class TileRolloutState:
         return self.frame
 
 
-def _choose(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
-    """Argmax (temperature 0) or a Gumbel-max sample of logits [..., V] at `temperature`."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    where = generator.device if generator is not None else logits.device
-    u = torch.rand(logits.shape, generator=generator, device=where).to(logits.device)
-    gumbel = -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
-    return (logits / temperature + gumbel).argmax(-1)
+def _choose(
+    logits: Tensor, temperature: float | Tensor, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """A choice from logits [..., V] at `temperature` (a float, or per row [...]): the argmax
+    where it is 0, else a Gumbel-max sample. Returns (choice [...], its probability [...] at
+    temperature 1)."""
+    t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
+    choice = logits.argmax(-1)
+    if bool((t > 0).any()):
+        where = generator.device if generator is not None else logits.device
+        u = torch.rand(logits.shape, generator=generator, device=where).to(logits.device)
+        gumbel = -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
+        sampled = (logits / t.clamp(min=1e-6)[..., None] + gumbel).argmax(-1)
+        choice = torch.where(t > 0, sampled, choice)
+    prob = torch.softmax(logits, -1).gather(-1, choice[..., None])[..., 0]
+    return choice, prob
 
 
 class TileRollout:
@@ -154,24 +162,24 @@ class TileRollout:
         K = cfg.codebook_size
         shift = _choose(
             net.shift_logits(state.code, state.pix, action), cfg.shift_temperature, generator
-        )
+        )[0]
         state.canvas.move(self.disp[shift])
         mem_code, mem_age = state.canvas.read()
         pix_sh = net.shifted(state.pix, shift, 0)
         code_sh = net.shifted(state.code, shift, K)
         prev_sh = net.shifted(net.shifted(state.prev_code, state.prev_shift, K), shift, K)
         given = torch.zeros_like(state.code)
+        revealed = code_sh == K
+        temperature = torch.where(
+            revealed,
+            torch.full(revealed.shape, cfg.reveal_temperature, device=revealed.device),
+            torch.full(revealed.shape, cfg.temperature, device=revealed.device),
+        )
         for r in range(rounds):
             logits = net.tile_logits(
                 code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift
             )
-            choice = _choose(logits, cfg.temperature, generator)
-            probs = (
-                torch.softmax(logits / max(cfg.temperature, 1e-6), -1)
-                if cfg.temperature
-                else (torch.softmax(logits, -1))
-            )
-            conf = probs.gather(-1, choice[..., None])[..., 0]
+            choice, conf = _choose(logits, temperature, generator)
             open_ = given == 0
             if r == rounds - 1:
                 commit = open_
