@@ -294,18 +294,13 @@ def evaluate_rollouts(
     semantic: dict[str, Any] = {"applies": sem["applies"], "names": sem["names"]}
     long_gallery: dict[str, dict[str, np.ndarray]] = {}
     if tiles is not None:
-        semantic["tile_model"] = {
-            "grid": asdict(tiles.grid),
-            "names": tiles.names,
-            "background": tiles.background,
-            "threshold_rms": tiles.threshold,
-            "metrics": tiles.metrics,
-        }
+        semantic["tile_model"] = tiles.describe()
     if sem["skipped"]:
         semantic["skipped"] = sem["skipped"]
     if tf_frames is not None:
+        previous = frames[:, K - 1 : L - 1]  # each step's previous real frame
         semantic["static_frames"] = semantic_eval.static_frames(
-            variants["psnr"]["teacher_forced"][0], moving
+            variants["psnr"]["teacher_forced"][0], moving, psnr(previous, real, cap_db=PSNR_CAP_DB)
         )
     if realism is not None:
         semantic["realism_open_loop"] = scoring.curves(realism, moving)["all"]

@@ -132,16 +132,23 @@ def walk_progress(
     }
 
 
-def static_frames(psnr: np.ndarray, moving: np.ndarray, bar_db: float = 40.0) -> dict[str, Any]:
-    """Teacher-forced PSNR of the steps whose real frame did not change (nothing moved):
-    a still view should come back exactly. psnr [N, H]; moving bool [N, H]."""
-    still = np.asarray(psnr)[~np.asarray(moving, bool)]
-    if not still.size:
+def static_frames(
+    psnr: np.ndarray, moving: np.ndarray, copy_psnr: np.ndarray, bar_db: float = 40.0
+) -> dict[str, Any]:
+    """Teacher-forced PSNR of the steps whose real frame did not change (nothing moved): a
+    still view should come back exactly. `copy_psnr` is the previous real frame's PSNR on the
+    same steps (what an exact copy scores: below the cap where the light changes, at dusk).
+    psnr, copy_psnr [N, H]; moving bool [N, H]."""
+    still = ~np.asarray(moving, bool)
+    model, copy = np.asarray(psnr)[still], np.asarray(copy_psnr)[still]
+    if not model.size:
         return {"n": 0, "median_db": None, "share_at_bar": None, "bar_db": bar_db}
     return {
-        "n": int(still.size),
-        "median_db": float(np.median(still)),
-        "share_at_bar": float((still >= bar_db).mean()),
+        "n": int(model.size),
+        "median_db": float(np.median(model)),
+        "share_at_bar": float((model >= bar_db).mean()),
+        "copy_last_median_db": float(np.median(copy)),
+        "copy_last_share_at_bar": float((copy >= bar_db).mean()),
         "bar_db": bar_db,
     }
 

@@ -144,7 +144,9 @@ def _static(static: dict[str, Any], checks: dict[str, Any], lines: list[str]) ->
     checks["static_frames"] = ok
     lines.append(
         f"Still views (teacher-forced, real frame unchanged, n={static['n']}): median "
-        f"{static['median_db']:.1f} dB, {static['share_at_bar']:.0%} at >= {static['bar_db']:.0f} dB"
+        f"{static['median_db']:.1f} dB, {static['share_at_bar']:.0%} at >= {static['bar_db']:.0f} dB "
+        f"(copying the previous real frame: {static['copy_last_median_db']:.1f} dB, "
+        f"{static['copy_last_share_at_bar']:.0%})"
         + (": at least 40 dB." if ok else ": NOT at least 40 dB.")
     )
 

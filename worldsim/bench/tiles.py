@@ -128,6 +128,16 @@ class TileModel:
         self._bank_f = self.bank.float()
         self._bank_sq = (self._bank_f**2).sum(1)
 
+    def describe(self) -> dict[str, Any]:
+        """What a report says of this tile model: its grid, classes, threshold and scores."""
+        return {
+            "grid": asdict(self.grid),
+            "names": self.names,
+            "background": self.background,
+            "threshold_rms": self.threshold,
+            "metrics": self.metrics,
+        }
+
     @property
     def background_ids(self) -> list[int]:
         return [self.names.index(n) for n in self.background if n in self.names]

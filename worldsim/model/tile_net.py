@@ -64,6 +64,9 @@ class TileConfig:
     # Loss: a patch within this RMS (0-255 units) of the real one counts as right.
     match_rms: float = 3.0
     reward_weight: float = 1.0
+    # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
+    # rare next to the many kept tiles, and what the game's events show on screen.
+    change_weight: float = 1.0
     # Sampling defaults (a release stores them; rollouts may override).
     sampler: str = "rounds"
     sampler_steps: int = 2  # commit rounds per frame
@@ -121,6 +124,8 @@ class TileConfig:
                 "temperature, reveal_temperature and shift_temperature must be >= 0 "
                 "(0: the likeliest)"
             )
+        if self.change_weight <= 0:
+            raise ValueError(f"change_weight must be positive, got {self.change_weight}")
         if self.codebook_size < 2 or self.context < 1:
             raise ValueError("codebook_size must be >= 2 and context >= 1")
 
@@ -367,7 +372,8 @@ class TileWorldNet(nn.Module):
             -1,
         )
         per_token = torch.logsumexp(logits, -1) - right
-        todo = (~committed).float()
+        changed = ~keep_ok & (code_sh != K)
+        todo = (~committed).float() * torch.where(changed, cfg.change_weight, 1.0)
         tile_loss = (per_token * todo).sum() / todo.sum().clamp(min=1)
 
         r_logits, end_logit = self.reward_logits(code, code_next, batch["new_next"], action)
