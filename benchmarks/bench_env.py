@@ -112,6 +112,25 @@ def bench_vector(checkpoint: Path, batches: list[int], steps: int, device: str) 
     return out
 
 
+def bench_real(steps: int) -> float:
+    """Real Crafter steps/s in this process (random actions, resets included): the speed the
+    batched dream is compared with."""
+    from envs.games import make_game
+
+    env = make_game("crafter")
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    print(f"real Crafter: {rate:8.1f} steps/s", flush=True)
+    return rate
+
+
 def bench_ppo(checkpoint: Path, steps: int, device: str) -> dict[str, float]:
     """SB3 PPO("CnnPolicy") wall time per 10k env steps, dream vs the real Crafter."""
     from stable_baselines3 import PPO
@@ -166,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ppo-steps", type=int, default=2048, help="PPO env steps per env (0: skip)"
     )
+    parser.add_argument(
+        "--real-steps", type=int, default=2000, help="timed real Crafter steps (0: skip)"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -183,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         if checkpoint is None:
             checkpoint = random_release(Path(tmp) / "release", args.preset)
         config = json.loads((checkpoint / "config.json").read_text())["model_config"]
-        print(f"checkpoint {checkpoint} (dim {config['dim']}, depth {config['depth']}, patch {config['patch_size']}, "
+        patch = config.get("patch_size", config.get("patch"))
+        print(f"checkpoint {checkpoint} ({config.get('kind', 'diffusion')}, dim {config['dim']}, depth {config['depth']}, patch {patch}, "
               f"sampler steps {config['sampler_steps']}), device {args.device}, torch threads {torch.get_num_threads()}")  # fmt: skip
         results: dict[str, Any] = {"checkpoint": str(args.checkpoint or "bundled or random " + args.preset),
                                    "model_config": config, "device": args.device}  # fmt: skip
@@ -193,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             results["vector_steps_per_s"] = bench_vector(
                 checkpoint, args.batches, args.vector_steps, args.device
             )
+        if args.real_steps:
+            results["real_steps_per_s"] = bench_real(args.real_steps)
         if args.ppo_steps:
             results["ppo_seconds_per_10k"] = bench_ppo(checkpoint, args.ppo_steps, args.device)
     if args.out:
