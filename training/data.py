@@ -104,7 +104,38 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     return default_collate(items)  # numpy arrays -> tensors, recursing into dicts
 
 
-class EpisodeDataModule(L.LightningDataModule):
+class StoreFacts:
+    """What a data module knows of its episode store (`self.path`), opened on first use;
+    the split fractions are `self.val_fraction` / `self.test_fraction`."""
+
+    path: str
+    val_fraction: float
+    test_fraction: float
+    _store: EpisodeStore | None = None
+
+    @property
+    def store(self) -> EpisodeStore:
+        """The episode store, opened on first use (reads only its metadata and index)."""
+        if self._store is None:
+            self._store = EpisodeStore.open(self.path)
+        return self._store
+
+    @property
+    def action_space(self) -> gym.Space:
+        """The store's action space (what the model's action encoder is built from)."""
+        return self.store.action_space
+
+    @property
+    def observation_space(self) -> gym.Space:
+        """The store's observation space, Box(0, 255, (H, W, 3), uint8)."""
+        return self.store.observation_space
+
+    def split(self, name: str) -> list[int]:
+        """Episode indices of split `name` ("train", "val" or "test")."""
+        return self.store.split(name, val=self.val_fraction, test=self.test_fraction)
+
+
+class EpisodeDataModule(StoreFacts, L.LightningDataModule):
     """Clips from an episode store: random clips for training, a fixed set for validation.
 
     Episodes are split into train/val by the store (a hash of each episode's key, so the
@@ -173,28 +204,6 @@ class EpisodeDataModule(L.LightningDataModule):
         self._store: EpisodeStore | None = None
         self.train_set: ClipDataset | None = None
         self.val_set: Subset | None = None
-
-    # -------------------------------------------------------------- store facts
-    @property
-    def store(self) -> EpisodeStore:
-        """The episode store, opened on first use (reads only its metadata and index)."""
-        if self._store is None:
-            self._store = EpisodeStore.open(self.path)
-        return self._store
-
-    @property
-    def action_space(self) -> gym.Space:
-        """The store's action space (what the model's action encoder is built from)."""
-        return self.store.action_space
-
-    @property
-    def observation_space(self) -> gym.Space:
-        """The store's observation space, Box(0, 255, (H, W, 3), uint8)."""
-        return self.store.observation_space
-
-    def split(self, name: str) -> list[int]:
-        """Episode indices of split `name` ("train", "val" or "test")."""
-        return self.store.split(name, val=self.val_fraction, test=self.test_fraction)
 
     # -------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str | None = None) -> None:

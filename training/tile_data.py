@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import gymnasium as gym
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from worldsim.data import EpisodeStore
+from training.data import StoreFacts
 from worldsim.errors import StoreError
 from worldsim.model.tiles import (
     Canvas,
@@ -97,7 +96,7 @@ class _Fixed(IterableDataset):
             yield m.batch(m.val, self.index[i : i + m.batch_size])
 
 
-class TileDataModule(L.LightningDataModule):
+class TileDataModule(StoreFacts, L.LightningDataModule):
     """Transitions of an episode store as tile tokens (see the module docstring).
 
     Args:
@@ -147,29 +146,10 @@ class TileDataModule(L.LightningDataModule):
         if event_weight < 0:
             raise ConfigError(f"--data.event_weight must be >= 0, got {event_weight}")
         self.path, self.batch_size = store, batch_size
-        self._store: EpisodeStore | None = None
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.codebook: np.ndarray | None = None
         self.train: dict[str, Any] | None = None
         self.val: dict[str, Any] | None = None
-
-    # ------------------------------------------------------------------ store facts
-    @property
-    def store(self) -> EpisodeStore:
-        if self._store is None:
-            self._store = EpisodeStore.open(self.path)
-        return self._store
-
-    @property
-    def action_space(self) -> gym.Space:
-        return self.store.action_space
-
-    @property
-    def observation_space(self) -> gym.Space:
-        return self.store.observation_space
-
-    def split(self, name: str) -> list[int]:
-        h = self.hparams
-        return self.store.split(name, val=h.val_fraction, test=h.test_fraction)
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str | None = None) -> None:

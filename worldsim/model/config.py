@@ -143,11 +143,16 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Rebuild from `to_dict` output; unknown keys raise ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {unknown}")
-        return cls(**data)
+        return config_from_fields(cls, data)
+
+
+def config_from_fields(cls: Any, data: dict[str, Any]) -> Any:
+    """The dataclass `cls` built from a saved dict; unknown keys raise ValueError naming them."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}")
+    return cls(**data)
 
 
 def _presets() -> dict[str, ModelConfig]:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from worldsim.actions import ActionEncoder
+from worldsim.model.config import config_from_fields
 from worldsim.model.tiles import NO_CODE, age_bucket, displacements, shift_table
 
 __all__ = ["TileConfig", "TileWorldNet"]
@@ -134,11 +135,8 @@ class TileConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TileConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown TileConfig fields {unknown}")
-        return cls(**data)
+        """Rebuild from `to_dict` output; unknown keys raise ValueError."""
+        return config_from_fields(cls, data)
 
 
 def _encoder(dim: int, depth: int, heads: int) -> nn.TransformerEncoder:
