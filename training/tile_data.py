@@ -26,11 +26,12 @@ from worldsim.model.tiles import (
     displacements,
     frames_to_patches,
     nearest_codes,
-    novelty,
+    remember,
     shift_from_offsets,
     shift_from_pixels,
     shift_table,
 )
+from worldsim.spaces import tree_index
 
 __all__ = ["TileDataModule"]
 
@@ -57,12 +58,6 @@ class _Arrays:
             else:
                 out[k] = np.concatenate(v)
         return out
-
-
-def _take(actions: Any, idx: np.ndarray) -> Any:
-    if isinstance(actions, dict):
-        return {k: torch.as_tensor(v[idx]) for k, v in actions.items()}
-    return torch.as_tensor(actions[idx])
 
 
 class _Batches(IterableDataset):
@@ -224,7 +219,6 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         book = torch.from_numpy(self.codebook)
         H, W = self.observation_space.shape[:2]
         rows, cols = H // h.patch - h.fixed_rows, W // h.patch
-        moving = rows * cols
         disp = torch.tensor(displacements(h.motion_radius))
         acc = _Arrays()
         offset = 0
@@ -236,26 +230,18 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 shift = shift_from_offsets(ep["view_pos"], h.motion_radius)
             else:
                 shift = shift_from_pixels(patches, self.source, self.valid)
-            canvas = Canvas(1, rows, cols)
             seen = torch.zeros(1, codes.shape[1], len(book), dtype=torch.bool)
-            mem_code = torch.empty(T + 1, moving, dtype=torch.int16)
-            mem_age = torch.empty(T + 1, moving, dtype=torch.int32)
-            new = torch.empty(T + 1, codes.shape[1], dtype=torch.bool)
-            for t in range(T + 1):
-                if t:
-                    canvas.move(disp[shift[t - 1]][None])
-                c, a = canvas.read()
-                mem_code[t], mem_age[t] = c[0].to(torch.int16), a[0].to(torch.int32)
-                new[t] = novelty(codes[t][None], seen)[0]
-                canvas.write(codes[t][None, :moving])
+            mem_code, mem_age, new = remember(
+                codes[None], torch.as_tensor(shift)[None], Canvas(1, rows, cols), seen, disp
+            )
             t_idx = np.arange(T)
             acc.add(
                 pix=patches,
                 code=codes.to(torch.int16),
                 err=errs.to(torch.float16),
-                mem_code=mem_code,
-                mem_age=mem_age,
-                new=new,
+                mem_code=mem_code[0].to(torch.int16),
+                mem_age=mem_age[0].to(torch.int32),
+                new=new[0],
                 last=offset + t_idx,
                 prev=offset + np.maximum(t_idx - 1, 0),
                 shift=shift,
@@ -278,7 +264,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             "prev_code": part["code"][part["prev"][idx]].long(),
             "prev_shift": torch.as_tensor(part["prev_shift"][idx]),
             "shift": torch.as_tensor(part["shift"][idx]),
-            "action": _take(part["action"], idx),
+            "action": tree_index(part["action"], idx),
             "pix_next": part["pix"][nxt],
             "code_next": part["code"][nxt].long(),
             "code_err_next": part["err"][nxt].float(),

@@ -27,7 +27,7 @@ from worldsim.model.heads import RewardTerminationHead
 from worldsim.model.kv_cache import KVCache
 from worldsim.model.motion import apply_token_filters
 
-__all__ = ["FrameError", "WorldModelNet", "check_frames"]
+__all__ = ["FrameError", "WorldModelNet", "check_frames", "pixels_to_x", "x_to_pixels"]
 
 
 class FrameError(WorldsimError, ValueError):
@@ -54,6 +54,16 @@ def check_frames(
             "(resize observations to the model's size, or train a model for this one)"
         )
     return frames.to(device)
+
+
+def pixels_to_x(frames: Tensor) -> Tensor:
+    """uint8 frames [B, T, H, W, C] -> x [B, T, C, H, W] scaled to [-1, 1]."""
+    return frames.permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+
+
+def x_to_pixels(x: Tensor) -> Tensor:
+    """x [B, T, C, H, W] in [-1, 1] -> uint8 frames [B, T, H, W, C]."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
 
 
 class NoiseEmbedding(nn.Module):
@@ -148,7 +158,7 @@ class WorldModelNet(nn.Module):
             with torch.no_grad():
                 x = self.autoencoder.encode(frames.flatten(0, 1))  # [B*T, c, h, w]
             return x.view(B, T, *x.shape[1:])
-        return frames.permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+        return pixels_to_x(frames)
 
     def x_to_frames(self, x: Tensor) -> Tensor:
         """Diffused tensor x [B, T, c, h, w] -> uint8 frames [B, T, H, W, C]."""
@@ -157,7 +167,7 @@ class WorldModelNet(nn.Module):
             with torch.no_grad():
                 x = self.autoencoder.decode(x.flatten(0, 1))  # [B*T, C, H, W] in [-1, 1]
             x = x.view(B, T, *x.shape[1:])
-        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
+        return x_to_pixels(x)
 
     def encode_actions(self, actions: Any) -> Tensor:
         """Raw actions [..., *action_shape] (or a dict of such) -> float [..., A]."""

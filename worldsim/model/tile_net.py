@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from worldsim.actions import ActionEncoder
 from worldsim.model.config import config_from_fields
+from worldsim.model.net import check_frames, pixels_to_x, x_to_pixels
 from worldsim.model.tiles import NO_CODE, age_bucket, displacements, shift_table
 
 __all__ = ["TileConfig", "TileWorldNet"]
@@ -233,17 +234,15 @@ class TileWorldNet(nn.Module):
         return self.codebook.device
 
     def check_frames(self, frames: Any, ndim: int = 5) -> Tensor:
-        from worldsim.model.net import check_frames
-
         c = self.config
         return check_frames(frames, (c.height, c.width, c.channels), self.device, ndim)
 
     def frames_to_x(self, frames: Any) -> Tensor:
         """uint8 frames [B, T, H, W, C] -> x [B, T, C, H, W] in [-1, 1] (the rollout's frames)."""
-        return self.check_frames(frames).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+        return pixels_to_x(self.check_frames(frames))
 
     def x_to_frames(self, x: Tensor) -> Tensor:
-        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
+        return x_to_pixels(x)
 
     def encode_actions(self, actions: Any) -> Tensor:
         return self.action_encoder.encode(actions)
@@ -265,6 +264,18 @@ class TileWorldNet(nn.Module):
         return torch.where(
             mask, out, torch.as_tensor(fill, dtype=tensor.dtype, device=tensor.device)
         )
+
+    def shift_inputs(
+        self, pix: Tensor, code: Tensor, prev_code: Tensor, prev_shift: Tensor, shift: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The tile net's view of a step: the last frame's pixels [B, N, D] and codes [B, N]
+        moved by `shift` (revealed tokens: zeros / code K, unknown), and the codes of the frame
+        before it moved by its own shift and then by `shift`, into the same view."""
+        K = self.config.codebook_size
+        pix_sh = self.shifted(pix, shift, 0)
+        code_sh = self.shifted(code, shift, K)
+        prev_sh = self.shifted(self.shifted(prev_code, prev_shift, K), shift, K)
+        return pix_sh, code_sh, prev_sh
 
     def tile_logits(
         self,
@@ -332,13 +343,12 @@ class TileWorldNet(nn.Module):
         s_logits = self.shift_logits(code, pix, action)
         shift_loss = F.cross_entropy(s_logits, shift)
 
-        pix_sh = self.shifted(pix, shift, 0)
-        code_sh = self.shifted(code, shift, K)
-        prev_sh = self.shifted(
-            self.shifted(batch["prev_code"].long(), batch["prev_shift"].long(), K), shift, K
+        pix_sh, code_sh, prev_sh = self.shift_inputs(
+            pix, code, batch["prev_code"].long(), batch["prev_shift"].long(), shift
         )
+        revealed = code_sh == K
         nxt, code_next = batch["pix_next"], batch["code_next"].long()
-        keep_ok = (code_sh != K) & (
+        keep_ok = ~revealed & (
             ((pix_sh.float() - nxt.float()) ** 2).mean(-1).sqrt() < cfg.match_rms
         )
         code_ok = (batch["code_err_next"] < cfg.match_rms) | ~keep_ok
@@ -370,7 +380,7 @@ class TileWorldNet(nn.Module):
             -1,
         )
         per_token = torch.logsumexp(logits, -1) - right
-        changed = ~keep_ok & (code_sh != K)
+        changed = ~keep_ok & ~revealed
         todo = (~committed).float() * torch.where(changed, cfg.change_weight, 1.0)
         tile_loss = (per_token * todo).sum() / todo.sum().clamp(min=1)
 
@@ -381,7 +391,6 @@ class TileWorldNet(nn.Module):
         with torch.no_grad():
             choice = logits.argmax(-1)
             right_choice = torch.where(choice == 0, keep_ok, code_ok & (choice - 1 == code_next))
-            revealed = code_sh == K
         return {
             "loss": loss,
             "tile": tile_loss.detach(),

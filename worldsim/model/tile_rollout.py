@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from worldsim.errors import WorldsimError
+from worldsim.model.net import pixels_to_x
 from worldsim.model.tile_net import TileWorldNet
 from worldsim.model.tiles import (
     Canvas,
@@ -21,6 +22,7 @@ from worldsim.model.tiles import (
     nearest_codes,
     novelty,
     patches_to_frames,
+    remember,
     shift_from_pixels,
 )
 
@@ -39,10 +41,6 @@ class TileRolloutState:
     prev_shift: Tensor  # long [B]
     canvas: Canvas
     seen: Tensor  # bool [B, N, K]
-
-    @property
-    def last(self) -> Tensor:
-        return self.frame
 
 
 def _choose(
@@ -77,9 +75,6 @@ class TileRollout:
         self.rows, self.cols = rows - self.config.fixed_rows, cols
         self.disp = torch.tensor(displacements(self.config.motion_radius), device=net.device)
 
-    def _frames(self, x: Tensor) -> Tensor:
-        return self.net.x_to_frames(x)
-
     def start(self, x: Tensor, actions: Tensor) -> TileRolloutState:
         """A state primed with context x [B, K>=1, C, H, W] (the rollout's frames in [-1, 1]);
         every context frame is remembered, the shifts between them read off the pixels."""
@@ -89,7 +84,7 @@ class TileRollout:
                 "(it cannot denoise a clip from nothing)"
             )
         net, cfg = self.net, self.config
-        frames = self._frames(x)  # [B, K, H, W, C]
+        frames = net.x_to_frames(x)  # [B, K, H, W, C]
         B, K = frames.shape[:2]
         patches = frames_to_patches(frames, cfg.patch)  # [B, K, N, D]
         codes = nearest_codes(patches, net.codebook)[0]
@@ -97,18 +92,8 @@ class TileRollout:
         seen = torch.zeros(
             B, cfg.tokens_per_frame, cfg.codebook_size, dtype=torch.bool, device=x.device
         )
-        shifts = torch.zeros(B, max(K - 1, 0), dtype=torch.long, device=x.device)
-        for b in range(B):
-            if K > 1:
-                shifts[b] = torch.as_tensor(
-                    shift_from_pixels(patches[b], net.source, net.valid), device=x.device
-                )
-        moving = net.moving
-        for t in range(K):
-            if t:
-                canvas.move(self.disp[shifts[:, t - 1]])
-            novelty(codes[:, t], seen)
-            canvas.write(codes[:, t, :moving])
+        shifts = torch.as_tensor(shift_from_pixels(patches, net.source, net.valid), device=x.device)
+        remember(codes, shifts, canvas, seen, self.disp)
         prev = codes[:, -2] if K > 1 else codes[:, -1]
         prev_shift = shifts[:, -1] if K > 1 else torch.zeros(B, dtype=torch.long, device=x.device)
         return TileRolloutState(
@@ -148,7 +133,7 @@ class TileRollout:
             xs.append(frame)
             rewards.append(reward)
             ends.append(end)
-        x = torch.stack(xs, 1).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+        x = pixels_to_x(torch.stack(xs, 1))
         return x, torch.stack(rewards, 1), torch.stack(ends, 1)
 
     def _step(
@@ -165,16 +150,12 @@ class TileRollout:
         )[0]
         state.canvas.move(self.disp[shift])
         mem_code, mem_age = state.canvas.read()
-        pix_sh = net.shifted(state.pix, shift, 0)
-        code_sh = net.shifted(state.code, shift, K)
-        prev_sh = net.shifted(net.shifted(state.prev_code, state.prev_shift, K), shift, K)
+        pix_sh, code_sh, prev_sh = net.shift_inputs(
+            state.pix, state.code, state.prev_code, state.prev_shift, shift
+        )
         given = torch.zeros_like(state.code)
         revealed = code_sh == K
-        temperature = torch.where(
-            revealed,
-            torch.full(revealed.shape, cfg.reveal_temperature, device=revealed.device),
-            torch.full(revealed.shape, cfg.temperature, device=revealed.device),
-        )
+        temperature = torch.where(revealed, cfg.reveal_temperature, cfg.temperature)
         for r in range(rounds):
             logits = net.tile_logits(
                 code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift

@@ -23,6 +23,7 @@ __all__ = [
     "nearest_codes",
     "novelty",
     "patches_to_frames",
+    "remember",
     "shift_from_offsets",
     "shift_from_pixels",
     "shift_table",
@@ -199,20 +200,20 @@ def shift_from_offsets(offsets: np.ndarray, radius: int) -> np.ndarray:
 def shift_from_pixels(
     patches: Tensor, source: Tensor, valid: Tensor, margin: float = 2.0
 ) -> np.ndarray:
-    """Shift classes of each transition of one episode's patches [T+1, N, D], read off the
+    """Shift classes of each transition of episodes' patches [..., T+1, N, D], read off the
     pixels: the shift whose shifted frame matches the next one best (RMS over the tokens both
     show), if it beats "none" by `margin` (0-255 units); else none. Used where a recording has
-    no view offsets; a uniform view (all grass) reads as none."""
-    prev, nxt = patches[:-1].float(), patches[1:].float()
+    no view offsets; a uniform view (all grass) reads as none. Returns int64 [..., T]."""
+    prev, nxt = patches[..., :-1, :, :].float(), patches[..., 1:, :, :].float()
     errs = []
     for k in range(len(source)):
-        moved = prev[:, source[k]]
-        e = ((moved - nxt) ** 2).mean(-1)  # [T, N]
+        moved = prev[..., source[k], :]
+        e = ((moved - nxt) ** 2).mean(-1)  # [..., T, N]
         v = valid[k].float()
         errs.append(((e * v).sum(-1) / v.sum()).sqrt())
-    errs_t = torch.stack(errs, 1)  # [T, K]
-    best = errs_t.argmin(1)
-    gain = errs_t[:, 0] - errs_t.gather(1, best[:, None])[:, 0]
+    errs_t = torch.stack(errs, -1)  # [..., T, K]
+    best = errs_t.argmin(-1)
+    gain = errs_t[..., 0] - errs_t.gather(-1, best[..., None])[..., 0]
     return torch.where(gain > margin, best, torch.zeros_like(best)).numpy()
 
 
@@ -244,11 +245,12 @@ class Canvas:
         c = torch.arange(cols, device=device).repeat(rows)
         self.grid = torch.stack([r, c], -1)  # [n, 2]
 
-    def _cells(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _cells(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The view's world positions [B, n, 2] and their cells (batch, row, column indices)."""
         pos = self.origin[:, None] + self.grid  # [B, n, 2]
         idx = pos % self.size
         b = torch.arange(len(pos), device=pos.device)[:, None].expand(-1, pos.shape[1])
-        return b, idx[..., 0], idx[..., 1]
+        return pos, b, idx[..., 0], idx[..., 1]
 
     def move(self, delta: Tensor) -> None:
         """Move the view by delta [B, 2] (d_row, d_col) tiles."""
@@ -257,8 +259,7 @@ class Canvas:
     def read(self) -> tuple[Tensor, Tensor]:
         """Memory of the view's scrolling tiles: codes [B, n] (NO_CODE: never seen) and ages
         [B, n] in steps (0: never seen)."""
-        b, i, j = self._cells()
-        pos = self.origin[:, None] + self.grid
+        pos, b, i, j = self._cells()
         hit = (self.where[b, i, j] == pos).all(-1) & (self.code[b, i, j] != NO_CODE)
         code = torch.where(hit, self.code[b, i, j], torch.full_like(i, NO_CODE))
         age = torch.where(hit, self.step - self.when[b, i, j], torch.zeros_like(i))
@@ -266,16 +267,35 @@ class Canvas:
 
     def write(self, codes: Tensor) -> None:
         """Remember the view's scrolling tiles codes [B, n] (then the clock ticks)."""
-        b, i, j = self._cells()
+        pos, b, i, j = self._cells()
         self.code[b, i, j] = codes
-        self.where[b, i, j] = self.origin[:, None] + self.grid
+        self.where[b, i, j] = pos
         self.when[b, i, j] = self.step
         self.step += 1
 
-    def select(self, rows: Tensor) -> None:
-        """Keep only the rollouts `rows` (long [B'])."""
-        self.code, self.where, self.when = self.code[rows], self.where[rows], self.when[rows]
-        self.origin = self.origin[rows]
+
+def remember(
+    codes: Tensor, shifts: Tensor, canvas: Canvas, seen: Tensor, disp: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Walk B rollouts through frames of codes [B, T, N] whose view moved by shift classes
+    [B, T-1] (`disp`: the displacement of each class), as a rollout keeps its memory: each
+    frame reads the canvas, is checked for novelty, then is written.
+
+    Returns what every frame found before it was written: memory codes and ages
+    [B, T, n] of the scrolling tokens, and novelty bool [B, T, N]. `canvas` and `seen` are
+    left holding all T frames.
+    """
+    moving = canvas.grid.shape[0]
+    mem_code, mem_age, new = [], [], []
+    for t in range(codes.shape[1]):
+        if t:
+            canvas.move(disp[shifts[:, t - 1]])
+        c, a = canvas.read()
+        mem_code.append(c)
+        mem_age.append(a)
+        new.append(novelty(codes[:, t], seen))
+        canvas.write(codes[:, t, :moving])
+    return torch.stack(mem_code, 1), torch.stack(mem_age, 1), torch.stack(new, 1)
 
 
 def novelty(codes: Tensor, seen: Tensor) -> Tensor:
