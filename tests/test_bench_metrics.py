@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from worldsim.bench.data import stack_leading
 from worldsim.bench.gallery import side_by_side
 from worldsim.bench.idm import InverseDynamics, action_heads, action_targets
 from worldsim.bench.metrics import (
@@ -23,6 +22,7 @@ from worldsim.bench.metrics import (
     step_curve,
 )
 from worldsim.bench.perceptual import LPIPS, MetricUnavailable, load_i3d, load_lpips
+from worldsim.spaces import tree_stack
 
 SIZE = 16
 
@@ -151,7 +151,7 @@ def test_idm_heads_for_every_space_kind() -> None:
     )
     assert [h.kind for h in action_heads(space)] == ["binary"] * 3 + ["box"] * 2 + ["class"] * 3
     space.seed(0)
-    actions = stack_leading([space.sample() for _ in range(6)])
+    actions = tree_stack([space.sample() for _ in range(6)])
     targets = action_targets(space, actions)
     assert (
         targets.shape == (6, 8) and np.abs(targets[:, 3:5]).max() <= 1

@@ -12,6 +12,7 @@ import numpy as np
 
 from worldsim.checkpoint import sha256_file
 from worldsim.errors import StoreError
+from worldsim.spaces import tree_stack
 
 __all__ = [
     "Clips",
@@ -21,17 +22,8 @@ __all__ = [
     "select_clips",
     "sha256_file",
     "split_indices",
-    "stack_leading",
     "store_fingerprint",
-    "take_actions",
 ]
-
-
-def take_actions(actions: Any, index: Any) -> Any:
-    """Index the leading axes of actions (an array, or a dict of arrays for Dict spaces)."""
-    if isinstance(actions, dict):
-        return {k: v[index] for k, v in actions.items()}
-    return actions[index]
 
 
 def merge_leading(actions: Any) -> Any:
@@ -39,13 +31,6 @@ def merge_leading(actions: Any) -> Any:
     if isinstance(actions, dict):
         return {k: v.reshape(-1, *v.shape[2:]) for k, v in actions.items()}
     return np.asarray(actions).reshape(-1, *np.shape(actions)[2:])
-
-
-def stack_leading(items: list[Any]) -> Any:
-    """np.stack a list of arrays (or of dicts of arrays) along a new leading axis."""
-    if isinstance(items[0], dict):
-        return {k: np.stack([np.asarray(x[k]) for x in items]) for k in items[0]}
-    return np.stack([np.asarray(x) for x in items])
 
 
 def split_indices(store: Any, split: str) -> list[int]:
@@ -113,7 +98,7 @@ def select_clips(
         labels={k: np.stack([c.labels[k] for _, _, c in clips]) for k in sorted(names)},
         unlabelled=sum(1 for _, _, c in clips if not c.labels),
         frames=np.stack([c.frames for _, _, c in clips]),
-        actions=stack_leading([c.actions for _, _, c in clips]),
+        actions=tree_stack([c.actions for _, _, c in clips]),
         rewards=np.stack([c.rewards for _, _, c in clips]).astype(np.float32),
         terminated=np.stack([c.terminated for _, _, c in clips]).astype(bool),
         refs=[{"episode": i, "key": store.keys[i], "start": s} for i, s, _ in clips],

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from worldsim.bench import rollouts, scoring, semantic_eval
-from worldsim.bench.data import merge_leading, take_actions
+from worldsim.bench.data import merge_leading
 from worldsim.bench.idm import action_targets, score_targets
 from worldsim.bench.metrics import (
     PSNR_CAP_DB,
@@ -36,6 +36,7 @@ from worldsim.bench.metrics import (
 from worldsim.bench.rollouts import rollout_seed
 from worldsim.bench.semantic_verdict import semantic_verdict
 from worldsim.errors import WorldsimError
+from worldsim.spaces import tree_index
 
 __all__ = ["FidelityResult", "evaluate_rollouts"]
 
@@ -152,8 +153,8 @@ def evaluate_rollouts(
     moving = moving_mask(
         frames[:, K - 1 : L], threshold=moving_threshold, min_fraction=moving_fraction
     )
-    ctx_actions = take_actions(actions, (slice(None), slice(0, K - 1)))
-    future = take_actions(actions, (slice(None), slice(K - 1, L - 1)))
+    ctx_actions = tree_index(actions, (slice(None), slice(0, K - 1)))
+    future = tree_index(actions, (slice(None), slice(K - 1, L - 1)))
     scorer = scoring.FrameScorer(lpips)
     names = ["psnr", "ssim"] + (["lpips"] if lpips is not None else [])
     values = {n: np.zeros((S, N, H)) for n in names}
@@ -182,8 +183,8 @@ def evaluate_rollouts(
         t0 = time.perf_counter()
         out = world_model.generate(
             frames[sl, :K],
-            take_actions(ctx_actions, sl),
-            take_actions(acts, (sl, slice(0, h))),
+            tree_index(ctx_actions, sl),
+            tree_index(acts, (sl, slice(0, h))),
             steps=steps,
             guidance=guidance,
             generator=g,
@@ -323,7 +324,7 @@ def evaluate_rollouts(
     if long_horizon and tiles is not None:
         n = min(long_horizon_clips, N)
         semantic["long_horizon"] = semantic_eval.long_horizon(
-            world_model, tiles, frames[:n], take_actions(actions, slice(0, n)), K,
+            world_model, tiles, frames[:n], tree_index(actions, slice(0, n)), K,
             length=long_horizon, noop=semantic_eval.noop_action(world_model.action_space), steps=steps,
             guidance=guidance, seed=seed, batch_size=batch_size, keep=min(gallery, n),
         )  # fmt: skip

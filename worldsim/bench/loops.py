@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldsim.bench.data import stack_leading, take_actions
 from worldsim.bench.metrics import PSNR_CAP_DB, psnr
 from worldsim.errors import WorldsimError
+from worldsim.spaces import tree_index, tree_stack
 
 __all__ = [
     "LOOPS",
@@ -114,7 +114,7 @@ def loop_consistency(
             continue
         K = context
         frames = np.stack([c.frames for c in group])  # [M, K + 2n, H, W, 3]
-        actions = stack_leading([c.actions for c in group])  # [M, K - 1 + 2n]
+        actions = tree_stack([c.actions for c in group])  # [M, K - 1 + 2n]
         start, real_end = frames[:, K - 1], frames[:, -1]
         t0 = time.perf_counter()
         model_psnr, model_mae, vs_psnr, vs_mae = [], [], [], []
@@ -122,8 +122,8 @@ def loop_consistency(
             g = torch.Generator().manual_seed(seed * 1000 + s)
             gen = world_model.generate(
                 frames[:, :K],
-                take_actions(actions, (slice(None), slice(0, K - 1))),
-                take_actions(actions, (slice(None), slice(K - 1, None))),
+                tree_index(actions, (slice(None), slice(0, K - 1))),
+                tree_index(actions, (slice(None), slice(K - 1, None))),
                 steps=steps,
                 guidance=guidance,
                 generator=g,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldsim.bench.data import stack_leading, take_actions
+from worldsim.spaces import tree_index, tree_stack
 
 __all__ = ["random_actions", "rollout_seed", "teacher_forced"]
 
@@ -23,7 +23,7 @@ def random_actions(space: Any, n: int, horizon: int, seed: int) -> Any:
     """Uniform random actions of `space`, [n, horizon, ...] (a dict of such for Dict spaces)."""
     space = copy.deepcopy(space)
     space.seed(seed)
-    flat = stack_leading([space.sample() for _ in range(n * horizon)])
+    flat = tree_stack([space.sample() for _ in range(n * horizon)])
     if isinstance(flat, dict):
         return {k: v.reshape(n, horizon, *v.shape[1:]) for k, v in flat.items()}
     return flat.reshape(n, horizon, *flat.shape[1:])
@@ -64,12 +64,12 @@ def teacher_forced(
         n = np.asarray(clip[p0 : p0 + batch_size])[:, None]
         h = np.asarray(step[p0 : p0 + batch_size])[:, None]
         ctx = frames[n, h + np.arange(K)]  # [b, K, H, W, 3]
-        ctx_a = take_actions(actions, (n, h + np.arange(K - 1)))
+        ctx_a = tree_index(actions, (n, h + np.arange(K - 1)))
         if next_actions is None:
-            fut = take_actions(actions, (n, h + K - 1))  # [b, 1, ...]
+            fut = tree_index(actions, (n, h + K - 1))  # [b, 1, ...]
         else:
-            fut = take_actions(next_actions, slice(p0, p0 + batch_size))
-            fut = take_actions(fut, (slice(None), None))  # [b, 1, ...]
+            fut = tree_index(next_actions, slice(p0, p0 + batch_size))
+            fut = tree_index(fut, (slice(None), None))  # [b, 1, ...]
         g = torch.Generator().manual_seed(rollout_seed(seed, 77, p0))
         t0 = time.perf_counter()
         out = world_model.generate(ctx, ctx_a, fut, steps=steps, guidance=guidance, generator=g)

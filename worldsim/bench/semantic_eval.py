@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from worldsim.bench import rollouts
-from worldsim.bench.data import take_actions
 from worldsim.bench.semantic import (
     SHIFT_NAMES,
     SHIFTS,
@@ -31,6 +30,7 @@ from worldsim.bench.semantic import (
     tile_scores,
 )
 from worldsim.errors import WorldsimError
+from worldsim.spaces import tree_index
 
 __all__ = [
     "long_horizon",
@@ -302,8 +302,8 @@ def long_horizon(
             g = torch.Generator().manual_seed(rollouts.rollout_seed(seed, 55, b0))
             gen = world_model.generate(
                 frames[sl, :K],
-                take_actions(actions, (sl, slice(0, K - 1))),
-                take_actions(future, sl),
+                tree_index(actions, (sl, slice(0, K - 1))),
+                tree_index(future, sl),
                 steps=steps,
                 guidance=guidance,
                 generator=g,
