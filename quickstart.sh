@@ -8,6 +8,18 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${WORLDSIM_VENV:-.venv}"
+# Minetest (worldsim/RealMinetest-v0) is a Debian package, not a pip one: installed here where
+# we are root with apt-get; elsewhere its tests skip, saying what to install.
+if ! command -v minetest >/dev/null && [ ! -x /usr/games/minetest ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Minetest and Xvfb (apt-get, about 9 MB)"
+    { apt-get install -y -qq minetest xvfb >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq minetest xvfb >/dev/null 2>&1; }; } ||
+      echo "could not install minetest + xvfb with apt-get: the Minetest tests will skip"
+  else
+    echo "Minetest not found: to play and test worldsim/RealMinetest-v0, install the minetest and xvfb packages (as root: apt-get install -y minetest xvfb)"
+  fi
+fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"

@@ -45,6 +45,15 @@ _register("worldsim/RealPong-v0", "envs.atari_env:AtariEnv", 27000, env_id="ALE/
 _register("worldsim/RealPixel-v0", "envs.pixel_env:PixelEnv", None)
 # MineRL envs carry their own limits.
 _register("worldsim/RealMineRL-v0", "envs.minerl_env:MineRLEnv", None)
+# 1000 steps = 50 s of play at 20 steps/s. Walking is timed by the game's clock, so a replay
+# drifts (measured in envs/minetest_env.py): nondeterministic.
+if "worldsim/RealMinetest-v0" not in gym.registry:
+    gym.register(
+        "worldsim/RealMinetest-v0",
+        entry_point="envs.minetest_env:MinetestEnv",
+        max_episode_steps=1000,
+        nondeterministic=True,
+    )
 
 # --- world-model environments: worldsim/Crafter-v0 (bundled model), worldsim/WorldModel-v0 ---
 register_world_model_envs()

@@ -39,6 +39,9 @@ GAMES: dict[str, Game] = {
     "doom-map": Game("worldsim/RealDoomMap-v0", "ViZDoom full Freedoom map E1M1"),
     "breakout": Game("worldsim/RealBreakout-v0", "Atari Breakout (ALE v5)"),
     "pong": Game("worldsim/RealPong-v0", "Atari Pong (ALE v5)"),
+    "minetest": Game(
+        "worldsim/RealMinetest-v0", "Minetest 3D voxel world, 64x64, MineRL Dict actions"
+    ),
 }
 
 # Families named "<prefix><id>": the id is passed to the adapter as env_id.

@@ -75,15 +75,18 @@ _ATARI_TOKENS = re.compile("UP|DOWN|LEFT|RIGHT|FIRE")
 
 
 def family(game: str, action_space: gym.spaces.Space | None = None) -> str:
-    """The keymap family of a game name: crafter, doom, atari, minecraft or generic."""
+    """The keymap family of a game name: crafter, doom, atari, minecraft (MineRL and Minetest,
+    one Dict action space) or generic."""
     if game == "crafter":
         return "crafter"
     if game.startswith("doom"):
         return "doom"
     if game in ("breakout", "pong") or game.startswith("atari:"):
         return "atari"
-    if game.startswith("minerl:") or (
-        isinstance(action_space, gym.spaces.Dict) and "camera" in action_space.spaces
+    if (
+        game == "minetest"
+        or game.startswith("minerl:")
+        or (isinstance(action_space, gym.spaces.Dict) and "camera" in action_space.spaces)
     ):
         return "minecraft"
     return "generic"
