@@ -119,16 +119,69 @@ class ExplorerPolicy:
         return np.int64(self._plan.pop(0))
 
 
+class FirstPersonExplorer:
+    """Explores a first-person world with a MineRL-style Dict action space (Minetest, MineRL).
+
+    Plans in segments: walk forward for 4-16 steps (jumping at times, to climb), turn by
+    20-120 degrees over 2-6 steps, look up or down a little, or dig (hold attack 4-12 steps,
+    looking slightly down). Every step is one action dict; the view keeps moving and the world
+    keeps changing, the play a 3D world model must follow.
+    """
+
+    name = "explorer"
+
+    def __init__(self, action_space: gym.spaces.Dict) -> None:
+        from worldsim.spaces import noop_action
+
+        self.noop = lambda: noop_action(action_space)
+        self._rng = np.random.default_rng(0)
+        self._plan: list[dict[str, Any]] = []
+
+    def reset(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._plan = []
+
+    def _action(self, camera: tuple[float, float] = (0.0, 0.0), **buttons: int) -> dict[str, Any]:
+        action = self.noop()
+        for key, value in buttons.items():
+            action[key] = np.int64(value)
+        action["camera"] = np.array(camera, np.float32)
+        return action
+
+    def _segment(self) -> list[dict[str, Any]]:
+        rng = self._rng
+        kind = rng.choice(["walk", "turn", "look", "dig"], p=[0.45, 0.3, 0.1, 0.15])
+        if kind == "walk":
+            n = int(rng.integers(4, 17))
+            return [self._action(forward=1, jump=int(rng.random() < 0.15)) for _ in range(n)]
+        if kind == "turn":
+            n, total = int(rng.integers(2, 7)), rng.uniform(20, 120) * rng.choice([-1, 1])
+            return [self._action((0.0, total / n)) for _ in range(n)]
+        if kind == "look":
+            return [self._action((float(rng.uniform(-10, 10)), 0.0))]
+        n = int(rng.integers(4, 13))
+        return [self._action((5.0, 0.0)), *(self._action(attack=1) for _ in range(n)),
+                self._action((-5.0, 0.0))]  # fmt: skip
+
+    def __call__(self, observation: np.ndarray) -> Any:
+        if not self._plan:
+            self._plan = self._segment()
+        return self._plan.pop(0)
+
+
 def make_policy(
     spec: str, action_space: gym.Space, action_names: list[str] | None = None
 ) -> Policy:
     """The policy named by `spec`: "random", "sticky", "explorer" (needs the game's
-    `action_names`), or the path of a saved agent."""
+    `action_names`, or a MineRL-style Dict space with a camera: `FirstPersonExplorer`), or the
+    path of a saved agent."""
     if spec == "random":
         return RandomPolicy(action_space)
     if spec == "sticky":
         return StickyPolicy(action_space)
     if spec == "explorer":
+        if isinstance(action_space, gym.spaces.Dict) and "camera" in action_space.spaces:
+            return FirstPersonExplorer(action_space)
         return ExplorerPolicy(action_space, action_names)
     if Path(spec).exists():
         from worldsim.agents import load_agent_policy  # imports torch: only for agents

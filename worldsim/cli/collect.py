@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--game",
         default="crafter",
-        help="crafter | doom-health | doom-map | breakout | pong | atari:<ALE id> | gym:<Gymnasium id> | minerl:<id> (default: crafter)",
+        help="crafter | doom-health | doom-map | breakout | pong | minetest | atari:<ALE id> | gym:<Gymnasium id> | minerl:<id> (default: crafter)",
     )
     p.add_argument(
         "--episodes",
@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--policy",
         default="sticky",
-        help="random | sticky | explorer (walks in runs of 2-10 steps and interacts) | path of "
-        "a saved agent (default: sticky)",
+        help="random | sticky | explorer (walks in runs of 2-10 steps and interacts; first-person "
+        "games such as minetest: walks, turns, jumps and digs) | path of a saved agent (default: sticky)",
     )
     p.add_argument(
         "--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)"
