@@ -189,3 +189,43 @@ def test_a_killed_parent_takes_the_game_with_it(tmp_path):
         while any(alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(alive(p) for p in pids), f"left behind after {sig.name}"
+
+
+@needs_game
+def test_a_tiny_world_model_of_minetest_is_a_gymnasium_env(env, tmp_path):
+    """Two short explorer episodes, two training steps, an export: the dream has the real
+    game's spaces and passes check_env."""
+    from envs.collect import play_episode
+    from envs.policies import make_policy
+    from envs.world_model_env import WorldModelEnv
+    from training.cli import main as fit_main
+    from worldsim.cli import main as worldsim_main
+    from worldsim.data import EpisodeStore
+
+    inner = env.unwrapped
+    store = EpisodeStore.create(tmp_path / "store", game="minetest", action_space=env.action_space,
+                                observation_space=env.observation_space, fps=20,
+                                label_spec=inner.label_spec)  # fmt: skip
+    policy = make_policy("explorer", env.action_space)
+    for seed in (0, 1):
+        ep = play_episode(gym.wrappers.TimeLimit(inner, 12), policy, seed)
+        store.append(ep["frames"], ep["actions"], ep["rewards"], ep["terminated"],
+                     ep["truncated"], labels=ep["labels"])  # fmt: skip
+    assert store.labels(0)["pose"].shape == (13, 5)
+    ckpt = tmp_path / "ckpt"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert fit_main([
+        "--config", os.path.join(root, "training/configs/tiny.yaml"), "--data.store", str(store.path),
+        "--data.val_fraction", "0.5", "--checkpoint.dirpath", str(ckpt),
+        "--checkpoint.every_n_train_steps", "2", "--trainer.max_steps", "2",
+        "--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.val_check_interval", "2",
+        "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+    ]) == 0  # fmt: skip
+    release = tmp_path / "release"
+    assert worldsim_main(["export", str(ckpt / "last.ckpt"), "--out", str(release),
+                          "--store", str(store.path)]) == 0  # fmt: skip
+    dream = WorldModelEnv(release)
+    assert dream.action_space == env.action_space
+    assert dream.observation_space == env.observation_space
+    check_env(dream)
