@@ -41,9 +41,11 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
     ``DISABLED``: call ``reset(options={"reset_mask": mask})`` yourself. Truncation after
     ``max_episode_steps`` steps is done here (vector envs get no ``TimeLimit``).
 
-    Resetting some envs re-primes the whole batch (the model keeps one batched key/value
-    cache): every env restarts from its last frames, trimmed to the shortest window in the
-    batch, so one env's reset can shorten the others' memory for a moment.
+    Resetting some envs restarts only those where the model allows it (a tile model: each
+    rollout, its world memory included, is its own). A diffusion model keeps one batched
+    key/value cache, so there a reset re-primes the whole batch: every env restarts from its
+    last frames, trimmed to the shortest window in the batch, so one env's reset can shorten
+    the others' memory for a moment.
 
     Args:
         num_envs: B.
@@ -117,14 +119,24 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         self._steps[i] = 0
         return info
 
-    def _prime(self) -> None:
-        """Restart the model on every env's recent frames (same length for all)."""
-        K = min(len(f) for f in self._frames)
-        frames = np.stack([np.stack(list(f)[-K:]) for f in self._frames])  # [B, K, H, W, 3]
-        space = self.single_action_space
-        actions = tree_stack([stack_actions(space, list(a)[len(a) - (K - 1) :] if K > 1 else [])
-                              for a in self._actions])  # [B, K-1, ...]  # fmt: skip
-        self.world_model.reset(frames, actions)
+    def _contexts(self, rows: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The recent frames [b, K, H, W, 3] and actions [b, K-1, ...] of envs `rows`, all
+        trimmed to the shortest of them."""
+        K = min(len(self._frames[i]) for i in rows)
+        frames = np.stack([np.stack(list(self._frames[i])[-K:]) for i in rows])
+        space, acts = self.single_action_space, [list(self._actions[i]) for i in rows]
+        actions = tree_stack([stack_actions(space, a[len(a) - (K - 1) :] if K > 1 else [])
+                              for a in acts])  # fmt: skip
+        return frames, actions
+
+    def _prime(self, rows: np.ndarray | None = None) -> None:
+        """Restart the model for envs `rows` (None: all) from their recent frames; a model
+        that cannot restart some rollouts alone restarts all of them."""
+        wm, B = self.world_model, self.num_envs
+        if rows is not None and len(rows) < B and wm.restarts_rows and wm.batch_size == B:
+            wm.restart(rows, *self._contexts(rows))
+        else:
+            wm.reset(*self._contexts(np.arange(B)))
 
     def _infos(self, starts: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
         B = self.num_envs
@@ -160,7 +172,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         self._options = options
         starts = {int(i): self._start(int(i), options) for i in np.flatnonzero(mask)}
         self._done[mask] = False
-        self._prime()
+        self._prime(np.flatnonzero(mask))
         return self._obs.copy(), self._infos(starts)
 
     def step(
@@ -224,7 +236,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
             starts = {int(i): self._start(int(i), self._options) for i in np.flatnonzero(reset)}
             for i, info in starts.items():
                 infos = self._add_info(infos, {k: v for k, v in info.items() if k != "sampler"}, i)
-            self._prime()
+            self._prime(np.flatnonzero(reset))
         same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
         self._done = np.zeros(B, np.bool_) if same_step else terminated | truncated
         return self._obs.copy(), rewards, terminated, truncated, infos

@@ -270,6 +270,29 @@ def test_loop_completes_and_resumes(tmp_path):
     assert (run / "world_model" / "checkpoints" / "last.ckpt").stat().st_mtime == mtime
 
 
+def test_a_tile_model_loop_keeps_its_codebook_while_the_store_grows(tmp_path):
+    import torch
+
+    from worldsim.checkpoint import load_release
+
+    run = tmp_path / "run"
+    argv = ["loop", "--game", "crafter", "--iterations", "1", "--real-steps-per-iteration", "200",
+            "--out", str(run), "--world-model-config", "tiles_tiny", "--fit-steps-per-iteration",
+            "4", "--fit-arg=--trainer.limit_val_batches=0", "--dream-steps-per-iteration", "64",
+            "--num-envs", "8", "--device", "cpu", "--quiet"]  # fmt: skip
+    argv += [a for kv in ("num_steps=8", "channels=8,16,16", "hidden=64", "max_episode_steps=12",
+                          "start_store=" + str(run / "data")) for a in ("--hp", kv)]  # fmt: skip
+    assert worldsim_main(argv) == 0
+    book = load_release(run / "world_model" / "release")[0].codebook.clone()
+    argv[argv.index("--iterations") + 1] = "2"  # more play, the same tokens: the fit resumes
+    assert worldsim_main(argv) == 0
+    state = json.loads((run / "loop.json").read_text())
+    assert state["iterations"][1]["world_model_step"] == 8
+    config = (run / "world_model" / "config.yaml").read_text()
+    assert f"codebook_from: {run / 'world_model' / 'release'}" in config
+    assert torch.equal(load_release(run / "world_model" / "release")[0].codebook, book)
+
+
 def test_loop_from_a_missing_release_fails_before_collecting(tmp_path, capsys):
     run = tmp_path / "run"
     argv = ["loop", "--game", "crafter", "--iterations", "1", "--out", str(run),

@@ -16,6 +16,7 @@ from test_semantic import SPACE, TILE, ToyWorld, toy_store
 
 import envs.world_model_registry  # noqa: F401  (registers worldsim/WorldModel-v0)
 from envs.world_model_vector_env import WorldModelVectorEnv
+from training.module import ConfigError
 from training.tile_data import TileDataModule
 from training.tile_module import TileWorldSystem
 from worldsim.checkpoint import load_release, save_release
@@ -206,13 +207,78 @@ def test_the_dream_env_runs_a_tile_model(trained) -> None:
     obs_v, _ = vec.reset(seed=0)
     obs_v, rewards, *_ = vec.step(np.array([2, 2, 0, 1]))
     assert obs_v.shape == (4, 16, 20, 3) and rewards.shape == (4,)
+    state = vec.world_model._state
+    kept = state.canvas.read()[0][1:].clone()
+    obs_r, _ = vec.reset(options={"reset_mask": np.array([True, False, False, False])})
+    assert vec.world_model._state is state  # env 0 restarted alone: the others keep memory
+    assert torch.equal(state.canvas.read()[0][1:], kept) and (obs_r[1:] == obs_v[1:]).all()
+
+
+def test_a_restarted_rollout_leaves_the_others_and_their_memory_alone(trained) -> None:
+    world, _dm, _system, net, _obs, _path = trained
+    wm = WorldModel.from_net(net, _obs, SPACE)
+    rng = np.random.default_rng(5)
+    eps = [world.episode(rng, 12) for _ in range(4)]
+    ctx = np.stack([e[0][:4] for e in eps[:3]])
+    acts = np.stack([e[1][:3] for e in eps[:3]])
+    moves = np.array([[2, 1, 2], [3, 3, 4], [1, 2, 0], [4, 4, 3]])
+    gen = torch.Generator().manual_seed(0)
+    wm.reset(ctx, acts)
+    for a in moves:
+        wm.step(a[:3], generator=gen)
+    before = wm._state.canvas.read(), wm._state.code.clone(), wm._state.frame.clone()
+    wm.restart([1], eps[3][0][None, :4], eps[3][1][None, :3])
+    after = wm._state.canvas.read(), wm._state.code, wm._state.frame
+    keep = torch.tensor([0, 2])
+    for b, a in zip((*before[0], *before[1:]), (*after[0], *after[1:]), strict=True):
+        assert torch.equal(b[keep], a[keep])
+    fresh = WorldModel.from_net(net, _obs, SPACE)
+    fresh.reset(eps[3][0][None, :4], eps[3][1][None, :3])
+    assert torch.equal(fresh._state.frame[0], after[2][1])
+    assert torch.equal(fresh._state.canvas.read()[0][0], after[0][0][1])
+    assert (fresh._state.canvas.read()[0][0] != before[0][0][1]).any()  # another place
+    with pytest.raises(WorldsimError, match="3 rollouts"):
+        wm.restart([3], eps[3][0][None, :4], eps[3][1][None, :3])
+
+
+def test_fixed_temperature_samples_the_hud_and_leaves_the_map_alone(trained) -> None:
+    world, _dm, _system, net, obs, _path = trained
+    config = net.config
+    rng = np.random.default_rng(9)
+    frames, actions, _, _ = world.episode(rng, 6)
+    names = ("temperature", "reveal_temperature", "shift_temperature", "fixed_temperature",
+             "sampler_steps")  # fmt: skip
+    saved, runs = {n: getattr(config, n) for n in names}, {}
+    try:
+        config.sampler_steps = 1  # one round: the map's choices cannot see the HUD's
+        for t in (0.0, 50.0):
+            config.temperature = config.reveal_temperature = config.shift_temperature = 0.0
+            config.fixed_temperature = t
+            wm = WorldModel.from_net(net, obs, SPACE)
+            outs = []
+            for seed in range(4):
+                gen = torch.Generator().manual_seed(seed)
+                out = wm.generate(frames[None, :2], actions[None, :1], actions[None, 1:6],
+                                  generator=gen)["frames"][0]  # fmt: skip
+                outs.append(out)
+            runs[t] = np.stack(outs)
+    finally:
+        for n, v in saved.items():
+            setattr(config, n, v)
+    hud = slice(16 - TILE, 16)  # the fixed bottom row of tokens
+    assert (runs[0.0] == runs[0.0][:1]).all()  # the likeliest everywhere: no randomness
+    hot = runs[50.0]
+    assert (hot[:, 0, : 16 - TILE] == runs[0.0][:, 0, : 16 - TILE]).all()  # the map: untouched
+    assert not (hot[:, :, hud] == hot[:1, :, hud]).all()  # the HUD: sampled
+    with pytest.raises(ValueError, match="fixed_temperature"):
+        TileConfig(fixed_temperature=-1.0)
 
 
 # ------------------------------------------------------------------ resume, other games
-def _fit(store: str, ckpt_dir, steps: int, resume: bool = False, **data):
+def _fit(store: str, ckpt_dir, steps: int, resume: bool = False, init_from=None, **data):
     dm = TileDataModule(store, batch_size=8, samples_per_epoch=8 * steps, val_samples=8,
                         val_fraction=0.2, test_fraction=0.0, **data)  # fmt: skip
-    system = TileWorldSystem(overrides=SMALL, warmup_steps=2)
+    system = TileWorldSystem(overrides=SMALL, warmup_steps=2, init_from=init_from)
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
                         num_sanity_val_steps=0, limit_val_batches=1, val_check_interval=steps,
                         callbacks=[L.pytorch.callbacks.ModelCheckpoint(ckpt_dir, save_last=True)])  # fmt: skip
@@ -236,6 +302,35 @@ def test_a_run_resumes_from_its_last_checkpoint_and_refuses_other_data(trained, 
         other.append(255 - frames, actions, np.zeros(30), np.zeros(30, bool), np.zeros(30, bool))
     with pytest.raises(Exception, match="codebook differs"):
         _fit(str(path / "other"), tmp_path, 12, resume=True, **kw)
+
+
+def test_a_release_fine_tunes_on_new_data_with_its_own_codebook(trained, tmp_path) -> None:
+    world, dm, _, net, obs, _path = trained
+    release = tmp_path / "release"
+    save_release(release, net, observation_space=obs, action_space=SPACE, metadata={"game": "toy"})
+    store = EpisodeStore.create(tmp_path / "more", game="toy", action_space=SPACE,
+                                observation_space=dm.observation_space, fps=10)  # fmt: skip
+    rng = np.random.default_rng(7)
+    for _ in range(6):  # play that looks different: its own codebook would differ
+        frames, actions, _, _ = world.episode(rng, 30)
+        store.append(
+            np.where(frames > 0, frames - 1, 0).astype(np.uint8),
+            actions,
+            np.zeros(30),
+            np.zeros(30, bool),
+            np.zeros(30, bool),
+        )
+    kw = {"patch": TILE, "fixed_rows": 1, "codebook_size": 64, "frequent_codes": 32}
+    with pytest.raises(ConfigError, match=f"data.codebook_from: {release}"):
+        _fit(str(tmp_path / "more"), tmp_path / "a", 4, init_from=str(release), **kw)
+    _, system, new_dm = _fit(str(tmp_path / "more"), tmp_path / "b", 4, init_from=str(release),
+                             codebook_from=str(release), **kw)  # fmt: skip
+    assert torch.equal(system.net.codebook, net.codebook)
+    assert torch.equal(system.net.reward_values, net.reward_values)
+    assert new_dm.train["code"].max() < 64
+    with pytest.raises(ConfigError, match="codebook_size 64 \\(data: 128\\)"):
+        _fit(str(tmp_path / "more"), tmp_path / "c", 4, codebook_from=str(release),
+             **{**kw, "codebook_size": 128})  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
+from envs.dream import DreamCore
 from training.ppo_update import advantages_and_returns, ppo_update
 from training.rl_common import (
     MetricsLog,
@@ -85,6 +86,9 @@ class PPOArgs:
     """denoising steps per dream frame (None: the checkpoint's default); fewer is faster"""
     max_episode_steps: int | None = None
     """cut episodes after this many steps (None: the env id's limit)"""
+    start_store: str | None = None
+    """dream episodes start from the first frames of this store's episodes, as real ones
+    start (None: from the release's starting contexts)"""
     device: str = "auto"
     """where the world model and agent run: auto (a GPU if there is one), cpu or cuda"""
     save_interval: int = 10
@@ -183,7 +187,13 @@ def train(
     logprobs, rewards, dones, values = (torch.zeros((T, B), device=device) for _ in range(4))
 
     global_step, env_seconds, start = 0, 0.0, time.perf_counter()
-    next_obs_np, _ = envs.reset(seed=args.seed)
+    if args.start_store is not None and not isinstance(envs.unwrapped, DreamCore):
+        raise AgentError(
+            f"start_store {args.start_store}: only a dream starts from a store; a real game "
+            "starts its own episodes"
+        )
+    options = None if args.start_store is None else {"store": args.start_store}
+    next_obs_np, _ = envs.reset(seed=args.seed, options=options)
     next_obs = torch.as_tensor(next_obs_np, device=device)  # [B, H, W, C]
     next_done = torch.zeros(B, device=device)
     episode_return = torch.zeros(B, device=device)

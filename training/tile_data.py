@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from training.data import StoreFacts
-from worldsim.errors import StoreError
+from worldsim.errors import StoreError, WorldsimError
 from worldsim.model.tiles import (
     Canvas,
     build_codebook,
@@ -110,6 +110,10 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             1 + event_weight times as often (the model learns from rare events; its reward
             head undoes the oversampling at inference).
         seed: Seeds the codebook, the batches and the validation set.
+        codebook_from: A tile release folder whose codebook and reward values are used
+            instead of ones built from this store. Set it to the release a run fine-tunes
+            (model.init_from) or to a loop's own release, whose store grows: the tokens must
+            mean what they meant when the release was trained.
     """
 
     def __init__(
@@ -128,6 +132,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         test_fraction: float = 0.05,
         event_weight: float = 4.0,
         seed: int = 0,
+        codebook_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -162,16 +167,22 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 f"{self.path} has no training episodes: record more with `worldsim collect`"
             )
         train = [self._read(i) for i in train_eps]
-        sample = np.concatenate([e["patches"].reshape(-1, e["patches"].shape[-1]) for e in train])
-        self.codebook = build_codebook(sample, h.codebook_size, h.frequent_codes, seed=h.seed)
-        del sample
+        given = self._release_vocabulary() if h.codebook_from else None
+        if given is not None:
+            self.codebook, keep = given
+        else:
+            sample = np.concatenate(
+                [e["patches"].reshape(-1, e["patches"].shape[-1]) for e in train]
+            )
+            self.codebook = build_codebook(sample, h.codebook_size, h.frequent_codes, seed=h.seed)
+            del sample
         self.train = self._tokenize(train)
         self.val = self._tokenize([self._read(i) for i in val_eps]) if val_eps else None
-        rewards = self.train["reward"]
-        values, counts = np.unique(np.round(rewards, 3), return_counts=True)
-        keep = np.sort(values[np.argsort(-counts, kind="stable")[: h.reward_classes]])
-        if 0.0 not in keep:
-            keep = np.sort(np.concatenate([keep[1:], [0.0]]))
+        if given is None:
+            values, counts = np.unique(np.round(self.train["reward"], 3), return_counts=True)
+            keep = np.sort(values[np.argsort(-counts, kind="stable")[: h.reward_classes]])
+            if 0.0 not in keep:
+                keep = np.sort(np.concatenate([keep[1:], [0.0]]))
         self.reward_values = keep.astype(np.float32)
         for part in (self.train, self.val):
             if part is not None:
@@ -199,6 +210,37 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             shifts.tolist(),
             self.reward_values.tolist(),
         )
+
+    def _release_vocabulary(self) -> tuple[np.ndarray, np.ndarray]:
+        """(codebook, reward values) of the release `codebook_from`, checked against this
+        data module's settings."""
+        from training.module import ConfigError
+        from worldsim.checkpoint import read_release_config
+
+        h, folder = self.hparams, self.hparams.codebook_from
+        try:
+            cfg = read_release_config(folder)["model_config"]
+        except WorldsimError as e:
+            raise ConfigError(f"data.codebook_from {folder}: {e}") from None
+        if cfg.get("kind") != "tiles":
+            raise ConfigError(
+                f"data.codebook_from {folder} is not a tile world model (kind "
+                f"{cfg.get('kind', 'diffusion')!r}): point it to a tile release"
+            )
+        wrong = [
+            f"{k} {cfg.get(k)} (data: {h[k]})"
+            for k in ("patch", "fixed_rows", "motion_radius", "codebook_size", "reward_classes")
+            if cfg.get(k) != h[k]
+        ]
+        if wrong:
+            raise ConfigError(
+                f"data.codebook_from {folder} has other token settings: {', '.join(wrong)}; "
+                "set data's to the release's"
+            )
+        from worldsim.checkpoint import load_release
+
+        net = load_release(folder, observation_space=self.observation_space)[0]
+        return net.codebook.cpu().numpy(), np.unique(net.reward_values.cpu().numpy())
 
     def _read(self, index: int) -> dict[str, Any]:
         ep = self.store.episode(index)

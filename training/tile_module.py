@@ -109,11 +109,28 @@ class TileWorldSystem(WorldModelSystem):
             net.reward_prior[: len(prior)] = prior
             net.end_prior.fill_(dm.end_prior)
         if self.hparams.init_from:
-            self._init_weights(net, self.hparams.init_from, action_space, observation_space)
+            self._init_tile_weights(net, action_space, observation_space)
         self.action_space, self.observation_space = action_space, observation_space
         self.net = net
         ema = AveragedModel(net, multi_avg_fn=ema_update(self.hparams.ema_decay), use_buffers=True)
         object.__setattr__(self, "ema", ema.requires_grad_(False).eval())
+
+    def _init_tile_weights(
+        self, net: Any, action_space: gym.Space, observation_space: gym.Space
+    ) -> None:
+        """Start from init_from's weights; the token vocabulary must be the data's, and the
+        reward priors stay the data's own."""
+        folder = self.hparams.init_from
+        book = net.codebook.clone()
+        priors = net.reward_prior.clone(), net.end_prior.clone()
+        self._init_weights(net, folder, action_space, observation_space)
+        if not torch.equal(book, net.codebook):
+            raise ConfigError(
+                f"model.init_from {folder} was trained with another tile codebook than the one "
+                f"built from this data: set data.codebook_from: {folder}"
+            )
+        net.reward_prior.copy_(priors[0])
+        net.end_prior.copy_(priors[1])
 
     def configure_model(self) -> None:
         if self._trainer is None:

@@ -223,7 +223,16 @@ class Loop:
         init_args["total_steps"] = steps * self.cfg.iterations  # one cosine over the whole loop
         if self.cfg.init_from is not None:
             init_args["init_from"] = self.cfg.init_from
-        config.setdefault("data", {})["store"] = str(self.data)
+        data = config.setdefault("data", {})
+        if "class_path" in data:  # a data module given by class (the tile model's)
+            data = data.setdefault("init_args", {})
+        data["store"] = str(self.data)
+        if config["data"].get("class_path", "").endswith("TileDataModule"):
+            # Tokens must keep their meaning while the store grows: the codebook of the release
+            # the run starts from, else the one iteration 0 built.
+            vocabulary = self.cfg.init_from or (str(self.world / "release") if i else None)
+            if vocabulary is not None:
+                data["codebook_from"] = vocabulary
         config["checkpoint"] = {
             **config.get("checkpoint", {}),
             "dirpath": str(self.world / "checkpoints"),

@@ -210,6 +210,39 @@ class WorldModel:
         self._batch = x.shape[0]
         self._state = self.rollout.start(x, enc)
 
+    @property
+    def restarts_rows(self) -> bool:
+        """Whether `restart` can start some rollouts afresh while the others go on (a tile
+        model: each rollout's state is its own; the diffusion model shares one cache)."""
+        return hasattr(self.rollout, "restart")
+
+    @torch.inference_mode()
+    def restart(self, rows: Any, frames: Any, actions: Any) -> None:
+        """Start the rollouts `rows` (indices, or a bool mask [B]) afresh from context frames
+        [b, K, H, W, 3] and actions [b, K-1, ...], one per row; the others go on, their
+        memory included. Needs `restarts_rows`; else `reset` them all."""
+        if self._state is None:
+            raise WorldsimError("call reset(frames, actions) before restart(rows, ...)")
+        if not self.restarts_rows:
+            raise WorldsimError(
+                "this world model's rollouts share one state: reset(frames, actions) all of them"
+            )
+        rows = torch.as_tensor(np.asarray(rows))
+        if rows.dtype == torch.bool:
+            if rows.shape != (self._batch,):
+                raise WorldsimError(
+                    f"a row mask must have shape ({self._batch},), got {tuple(rows.shape)}"
+                )
+            rows = rows.nonzero()[:, 0]
+        rows = rows.long()
+        if len(rows) and (rows.min() < 0 or rows.max() >= self._batch):
+            raise WorldsimError(f"rows {rows.tolist()} out of range for {self._batch} rollouts")
+        x, enc = self._context(frames, actions)
+        if x.shape[0] != len(rows):
+            raise FrameError(f"{len(rows)} rows to restart but {x.shape[0]} contexts given")
+        if len(rows):
+            self.rollout.restart(self._state, rows, x, enc)
+
     @torch.inference_mode()
     def step(
         self,

@@ -75,6 +75,9 @@ class TileConfig:
     guidance: float = 1.0  # no classifier-free guidance in this model: must stay 1
     temperature: float = 0.0  # sampling temperature of tiles that were in view (0: the likeliest)
     reveal_temperature: float = 0.0  # of tiles that just came into view: new terrain
+    # Of the fixed rows (a HUD: Crafter's inventory and health). 1 draws a change as often as
+    # the model expects one; 0 only when it is the likeliest outcome, so rare events vanish.
+    fixed_temperature: float = 0.0
     shift_temperature: float = 1.0
     commit_confidence: float = 0.9  # a round commits every token at least this sure
 
@@ -121,10 +124,12 @@ class TileConfig:
             )
         if self.guidance != 1.0:
             raise ValueError("tile models have no action guidance: guidance must be 1")
-        if min(self.temperature, self.reveal_temperature, self.shift_temperature) < 0:
+        temps = (self.temperature, self.reveal_temperature, self.fixed_temperature,
+                 self.shift_temperature)  # fmt: skip
+        if min(temps) < 0:
             raise ValueError(
-                "temperature, reveal_temperature and shift_temperature must be >= 0 "
-                "(0: the likeliest)"
+                "temperature, reveal_temperature, fixed_temperature and shift_temperature must "
+                "be >= 0 (0: the likeliest)"
             )
         if self.change_weight <= 0:
             raise ValueError(f"change_weight must be positive, got {self.change_weight}")

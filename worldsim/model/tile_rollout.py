@@ -42,6 +42,12 @@ class TileRolloutState:
     canvas: Canvas
     seen: Tensor  # bool [B, N, K]
 
+    def assign(self, rows: Tensor, other: TileRolloutState) -> None:
+        """Replace the rollouts `rows` (long [b]) with those of `other` (b rollouts)."""
+        for name in ("frame", "pix", "code", "prev_code", "prev_shift", "seen"):
+            getattr(self, name)[rows] = getattr(other, name)
+        self.canvas.assign(rows, other.canvas)
+
 
 def _choose(
     logits: Tensor, temperature: float | Tensor, generator: torch.Generator | None
@@ -100,6 +106,11 @@ class TileRollout:
             frames[:, -1], patches[:, -1], codes[:, -1], prev, prev_shift, canvas, seen
         )
 
+    def restart(self, state: TileRolloutState, rows: Tensor, x: Tensor, actions: Tensor) -> None:
+        """Start the rollouts `rows` (long [b]) of `state` afresh from context x [b, K, C, H, W]
+        (as `start`); the other rollouts, their memory included, go on untouched."""
+        state.assign(rows.to(state.code.device), self.start(x, actions))
+
     @torch.no_grad()
     def next(
         self,
@@ -156,6 +167,7 @@ class TileRollout:
         given = torch.zeros_like(state.code)
         revealed = code_sh == K
         temperature = torch.where(revealed, cfg.reveal_temperature, cfg.temperature)
+        temperature[:, net.moving :] = cfg.fixed_temperature
         for r in range(rounds):
             logits = net.tile_logits(
                 code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift

@@ -265,6 +265,12 @@ class Canvas:
         age = torch.where(hit, self.step - self.when[b, i, j], torch.zeros_like(i))
         return code, age
 
+    def assign(self, rows: Tensor, other: Canvas) -> None:
+        """Replace the rollouts `rows` (long [b]) with those of `other` (b rollouts), keeping
+        their ages."""
+        self.code[rows], self.where[rows], self.origin[rows] = other.code, other.where, other.origin
+        self.when[rows] = other.when + (self.step - other.step)
+
     def write(self, codes: Tensor) -> None:
         """Remember the view's scrolling tiles codes [B, n] (then the clock ticks)."""
         pos, b, i, j = self._cells()
