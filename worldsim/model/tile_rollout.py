@@ -26,7 +26,7 @@ from worldsim.model.tiles import (
     shift_from_pixels,
 )
 
-__all__ = ["TileRollout", "TileRolloutState"]
+__all__ = ["Given", "TileRollout", "TileRolloutState"]
 
 
 @dataclass
@@ -49,12 +49,33 @@ class TileRolloutState:
         self.canvas.assign(rows, other.canvas)
 
 
+@dataclass
+class Given:
+    """What a step is told instead of choosing it (generative tools: worldsim/generate/).
+
+    shift: long [B] the view shift class of every rollout (None: the shift net samples it).
+    patches / mask: uint8 [B, N, D] and bool [B, N]: the tiles at `mask` are committed before
+        the rounds (kept where the shifted tile already shows the patch within `match_rms`, as
+        in training; else its nearest code); the net fills the others around them.
+    hide: bool [B, N]: tokens the net must draw afresh, as if they had just come into view
+        (their tile and their memory are hidden from it).
+    """
+
+    shift: Tensor | None = None
+    patches: Tensor | None = None
+    mask: Tensor | None = None
+    hide: Tensor | None = None
+
+
 def _choose(
-    logits: Tensor, temperature: float | Tensor, generator: torch.Generator | None
-) -> tuple[Tensor, Tensor]:
+    logits: Tensor,
+    temperature: float | Tensor,
+    generator: torch.Generator | None,
+    with_prob: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """A choice from logits [..., V] at `temperature` (a float, or per row [...]): the argmax
     where it is 0, else a Gumbel-max sample. Returns (choice [...], its probability [...] at
-    temperature 1)."""
+    temperature 1, or None without `with_prob`)."""
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
     choice = logits.argmax(-1)
     if bool((t > 0).any()):
@@ -63,6 +84,8 @@ def _choose(
         gumbel = -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
         sampled = (logits / t.clamp(min=1e-6)[..., None] + gumbel).argmax(-1)
         choice = torch.where(t > 0, sampled, choice)
+    if not with_prob:
+        return choice, None
     prob = torch.softmax(logits, -1).gather(-1, choice[..., None])[..., 0]
     return choice, prob
 
@@ -106,6 +129,16 @@ class TileRollout:
             frames[:, -1], patches[:, -1], codes[:, -1], prev, prev_shift, canvas, seen
         )
 
+    def remember_at(self, state: TileRolloutState, x: Tensor, offset: Tensor) -> None:
+        """Write frames x [B, C, H, W] into the world memory as seen from the view offset
+        [B, 2] (d_row, d_col tiles from the current view): a walk there then finds them."""
+        codes = nearest_codes(frames_to_patches(self.net.x_to_frames(x[:, None])[:, 0],
+                                                self.config.patch), self.net.codebook)[0]  # fmt: skip
+        offset = offset.to(state.canvas.origin)
+        state.canvas.move(offset)
+        state.canvas.write(codes[:, : self.net.moving])
+        state.canvas.move(-offset)
+
     def restart(self, state: TileRolloutState, rows: Tensor, x: Tensor, actions: Tensor) -> None:
         """Start the rollouts `rows` (long [b]) of `state` afresh from context x [b, K, C, H, W]
         (as `start`); the other rollouts, their memory included, go on untouched."""
@@ -121,12 +154,14 @@ class TileRollout:
         guidance: float | None = None,
         generator: torch.Generator | None = None,
         method: str | None = None,
+        given: list[Given | None] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The k frames that follow encoded actions [B, k, A]; updates `state`.
 
         Args:
             steps: commit rounds per frame (default: the config's `sampler_steps`).
             guidance: must be None or 1 (this model has no action guidance).
+            given: per frame, what the step is told (a shift, committed tiles); None: nothing.
 
         Returns:
             frames x [B, k, C, H, W] in [-1, 1], rewards [B, k], termination probabilities [B, k].
@@ -139,8 +174,9 @@ class TileRollout:
         if rounds < 1:
             raise WorldsimError(f"steps (commit rounds) must be at least 1, got {rounds}")
         xs, rewards, ends = [], [], []
-        for a in actions.unbind(1):
-            frame, reward, end = self._step(state, a, rounds, generator)
+        for i, a in enumerate(actions.unbind(1)):
+            told = given[i] if given is not None else None
+            frame, reward, end = self._step(state, a, rounds, generator, told)
             xs.append(frame)
             rewards.append(reward)
             ends.append(end)
@@ -153,28 +189,52 @@ class TileRollout:
         action: Tensor,
         rounds: int,
         generator: torch.Generator | None,
+        told: Given | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         net, cfg = self.net, self.config
         K = cfg.codebook_size
-        shift = _choose(
-            net.shift_logits(state.code, state.pix, action), cfg.shift_temperature, generator
-        )[0]
+        told = told or Given()
+        shift = (
+            told.shift
+            if told.shift is not None
+            else _choose(
+                net.shift_logits(state.code, state.pix, action),
+                cfg.shift_temperature,
+                generator,
+                with_prob=False,
+            )[0]
+        )
         state.canvas.move(self.disp[shift])
         mem_code, mem_age = state.canvas.read()
         pix_sh, code_sh, prev_sh = net.shift_inputs(
             state.pix, state.code, state.prev_code, state.prev_shift, shift
         )
         given = torch.zeros_like(state.code)
+        if told.hide is not None:
+            hide = told.hide.to(code_sh.device)
+            code_sh = code_sh.masked_fill(hide, K)
+            pix_sh = pix_sh.masked_fill(hide[..., None], 0)
+            mem_code = mem_code.masked_fill(hide[:, : net.moving], -1)
+            mem_age = mem_age.masked_fill(hide[:, : net.moving], 0)
+        if told.mask is not None and told.patches is not None:
+            want = told.patches.to(pix_sh.device)
+            same = ((pix_sh.float() - want.float()) ** 2).mean(-1).sqrt() < cfg.match_rms
+            code = nearest_codes(want, net.codebook)[0]
+            target = torch.where(same & (code_sh != K), 1, code + 2)
+            given = torch.where(told.mask.to(given.device), target, given)
         revealed = code_sh == K
         temperature = torch.where(revealed, cfg.reveal_temperature, cfg.temperature)
         temperature[:, net.moving :] = cfg.fixed_temperature
         for r in range(rounds):
+            if not bool((given == 0).any()):
+                break  # every token was given
             logits = net.tile_logits(
                 code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift
             )
-            choice, conf = _choose(logits, temperature, generator)
+            last = r == rounds - 1  # the last round commits every open token: no ranking
+            choice, conf = _choose(logits, temperature, generator, with_prob=not last)
             open_ = given == 0
-            if r == rounds - 1:
+            if last:
                 commit = open_
             else:
                 sure = open_ & (conf >= cfg.commit_confidence)
