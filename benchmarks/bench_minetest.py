@@ -1,0 +1,171 @@
+"""Minetest figures: env speed, replay determinism, and 3D consistency of a world model in pose loops.
+
+Run:
+    OMP_NUM_THREADS=1 python benchmarks/bench_minetest.py --speed-steps 400 --replay-steps 64 \
+        --out benchmarks/results/minetest.json
+    OMP_NUM_THREADS=1 python benchmarks/bench_minetest.py --checkpoint models/minetest \
+        --loops 4 --out benchmarks/results/minetest_loops.json
+
+Loops start from a real context (reset, then K-1 no-op steps) and play a pose loop in the
+real game and in the dream with the same actions: a full turn in place (24 steps of 15
+degrees), and walking forward n steps then back n (n = 4, 8, 16, 32; the view keeps its
+direction). At the return the real frame is the one at that pose (turning is exact; walking
+returns to within a few hundredths of a node), so the dream's frame there measures its 3D
+memory, next to copy-last-frame (the last context frame, which is the start pose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from worldsim.bench.metrics import psnr
+from worldsim.spaces import noop_action
+
+
+def action(space: Any, camera: tuple[float, float] = (0.0, 0.0), **buttons: int) -> dict:
+    out = noop_action(space)
+    for key, value in buttons.items():
+        out[key] = np.int64(value)
+    out["camera"] = np.array(camera, np.float32)
+    return out
+
+
+def loops(space: Any) -> dict[str, list[dict]]:
+    """The pose loops: name -> actions."""
+    out = {"turn360": [action(space, (0.0, 15.0)) for _ in range(24)]}
+    for n in (4, 8, 16, 32):
+        out[f"walk{n}"] = [action(space, forward=1)] * n + [action(space, back=1)] * n
+    return out
+
+
+def speed(env: Any, steps: int) -> dict[str, float]:
+    """Env steps/s with no-op actions and with the explorer's actions."""
+    from envs.policies import make_policy
+
+    out = {}
+    for name in ("noop", "explorer"):
+        policy = make_policy("explorer", env.action_space)
+        policy.reset(0)
+        obs, _ = env.reset(seed=0)
+        start = time.perf_counter()
+        for _ in range(steps):
+            a = noop_action(env.action_space) if name == "noop" else policy(obs)
+            obs, *_ = env.step(a)
+        out[f"{name}_steps_per_s"] = steps / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for seed in range(5):
+        env.reset(seed=seed)
+    out["reset_s"] = (time.perf_counter() - start) / 5
+    return out
+
+
+def replay(env: Any, steps: int, seeds: int = 2) -> dict[str, dict[str, float]]:
+    """Same seed, same actions, twice: the share of identical frames and the mean abs difference."""
+    from envs.policies import make_policy
+
+    out = {}
+    for name in ("camera", "sticky", "explorer"):
+        same, mae, pose = [], [], []
+        for seed in range(seeds):
+            runs = []
+            for _ in range(2):
+                policy = make_policy(
+                    "explorer" if name == "explorer" else "sticky", env.action_space
+                )
+                policy.reset(seed)
+                obs, info = env.reset(seed=seed)
+                frames, poses = [obs], [info["pose"]]
+                for _ in range(steps):
+                    a = policy(obs)
+                    if name == "camera":  # only the sticky policy's camera moves
+                        a = {k: v if k == "camera" else np.zeros_like(v) for k, v in a.items()}
+                    obs, *_, info = env.step(a)
+                    frames.append(obs)
+                    poses.append(info["pose"])
+                runs.append((np.stack(frames).astype(np.int16), np.stack(poses)))
+            (fa, pa), (fb, pb) = runs
+            same += [bool(np.array_equal(x, y)) for x, y in zip(fa, fb)]
+            mae.append(float(np.abs(fa - fb).mean()))
+            pose.append(float(np.abs(pa[:, :3] - pb[:, :3]).max()))
+        out[name] = {
+            "identical_frames": float(np.mean(same)),
+            "mean_abs_diff": float(np.mean(mae)),
+            "max_position_diff_nodes": float(np.max(pose)),
+        }
+    return out
+
+
+def consistency(env: Any, checkpoint: str, episodes: int, device: str) -> dict[str, Any]:
+    """Per loop: PSNR (capped at 60 dB) of the dream's and of copy-last-frame's return frame
+    against the real one, the share of loops whose real return frame is the start frame, and
+    how far the real return is from the start pose."""
+    from envs.world_model_env import WorldModelEnv
+
+    dream = WorldModelEnv(checkpoint, device=device)
+    K = dream.starts.length
+    table: dict[str, Any] = {}
+    for name, actions in loops(env.action_space).items():
+        rows = []
+        for seed in range(episodes):
+            frame, info = env.reset(seed=seed)
+            frames = [frame]
+            for _ in range(K - 1):
+                frames.append(env.step(noop_action(env.action_space))[0])
+            start_pose = env.step(noop_action(env.action_space))[-1]["pose"]
+            dreamed, _ = dream.reset(seed=seed, options={"frames": np.stack(frames)})
+            for a in actions:
+                real, *_, info = env.step(a)
+                dreamed, *_ = dream.step(a)
+            rows.append({
+                "dream_psnr": float(psnr(dreamed, real, cap_db=60)),
+                "copy_last_psnr": float(psnr(frames[-1], real, cap_db=60)),
+                "real_return_identical": float(np.array_equal(frames[-1], real)),
+                "pose_error_nodes": float(np.abs(info["pose"][:3] - start_pose[:3]).max()),
+            })  # fmt: skip
+        table[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    return {"checkpoint": checkpoint, "context": K, "episodes": episodes, "loops": table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--speed-steps", type=int, default=0, help="steps per speed run (0: skip)")
+    p.add_argument("--replay-steps", type=int, default=0, help="steps per replay (0: skip)")
+    p.add_argument("--checkpoint", help="a Minetest world-model release: run the pose loops")
+    p.add_argument("--loops", type=int, default=4, help="start poses per loop")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = p.parse_args(argv)
+    env = gym.make("worldsim/RealMinetest-v0").unwrapped  # no TimeLimit: loops run long
+    report: dict[str, Any] = {"size": list(env.size), "tick_s": env.tick}
+    try:
+        if args.speed_steps:
+            report["speed"] = speed(env, args.speed_steps)
+        if args.replay_steps:
+            report["replay"] = {"steps": args.replay_steps, **replay(env, args.replay_steps)}
+        if args.checkpoint:
+            report["consistency"] = consistency(env, args.checkpoint, args.loops, args.device)
+    finally:
+        env.close()
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
