@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from worldsim.errors import ActionError, WorldsimError
+from worldsim.generate import Generation, animate, bridge, edit, extend
 from worldsim.model.net import FrameError, WorldModelNet
 from worldsim.model.rollout import Rollout, RolloutState
 from worldsim.model.tile_net import TileWorldNet
@@ -368,3 +369,23 @@ class WorldModel:
             "rewards": rewards[:, 1:].float().cpu().numpy(),
             "terminated": (p_end[:, 1:] > 0.5).cpu().numpy(),
         }
+
+    # ------------------------------------------------------------------ generative tools
+    # One clip at a time; the logic and the full arguments are in worldsim/generate/.
+    def extend(
+        self, frames: Any, actions: Any, future_actions: Any = None, **kw: Any
+    ) -> Generation:
+        """A clip [T, H, W, 3] extended forward (or `backward=True`) by new frames."""
+        return extend(self, frames, actions, future_actions, **kw)
+
+    def animate(self, image: Any, strength: float, actions: Any = None, **kw: Any) -> Generation:
+        """A picture [H, W, 3] brought onto the game at `strength` in [0, 1], then played."""
+        return animate(self, image, strength, actions, **kw)
+
+    def edit(self, frames: Any, actions: Any, start: int, **kw: Any) -> Generation:
+        """frames[start:] re-generated under `new_actions` or at `strength`; frames[:start] kept."""
+        return edit(self, frames, actions, start, **kw)
+
+    def bridge(self, start_frame: Any, end_frame: Any, n: int, **kw: Any) -> Generation:
+        """The n frames between a start and an end frame [H, W, 3], both held clean."""
+        return bridge(self, start_frame, end_frame, n, **kw)

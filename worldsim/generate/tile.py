@@ -1,0 +1,281 @@
+"""The generative tools on a tile world model: quantise a picture and re-draw a share of its
+tiles, re-draw a clip with some recorded tiles given, and walk a planned path to an end frame
+that is already in the world memory.
+
+The tile net is told things through `worldsim.model.tile_rollout.Given`: a shift (the view's
+move), tiles committed before its rounds (the rest are filled around them, as MaskGIT fills
+the tokens it was not given), and tokens to draw afresh as if they had just come into view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from worldsim.generate.clip import GenerateError
+from worldsim.model.net import pixels_to_x
+from worldsim.model.tile_rollout import Given, TileRollout, TileRolloutState
+from worldsim.model.tiles import (
+    displacements,
+    frames_to_patches,
+    nearest_codes,
+    patches_to_frames,
+    shift_from_pixels,
+)
+
+__all__ = ["animate_tiles", "bridge_tiles", "edit_tiles", "find_offset", "quantise"]
+
+
+def _rand(shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
+    return torch.rand(shape, generator=generator)
+
+
+def quantise(net: Any, image: np.ndarray) -> tuple[np.ndarray, Tensor]:
+    """A picture [H, W, C] drawn with the codebook's real tiles: each tile replaced by its
+    nearest code (pixels off the tile grid kept). Returns (uint8 [H, W, C], RMS error per
+    token [N], 0-255 units)."""
+    base = torch.as_tensor(image).to(net.device)
+    patches = frames_to_patches(base, net.config.patch)  # [N, D]
+    codes, errs = nearest_codes(patches, net.codebook)
+    frame = patches_to_frames(net.codebook[codes], base, net.config.patch)
+    return frame.cpu().numpy(), errs.cpu()
+
+
+def choose_tokens(
+    errs: Tensor, strength: float, order: str, generator: torch.Generator | None
+) -> Tensor:
+    """The share `strength` of tokens [N] to re-draw: the worst-matching first ("worst"; ties
+    broken at random) or at random ("random"). Returns bool [N]."""
+    N = len(errs)
+    n = round(strength * N)
+    noise = _rand((N,), generator)
+    if order == "worst":
+        score = errs.float() + 1e-3 * noise  # ties (exact tiles: error 0) at random
+    elif order == "random":
+        score = noise
+    else:
+        raise GenerateError(f"order {order!r} is not 'worst' or 'random'")
+    out = torch.zeros(N, dtype=torch.bool)
+    out[score.argsort(descending=True)[:n]] = True
+    return out
+
+
+def _start(rollout: TileRollout, frames: np.ndarray, enc: Tensor) -> TileRolloutState:
+    x = pixels_to_x(torch.as_tensor(frames[None]).to(rollout.net.device))
+    return rollout.start(x, enc[None])
+
+
+def animate_tiles(
+    rollout: TileRollout,
+    image: np.ndarray,
+    strength: float,
+    noop: Tensor,  # [1, A] the encoded no-op
+    future: Tensor | None,
+    *,
+    order: str = "worst",
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The picture quantised, a share `strength` of its tiles re-drawn by the tile net given
+    the others, then played under encoded actions future [N, A].
+
+    Returns:
+        the start frame uint8 [H, W, C], the played frames [N, H, W, C], rewards [N].
+    """
+    net = rollout.net
+    quantised, errs = quantise(net, image)
+    hide = choose_tokens(errs, strength, order, generator).to(net.device)[None]  # [1, N]
+    state = _start(rollout, quantised[None], noop[:0])
+    if bool(hide.any()):
+        patches = frames_to_patches(torch.as_tensor(quantised).to(net.device), net.config.patch)
+        still = torch.zeros(1, dtype=torch.long, device=net.device)
+        told = Given(shift=still, patches=patches[None], mask=~hide, hide=hide)
+        rollout.next(state, noop[None], steps=steps, generator=generator, given=[told])
+        state.prev_code, state.prev_shift = state.code.clone(), still  # a still start
+    first = state.frame[0].cpu().numpy()
+    if future is None or len(future) == 0:
+        return first, first[:0], np.zeros(0, np.float32)
+    x, rewards, _ = rollout.next(state, future[None], steps=steps, generator=generator)
+    return first, net.x_to_frames(x)[0].cpu().numpy(), rewards[0].float().cpu().numpy()
+
+
+def edit_tiles(
+    rollout: TileRollout,
+    frames: np.ndarray,
+    enc: Tensor,
+    start: int,
+    strength: float,
+    *,
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """SDEdit on a clip: frames[:start] held, each later frame re-drawn with a share
+    1 - `strength` of its recorded tiles given (at random) and the recorded view shift.
+
+    Args:
+        frames: uint8 [T, H, W, C]; enc: the encoded recorded actions [T-1, A].
+
+    Returns:
+        frames [T - start, H, W, C] and rewards [T - start].
+    """
+    net, cfg = rollout.net, rollout.config
+    state = _start(rollout, frames[:start], enc[: start - 1])
+    patches = frames_to_patches(torch.as_tensor(frames[start - 1 :]), cfg.patch)  # [n+1, N, D]
+    shifts = torch.as_tensor(shift_from_pixels(patches, net.source.cpu(), net.valid.cpu()))
+    out, rewards = [], []
+    for i in range(len(frames) - start):
+        mask = _rand((1, cfg.tokens_per_frame), generator) >= strength  # given: 1 - strength
+        told = Given(
+            shift=shifts[i : i + 1].to(net.device),
+            patches=patches[i + 1][None].to(net.device),
+            mask=mask.to(net.device),
+        )
+        x, r, _ = rollout.next(
+            state,
+            enc[None, start - 1 + i : start + i],
+            steps=steps,
+            generator=generator,
+            given=[told],
+        )
+        out.append(net.x_to_frames(x)[0, 0].cpu().numpy())
+        rewards.append(float(r[0, 0]))
+    return np.stack(out), np.asarray(rewards, np.float32)
+
+
+def _same(a: Tensor, b: Tensor, tol: float) -> Tensor:
+    """Whether patches a and b [..., D] look the same: RMS within `tol` (0-255 units). Codes
+    are no test: the codebook holds many tints of a tile (Crafter's daylight), so one tile
+    maps to another code from frame to frame."""
+    return ((a.float() - b.float()) ** 2).mean(-1).sqrt() <= tol
+
+
+def find_offset(
+    net: Any, start: np.ndarray, end: np.ndarray, min_agree: float = 0.5, tol: float = 12.0
+) -> tuple[int, int]:
+    """Where the end frame's view lies from the start's, in tiles (d_row, d_col), read off the
+    tiles both show: the offset at which most overlapping map tiles look the same."""
+    cfg = net.config
+    rows, cols = cfg.grid[0] - cfg.fixed_rows, cfg.grid[1]
+    pix = frames_to_patches(torch.as_tensor(np.stack([start, end])), cfg.patch)
+    a = pix[0, : rows * cols].reshape(rows, cols, -1)
+    b = pix[1, : rows * cols].reshape(rows, cols, -1)
+    best, best_agree = (0, 0), -1.0
+    for dr in range(-(rows - 1), rows):
+        for dc in range(-(cols - 1), cols):
+            # end tile (r, c) shows the world at start tile (r + dr, c + dc)
+            r0, r1 = max(0, -dr), min(rows, rows - dr)
+            c0, c1 = max(0, -dc), min(cols, cols - dc)
+            if (r1 - r0) * (c1 - c0) < rows * cols / 3:
+                continue
+            same = _same(b[r0:r1, c0:c1], a[r0 + dr : r1 + dr, c0 + dc : c1 + dc], tol)
+            agree = float(same.float().mean())
+            nearer = abs(dr) + abs(dc) < abs(best[0]) + abs(best[1])
+            if agree > best_agree + 1e-9 or (abs(agree - best_agree) <= 1e-9 and nearer):
+                best, best_agree = (dr, dc), agree
+    if best_agree < min_agree:
+        raise GenerateError(
+            "cannot tell where the end frame lies from the start (their views share too few "
+            "tiles); pass offset=(d_row, d_col), the end view's position in tiles from the start's"
+        )
+    return best
+
+
+def _plan(offset: tuple[int, int], n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """n + 1 displacements from the start to the end view, one tile at a time in a random
+    order, the moves spread at random over the n generated steps (the last one may be the
+    step into the end frame)."""
+    dr, dc = offset
+    moves = [(int(np.sign(dr)), 0)] * abs(dr) + [(0, int(np.sign(dc)))] * abs(dc)
+    rng.shuffle(moves)
+    plan = [(0, 0)] * (n + 1)
+    k = min(len(moves), n)
+    where = np.sort(rng.choice(n, size=k, replace=False)) if k else []
+    for i, w in enumerate(where):
+        plan[w] = moves[i]
+    if len(moves) > n:
+        plan[n] = moves[n]
+    return plan
+
+
+def _best_action(net: Any, state: TileRolloutState, actions: Tensor, shift: Tensor) -> Tensor:
+    """Per rollout, the index of the encoded action [A_n, A] under which the shift net finds the
+    wanted shift [B] likeliest."""
+    B, n = state.code.shape[0], len(actions)
+    code = state.code.repeat_interleave(n, 0)
+    pix = state.pix.repeat_interleave(n, 0)
+    logits = net.shift_logits(code, pix, actions.repeat(B, 1)).log_softmax(-1)  # [B*n, S]
+    want = shift.repeat_interleave(n)
+    return logits.gather(1, want[:, None])[:, 0].view(B, n).argmax(1)
+
+
+def bridge_tiles(
+    rollout: TileRollout,
+    start: np.ndarray,
+    end: np.ndarray,
+    n: int,
+    offset: tuple[int, int],
+    choices: Tensor,
+    *,
+    candidates: int = 1,
+    remember_end: bool = True,
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """The n frames between `start` and `end` [H, W, C]: `candidates` planned walks from the
+    start view to the end's (offset: its position in tiles), each step's action the one under
+    which the model finds the planned shift likeliest (among the encoded `choices` [A_n, A]),
+    with the end frame written into the world memory at its offset (`remember_end`) so tiles
+    coming into view are drawn from it. Keeps the candidate whose last frame, moved by the last
+    planned step, matches the end's tiles best.
+
+    Returns:
+        frames [n, H, W, C], the chosen action indices [n + 1], rewards [n], info.
+    """
+    net, cfg = rollout.net, rollout.config
+    disp = displacements(cfg.motion_radius)
+    if cfg.motion_radius < 1:
+        raise GenerateError("this tile model never scrolls the view (motion_radius 0): no path")
+    rng = np.random.default_rng(seed)
+    plans = [_plan(offset, n, rng) for _ in range(candidates)]
+    cls = torch.tensor([[disp.index(d) for d in p] for p in plans], device=net.device)  # [c, n+1]
+    x_start = pixels_to_x(torch.as_tensor(start[None, None]).to(net.device))
+    state = rollout.start(x_start.repeat(candidates, 1, 1, 1, 1), choices[None, :0])
+    x_end = pixels_to_x(torch.as_tensor(end[None, None]).to(net.device))[:, 0]
+    if remember_end:
+        off = torch.tensor([offset], device=net.device).repeat(candidates, 1)
+        rollout.remember_at(state, x_end.repeat(candidates, 1, 1, 1), off)
+    frames, picks, rewards = [], [], []
+    for t in range(n + 1):
+        pick = _best_action(net, state, choices, cls[:, t])
+        picks.append(pick)
+        if t == n:
+            break
+        x, r, _ = rollout.next(
+            state,
+            choices[pick][:, None],
+            steps=steps,
+            generator=generator,
+            given=[Given(shift=cls[:, t])],
+        )
+        frames.append(net.x_to_frames(x)[:, 0])
+        rewards.append(r[:, 0])
+    # score: the last frame moved by the last step against the end frame's tiles
+    end_pix = frames_to_patches(torch.as_tensor(end).to(net.device), cfg.patch)[: net.moving]
+    moved = net.shifted(state.pix, cls[:, n], 0)[:, : net.moving]
+    known = net.valid[cls[:, n]][:, : net.moving]
+    same = _same(moved, end_pix[None], 12.0) & known
+    agree = same.sum(1) / known.sum(1).clamp(min=1)
+    best = int(agree.argmax())
+    out = torch.stack(frames, 1)[best].cpu().numpy() if frames else start[None][:0]
+    reward = torch.stack(rewards, 1)[best].float().cpu().numpy() if rewards else np.zeros(0)
+    info = {
+        "offset": list(offset),
+        "candidates": candidates,
+        "end_agreement": float(agree[best]),
+        "plan": [list(d) for d in plans[best]],
+    }
+    return out, torch.stack(picks, 1)[best].cpu().numpy(), reward.astype(np.float32), info
