@@ -15,7 +15,7 @@ import sys
 from worldsim.errors import WorldsimError
 
 # Modules under worldsim/cli/ that register subcommands, in the order --help lists them.
-COMMAND_MODULES = ["collect", "data", "model", "export", "bench", "rl", "loop"]
+COMMAND_MODULES = ["collect", "data", "model", "export", "bench", "rl", "loop", "generate"]
 
 # Subcommands handed to another command line parser whole (LightningCLI owns `fit`).
 PASSTHROUGH = {"fit": "training.cli:main"}

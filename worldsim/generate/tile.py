@@ -37,7 +37,7 @@ def quantise(net: Any, image: np.ndarray) -> tuple[np.ndarray, Tensor]:
     """A picture [H, W, C] drawn with the codebook's real tiles: each tile replaced by its
     nearest code (pixels off the tile grid kept). Returns (uint8 [H, W, C], RMS error per
     token [N], 0-255 units)."""
-    base = torch.as_tensor(image).to(net.device)
+    base = torch.as_tensor(np.array(image)).to(net.device)
     patches = frames_to_patches(base, net.config.patch)  # [N, D]
     codes, errs = nearest_codes(patches, net.codebook)
     frame = patches_to_frames(net.codebook[codes], base, net.config.patch)

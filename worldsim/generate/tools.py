@@ -9,7 +9,7 @@ GenerateError saying why and what would.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -31,8 +31,8 @@ from worldsim.generate.tile import animate_tiles, bridge_tiles, edit_tiles, find
 from worldsim.model.tile_net import TileWorldNet
 from worldsim.spaces import noop_action, stack_actions, tree_index
 
-if TYPE_CHECKING:
-    from worldsim.world_model import WorldModel
+# A `worldsim.world_model.WorldModel` (not imported: it imports this package for its methods).
+WorldModel = Any
 
 __all__ = ["REVERSED_KEY", "animate", "bridge", "edit", "extend"]
 
