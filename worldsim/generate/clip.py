@@ -82,7 +82,7 @@ def check_picture(image: Any, shape: tuple[int, int, int]) -> np.ndarray:
             f"the picture has shape {array.shape}; this model needs {H}x{W}x{C} "
             f"(resize it to {W}x{H}, e.g. read_picture(path, shape, resize=True))"
         )
-    return np.ascontiguousarray(array)
+    return np.array(array)  # a writable copy (torch wants one; PIL gives read-only arrays)
 
 
 def read_picture(path: str | Path, shape: tuple[int, int, int], resize: bool = True) -> np.ndarray:

@@ -97,7 +97,7 @@ def animate_tiles(
         state.prev_code, state.prev_shift = state.code.clone(), still  # a still start
     first = state.frame[0].cpu().numpy()
     if future is None or len(future) == 0:
-        return first, first[:0], np.zeros(0, np.float32)
+        return first, first[None][:0], np.zeros(0, np.float32)
     x, rewards, _ = rollout.next(state, future[None], steps=steps, generator=generator)
     return first, net.x_to_frames(x)[0].cpu().numpy(), rewards[0].float().cpu().numpy()
 
@@ -239,6 +239,12 @@ def bridge_tiles(
     disp = displacements(cfg.motion_radius)
     if cfg.motion_radius < 1:
         raise GenerateError("this tile model never scrolls the view (motion_radius 0): no path")
+    m = abs(offset[0]) + abs(offset[1])
+    if m > n + 1:
+        raise GenerateError(
+            f"the end view is {m} tiles from the start's: {n} frames between cannot walk there "
+            f"at one tile per step; pass n >= {m - 1}"
+        )
     rng = np.random.default_rng(seed)
     plans = [_plan(offset, n, rng) for _ in range(candidates)]
     cls = torch.tensor([[disp.index(d) for d in p] for p in plans], device=net.device)  # [c, n+1]

@@ -59,6 +59,13 @@ def _frames(wm: WorldModel, x: Tensor) -> np.ndarray:
     return wm.net.x_to_frames(x)[0].cpu().numpy()
 
 
+def _reversed(actions: Any) -> Any:
+    """Actions [T, ...] in reverse time order (a copy: tensors take no negative strides)."""
+    if isinstance(actions, dict):
+        return {k: np.ascontiguousarray(np.asarray(v)[::-1]) for k, v in actions.items()}
+    return np.ascontiguousarray(np.asarray(actions)[::-1])
+
+
 def _strength(strength: float) -> float:
     s = float(strength)
     if not 0.0 <= s <= 1.0:
@@ -117,8 +124,8 @@ def extend(
         rev = extend(
             wm,
             frames[::-1].copy(),
-            tree_index(actions, slice(None, None, -1)),
-            tree_index(future, slice(None, None, -1)),
+            _reversed(actions),
+            _reversed(future),
             steps=steps,
             generator=generator,
         )
@@ -126,7 +133,7 @@ def extend(
             "extend-backward",
             rev.frames[::-1].copy(),
             rev.generated[::-1].copy(),
-            tree_index(rev.actions, slice(None, None, -1)),
+            _reversed(rev.actions),
             rev.rewards[::-1].copy(),
             reference,
             {"backward": True},
