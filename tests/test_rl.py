@@ -14,7 +14,7 @@ from gymnasium.vector import AutoresetMode
 
 from training import rl_ppo
 from training.rl_common import field_docs, trainer_main, with_overrides
-from training.rl_eval import crafter_score, evaluate, success_rates
+from training.rl_eval import crafter_score, crafter_score_ci95, evaluate, mean_ci95, success_rates
 from worldsim.agents import (
     ActorCritic,
     AgentError,
@@ -216,6 +216,19 @@ def test_crafter_score_formula():
     assert len(rates) == 22 and rates["collect_wood"] == 50.0 and rates["wake_up"] == 0.0
 
 
+def test_confidence_intervals_cover_the_estimate_and_shrink_with_agreement():
+    same = [{"collect_wood": 1, "wake_up": 1}] * 20
+    lo, hi = crafter_score_ci95(same)
+    assert lo == hi == pytest.approx(crafter_score(success_rates(same)))  # no spread: no doubt
+    mixed = [{"collect_wood": k % 2, "wake_up": k % 3 == 0} for k in range(40)]
+    lo, hi = crafter_score_ci95(mixed, seed=1)
+    assert lo < crafter_score(success_rates(mixed)) < hi
+    assert crafter_score_ci95(mixed, seed=1) == [lo, hi]  # seeded
+    assert mean_ci95([2.0, 2.0, 2.0]) == [2.0, 2.0]
+    lo, hi = mean_ci95([0.0, 1.0] * 50)
+    assert lo == pytest.approx(0.5 - 1.96 * np.std([0.0, 1.0] * 50, ddof=1) / 10) and hi > 0.5
+
+
 def test_rl_eval_runs_an_agent_in_the_real_crafter(tmp_path):
     save_agent(tmp_path / "agent", ActorCritic(FRAMES, ACTIONS, TINY_AGENT))
     report_path = tmp_path / "report.json"
@@ -227,6 +240,9 @@ def test_rl_eval_runs_an_agent_in_the_real_crafter(tmp_path):
     for report in reports.values():
         assert report["episodes"] == 2 and all(n <= 40 for n in report["lengths"])
         assert 0.0 <= report["crafter_score"] <= 100.0 and len(report["success_rates"]) == 22
+        lo, hi = report["crafter_score_ci95"]
+        assert lo <= report["crafter_score"] <= hi and len(report["achievements"]) == 2
+        assert report["return_ci95"][0] <= report["return_mean"] <= report["return_ci95"][1]
     # the same seed, the same worlds: a random policy's evaluation repeats exactly
     from envs.policies import make_policy
 

@@ -27,9 +27,11 @@ __all__ = [
     "PUBLISHED_CRAFTER_SCORES",
     "crafter_achievements",
     "crafter_score",
+    "crafter_score_ci95",
     "evaluate",
     "evaluate_agent",
     "format_reports",
+    "mean_ci95",
     "success_rates",
 ]
 
@@ -77,6 +79,36 @@ def success_rates(
     names = list(names) if names is not None else crafter_achievements()
     n = max(len(achievements), 1)
     return {name: 100.0 * sum(a.get(name, 0) > 0 for a in achievements) / n for name in names}
+
+
+def mean_ci95(values: Sequence[float]) -> list[float]:
+    """The 95% confidence interval of a mean (normal approximation): [low, high]."""
+    x = np.asarray(values, float)
+    if x.size < 2:
+        return [float(x.mean()), float(x.mean())] if x.size else [math.nan, math.nan]
+    half = 1.96 * x.std(ddof=1) / math.sqrt(x.size)
+    return [float(x.mean() - half), float(x.mean() + half)]
+
+
+def crafter_score_ci95(
+    achievements: Sequence[Mapping[str, int]], seed: int = 0, resamples: int = 2000
+) -> list[float]:
+    """The 95% percentile-bootstrap interval of the Crafter score over episodes: [low, high].
+
+    Args:
+        achievements: per episode, its final ``info["achievements"]``.
+        seed: seeds the resampling.
+        resamples: bootstrap resamples.
+    """
+    names = crafter_achievements()
+    got = np.array([[a.get(n, 0) > 0 for n in names] for a in achievements], float)
+    if not len(got):
+        return [math.nan, math.nan]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(got), (resamples, len(got)))
+    rates = 100.0 * got[idx].mean(1)  # [resamples, 22]
+    scores = np.exp(np.log1p(rates).mean(1)) - 1.0
+    return [float(np.percentile(scores, 2.5)), float(np.percentile(scores, 97.5))]
 
 
 def _check_counts(episodes: int, max_steps: int | None) -> None:
@@ -145,6 +177,7 @@ def evaluate(
         "max_steps": max_steps,
         "return_mean": float(np.mean(returns)) if returns else None,
         "return_std": float(np.std(returns)) if returns else None,
+        "return_ci95": mean_ci95(returns) if returns else None,
         "length_mean": float(np.mean(lengths)) if lengths else None,
         "returns": returns,
         "lengths": lengths,
@@ -153,7 +186,9 @@ def evaluate(
     if achievements:
         rates = success_rates(achievements)
         report["crafter_score"] = crafter_score(rates)
+        report["crafter_score_ci95"] = crafter_score_ci95(achievements, seed=seed)
         report["success_rates"] = rates
+        report["achievements"] = achievements
     return report
 
 
@@ -194,20 +229,25 @@ def evaluate_agent(
 
 def format_reports(reports: Mapping[str, Mapping[str, Any]]) -> str:
     """A text table of reports (one row each); Crafter adds the score and the anchors."""
-    lines = [f"{'':10} {'policy':28} {'episodes':>8} {'return':>14} {'length':>8} {'score %':>8}"]
+    lines = [
+        f"{'':10} {'policy':28} {'episodes':>8} {'return (95% CI)':>20} {'length':>8} "
+        f"{'score % (95% CI)':>22}"
+    ]
     crafter = False
     for key, r in reports.items():
         score = r.get("crafter_score")
         crafter |= score is not None
-        ret = (
-            f"{r['return_mean']:.2f} ± {r['return_std']:.2f}"
-            if r["return_mean"] is not None
-            else "-"
-        )
+        ci = r.get("return_ci95")
+        ret = "-" if r["return_mean"] is None else f"{r['return_mean']:.2f}"
+        if ci is not None and r["return_mean"] is not None:
+            ret += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
         length = f"{r['length_mean']:.0f}" if r["length_mean"] is not None else "-"
+        sc = "-" if score is None else f"{score:.2f}"
+        if score is not None and r.get("crafter_score_ci95"):
+            lo, hi = r["crafter_score_ci95"]
+            sc += f" [{lo:.2f}, {hi:.2f}]"
         lines.append(
-            f"{key:10} {r['policy'][:28]:28} {r['episodes']:>8} {ret:>14} {length:>8} "
-            f"{'-' if score is None else f'{score:.2f}':>8}"
+            f"{key:10} {r['policy'][:28]:28} {r['episodes']:>8} {ret:>20} {length:>8} {sc:>22}"
         )
     if crafter:
         for key, r in reports.items():
