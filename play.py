@@ -141,6 +141,14 @@ class Player:
         H, W = env.observation_space.shape[:2]
         self.scale = args.scale or max(1, 512 // H)
         self.image = load_image(args.start_image, (H, W)) if args.start_image else None
+        if getattr(args, "strength", None) is not None:
+            if self.image is None:
+                raise PlayError("--strength animates the --start-image: pass both")
+            import torch
+
+            g = torch.Generator().manual_seed(args.seed or 0)
+            wm = self.dream.unwrapped.world_model
+            self.image = wm.animate(self.image, args.strength, generator=g).frames[0]
         self.seed = args.seed
         self.held: set[str] = set()
         self.mouse = [0.0, 0.0]

@@ -324,3 +324,25 @@ def test_worldsim_generate_commands(tile_wm, toy, tmp_path, capsys) -> None:
         == 0
     )
     assert "bridge: 8 frames (6 generated, 2 held)" in capsys.readouterr().out
+
+
+def test_play_starts_from_an_animated_picture(crafter_release, tmp_path) -> None:
+    import play
+
+    png = tmp_path / "start.png"
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(png)
+
+    def player(*extra):
+        argv = ["--checkpoint", str(crafter_release), "--start-image", str(png), "--scale", "1"]
+        p = play.Player(play.build_parser().parse_args([*argv, *extra]))
+        p.reset()
+        return p.panes[0].frame
+
+    assert (player("--strength", "0") == 200).all()  # strength 0 keeps the picture
+    assert not (player("--strength", "1", "--seed", "3") == 200).all()  # 1 re-draws it
+    with pytest.raises(play.PlayError, match="--strength animates the --start-image"):
+        play.Player(
+            play.build_parser().parse_args(
+                ["--checkpoint", str(crafter_release), "--strength", "0.5"]
+            )
+        )

@@ -40,6 +40,15 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--seed", {"type": int, "help": "seed of the first reset"}),
     ("--start-image", {"type": Path, "metavar": "PNG", "help": "start the dream from a picture"}),
     (
+        "--strength",
+        {
+            "type": float,
+            "help": "with --start-image: bring the picture onto the game first (image-to-world, "
+            "worldsim.generate.animate): 0 keeps it, 1 re-draws it all; tile models re-draw "
+            "this share of its tiles, worst-matching first",
+        },
+    ),
+    (
         "--sampler-steps",
         {"type": positive_int, "help": "denoising steps per frame (default: checkpoint's)"},
     ),
