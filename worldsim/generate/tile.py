@@ -33,24 +33,50 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
     return torch.rand(shape, generator=generator)
 
 
-def quantise(net: Any, image: np.ndarray) -> tuple[np.ndarray, Tensor]:
-    """A picture [H, W, C] drawn with the codebook's real tiles: each tile replaced by its
-    nearest code (pixels off the tile grid kept). Returns (uint8 [H, W, C], RMS error per
-    token [N], 0-255 units)."""
+def map_palette(net: Any, frames: np.ndarray | None) -> Tensor | None:
+    """bool [K]: the codes real frames [..., H, W, C] show in the scrolling rows (the map),
+    or None without frames. A picture is drawn with these only: the codebook also holds the
+    HUD's icons and digits, which are near many dark or flat colours."""
+    if frames is None:
+        return None
+    patches = frames_to_patches(torch.as_tensor(np.asarray(frames)), net.config.patch)
+    codes = nearest_codes(patches[..., : net.moving, :].to(net.device), net.codebook)[0]
+    allowed = torch.zeros(net.config.codebook_size, dtype=torch.bool, device=net.device)
+    allowed[codes.flatten()] = True
+    return allowed
+
+
+def quantise(
+    net: Any, image: np.ndarray, palette: Tensor | None = None, hud: np.ndarray | None = None
+) -> tuple[np.ndarray, Tensor]:
+    """A picture [H, W, C] drawn with the codebook's real tiles: each map tile replaced by its
+    nearest code among `palette` (bool [K]; None: all), the fixed rows (a HUD) taken from a
+    real frame `hud` [H, W, C] where given, pixels off the tile grid kept. Returns (uint8
+    [H, W, C], RMS error per token [N], 0-255 units; 0 for the HUD's tokens)."""
     base = torch.as_tensor(np.array(image)).to(net.device)
     patches = frames_to_patches(base, net.config.patch)  # [N, D]
-    codes, errs = nearest_codes(patches, net.codebook)
-    frame = patches_to_frames(net.codebook[codes], base, net.config.patch)
+    idx = torch.arange(net.config.codebook_size, device=net.device)
+    if palette is not None:
+        idx = idx[palette]
+    near, errs = nearest_codes(patches, net.codebook[idx])
+    pix = net.codebook[idx[near]]
+    if hud is not None:
+        real = frames_to_patches(torch.as_tensor(np.array(hud)).to(net.device), net.config.patch)
+        pix[net.moving :] = real[net.moving :]
+        errs[net.moving :] = 0.0
+    frame = patches_to_frames(pix, base, net.config.patch)
     return frame.cpu().numpy(), errs.cpu()
 
 
 def choose_tokens(
     errs: Tensor, strength: float, order: str, generator: torch.Generator | None
 ) -> Tensor:
-    """The share `strength` of tokens [N] to re-draw: the worst-matching first ("worst"; ties
-    broken at random) or at random ("random"). Returns bool [N]."""
+    """The share `strength` of the tokens [N] with errors >= 0 to re-draw, ranked: the worst-matching first
+    ("worst"; ties broken at random) or at random ("random"). Returns long [N]: each token's
+    rank in the re-drawing order, -1 for the tokens kept."""
     N = len(errs)
-    n = round(strength * N)
+    drawable = errs >= 0  # negative: a token that is never re-drawn (a real HUD)
+    n = round(strength * int(drawable.sum()))
     noise = _rand((N,), generator)
     if order == "worst":
         score = errs.float() + 1e-3 * noise  # ties (exact tiles: error 0) at random
@@ -58,8 +84,9 @@ def choose_tokens(
         score = noise
     else:
         raise GenerateError(f"order {order!r} is not 'worst' or 'random'")
-    out = torch.zeros(N, dtype=torch.bool)
-    out[score.argsort(descending=True)[:n]] = True
+    score = score.masked_fill(~drawable, -1e9)
+    out = torch.full((N,), -1, dtype=torch.long)
+    out[score.argsort(descending=True)[:n]] = torch.arange(n)
     return out
 
 
@@ -76,23 +103,34 @@ def animate_tiles(
     future: Tensor | None,
     *,
     order: str = "worst",
+    chunk: int | None = None,
+    palette: Tensor | None = None,
+    hud: np.ndarray | None = None,
     steps: int | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The picture quantised, a share `strength` of its tiles re-drawn by the tile net given
-    the others, then played under encoded actions future [N, A].
+    the others (`chunk` tokens a pass; default one row's worth), then played under encoded
+    actions future [N, A]. `palette` (bool [K]) limits the codes of the map's tiles; `hud`, a
+    real frame, gives the fixed rows (the picture has no inventory to show).
 
     Returns:
         the start frame uint8 [H, W, C], the played frames [N, H, W, C], rewards [N].
     """
     net = rollout.net
-    quantised, errs = quantise(net, image)
-    hide = choose_tokens(errs, strength, order, generator).to(net.device)[None]  # [1, N]
+    quantised, errs = quantise(net, image, palette, hud)
+    if hud is not None:
+        errs[net.moving :] = -1.0  # the real HUD is kept: never re-drawn
+    order_ = choose_tokens(errs, strength, order, generator)  # [N] ranks, -1: kept
     state = _start(rollout, quantised[None], noop[:0])
-    if bool(hide.any()):
-        patches = frames_to_patches(torch.as_tensor(quantised).to(net.device), net.config.patch)
-        still = torch.zeros(1, dtype=torch.long, device=net.device)
-        told = Given(shift=still, patches=patches[None], mask=~hide, hide=hide)
+    still = torch.zeros(1, dtype=torch.long, device=net.device)
+    # A few tokens at a time, worst first, each pass given all the others: like the row of
+    # tiles that comes into view when the view scrolls, the case the net was trained on.
+    chunk = chunk or rollout.cols
+    todo = int((order_ >= 0).sum())
+    for lo in range(0, todo, chunk):
+        hide = ((order_ >= lo) & (order_ < lo + chunk)).to(net.device)[None]  # [1, N]
+        told = Given(shift=still, patches=state.pix.clone(), mask=~hide, hide=hide, allowed=palette)
         rollout.next(state, noop[None], steps=steps, generator=generator, given=[told])
         state.prev_code, state.prev_shift = state.code.clone(), still  # a still start
     first = state.frame[0].cpu().numpy()

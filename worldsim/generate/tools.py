@@ -27,7 +27,13 @@ from worldsim.generate.clip import (
     slice_actions,
 )
 from worldsim.generate.diffusion import denoise_from, sdedit_sigmas
-from worldsim.generate.tile import animate_tiles, bridge_tiles, edit_tiles, find_offset
+from worldsim.generate.tile import (
+    animate_tiles,
+    bridge_tiles,
+    edit_tiles,
+    find_offset,
+    map_palette,
+)
 from worldsim.model.tile_net import TileWorldNet
 from worldsim.spaces import noop_action, stack_actions, tree_index
 
@@ -183,9 +189,11 @@ def animate(
 ) -> Generation:
     """Image-to-world (SDEdit): a picture brought onto the game's manifold, then played.
 
-    Tile model: the picture is drawn with the codebook's nearest real tiles, then a share
-    `strength` of its tiles (the worst-matching first, `order="worst"`, or at random) is
-    re-drawn by the tile net given the rest. Diffusion model: the picture is noised to the
+    Tile model: the picture is drawn with the codebook's nearest real map tiles (those the
+    release's starting contexts show), under a real status bar (the HUD rows of a starting
+    context), then a share `strength` of its map tiles (the worst-matching first,
+    `order="worst"`, or at random) is re-drawn by the tile net given the rest, a row's worth at
+    a time. Diffusion model: the picture is noised to the
     level of `strength` and denoised as the first frame of a clip.
 
     Args:
@@ -204,8 +212,19 @@ def animate(
     noop = _enc(wm, stack_actions(wm.action_space, [noop_action(wm.action_space)]))
     enc = None if future is None else _enc(wm, future)
     if _is_tiles(wm):
+        real = None if wm.contexts is None else np.asarray(wm.contexts["frames"])
+        hud = real.reshape(-1, *real.shape[-3:])[0] if real is not None else None
         first, played, rewards = animate_tiles(
-            wm.rollout, image, s, noop, enc, order=order, steps=steps, generator=generator
+            wm.rollout,
+            image,
+            s,
+            noop,
+            enc,
+            order=order,
+            steps=steps,
+            generator=generator,
+            palette=map_palette(wm.net, real),
+            hud=hud if wm.net.config.fixed_rows else None,
         )
     else:
         x0 = _x(wm, image[None])

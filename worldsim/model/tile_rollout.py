@@ -59,12 +59,14 @@ class Given:
         in training; else its nearest code); the net fills the others around them.
     hide: bool [B, N]: tokens the net must draw afresh, as if they had just come into view
         (their tile and their memory are hidden from it).
+    allowed: bool [K]: the codes the net may choose (None: all), e.g. the map's tiles only.
     """
 
     shift: Tensor | None = None
     patches: Tensor | None = None
     mask: Tensor | None = None
     hide: Tensor | None = None
+    allowed: Tensor | None = None
 
 
 def _choose(
@@ -231,6 +233,9 @@ class TileRollout:
             logits = net.tile_logits(
                 code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift
             )
+            if told.allowed is not None:
+                codes = logits[..., 1:].masked_fill(~told.allowed.to(logits.device), -1e4)
+                logits = torch.cat([logits[..., :1], codes], -1)
             last = r == rounds - 1  # the last round commits every open token: no ranking
             choice, conf = _choose(logits, temperature, generator, with_prob=not last)
             open_ = given == 0
