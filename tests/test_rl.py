@@ -178,10 +178,10 @@ def test_sb3_ppo_trains_on_the_gymnasium_env_and_loads_as_a_policy(checkpoint, t
     from stable_baselines3 import PPO
 
     out = tmp_path / "sb3"
-    argv = ["rl", "train", "--checkpoint", str(checkpoint), "--algo", "sb3-ppo", "--num-envs", "2",
-            "--steps", "256", "--out", str(out), "--device", "cpu", "--sampler-steps", "1",
-            "--max-episode-steps", "20", "--hp", "n_steps=64", "--hp", "batch_size=64",
-            "--hp", "n_epochs=1", "--hp", "features_dim=64", "--quiet"]  # fmt: skip
+    argv = ["rl", "train", "--checkpoint", str(checkpoint), "--algo", "sb3-ppo", "--num_envs", "2",
+            "--total_timesteps", "256", "--out", str(out), "--device", "cpu", "--sampler_steps",
+            "1", "--max_episode_steps", "20", "--n_steps", "64", "--batch_size", "64",
+            "--n_epochs", "1", "--features_dim", "64", "--quiet"]  # fmt: skip
     assert worldsim_main(argv) == 0
     assert {"agent.json", "model.safetensors", "sb3_model.zip"} <= {p.name for p in out.iterdir()}
     policy = load_agent_policy(out, ACTIONS, deterministic=True)

@@ -182,35 +182,34 @@ def test_bench_train_idm_refuses_zero_steps(capsys):
 
 
 # ------------------------------------------------------------------------------ rl
-RL_TRAIN = ["rl", "train", "--out", "agent"]
-
-
-@pytest.mark.parametrize(("flag", "value"), [("--num-envs", 0), ("--steps", -10)])
-def test_rl_train_refuses_bad_counts(capsys, flag, value):
-    line = parse_error(capsys, worldsim_main, *RL_TRAIN, flag, value)
-    assert f"argument {flag}: must be an integer >= 1" in line
+@pytest.mark.parametrize(("flag", "value"), [("--num_envs", 0), ("--total_timesteps", -10)])
+def test_rl_train_refuses_bad_counts(capsys, flag, value, tmp_path):
+    line = cli_error(capsys, "rl", "train", "--out", tmp_path / "a", flag, value)
+    assert f"{flag[2:]} must be an integer >= 1, got {value}" in line
+    assert line.startswith("worldsim rl train --algo ppo: error:")
 
 
 def test_rl_train_refuses_steps_it_cannot_train_exactly(capsys, checkpoint, tmp_path):
     ck = ["--checkpoint", checkpoint, "--device", "cpu", "--out", tmp_path / "a"]
-    line = cli_error(capsys, "rl", "train", *ck, "--num-envs", 4, "--steps", 10)
-    assert "--steps) 10 is not a multiple of num_envs (--num-envs) 4" in line
-    assert "--steps 8 or 12" in line
-    line = cli_error(capsys, "rl", "train", *ck, "--algo", "sb3-ppo", "--num-envs", 2,
-                     "--steps", 100)  # fmt: skip
-    assert "not a multiple of the rollout" in line and "= 256" in line and "--steps 256" in line
-    line = cli_error(capsys, "rl", "train", *ck, "--hp", "num_steps=0")
-    assert "num_steps (--hp num_steps=N) must be an integer >= 1" in line
+    line = cli_error(capsys, "rl", "train", *ck, "--num_envs", 4, "--total_timesteps", 10)
+    assert "total_timesteps 10 is not a multiple of num_envs 4" in line
+    assert "pass total_timesteps 8 or 12" in line
+    line = cli_error(capsys, "rl", "train", "--algo", "sb3-ppo", *ck, "--num_envs", 2,
+                     "--total_timesteps", 100)  # fmt: skip
+    assert "not a multiple of the rollout" in line and "= 256" in line
+    assert "pass total_timesteps 256" in line
+    line = cli_error(capsys, "rl", "train", *ck, "--num_steps", 0)
+    assert "num_steps must be an integer >= 1, got 0" in line
     assert not (tmp_path / "a").exists()
 
 
 def test_rl_train_trains_exactly_the_steps_asked_for(checkpoint, tmp_path, capsys):
     out = tmp_path / "agent"
-    argv = ["rl", "train", "--checkpoint", checkpoint, "--num-envs", 2, "--steps", 36,
-            "--device", "cpu", "--sampler-steps", 1, "--max-episode-steps", 8, "--out", out,
-            "--quiet", "--hp", "num_steps=8", "--hp", "channels=8,16,16", "--hp", "hidden=32"]  # fmt: skip
+    argv = ["rl", "train", "--checkpoint", checkpoint, "--num_envs", 2, "--total_timesteps", 36,
+            "--device", "cpu", "--sampler_steps", 1, "--max_episode_steps", 8, "--out", out,
+            "--quiet", "--num_steps", 8, "--channels", "[8, 16, 16]", "--hidden", 32]  # fmt: skip
     assert worldsim_main([str(a) for a in argv]) == 0
-    assert "36 steps" in capsys.readouterr().out
+    assert "after 36 steps" in capsys.readouterr().out
     config = json.loads((out / "agent.json").read_text())
     assert config["metadata"]["global_step"] == 36 and config["metadata"]["total_steps"] == 36
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

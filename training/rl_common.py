@@ -19,7 +19,6 @@ from worldsim.agents import AgentError
 from worldsim.errors import WorldsimError
 
 __all__ = [
-    "TRAIN_FLAGS",
     "MetricsLog",
     "check_counts",
     "env_device",
@@ -79,25 +78,18 @@ def with_overrides(args: Any, items: list[str]) -> Any:
     return dataclasses.replace(args, **changes)
 
 
-# Flags of `worldsim rl train` that set these fields, named in errors (any field: --hp KEY=N).
-TRAIN_FLAGS = {"total_timesteps": "--steps", "num_envs": "--num-envs",
-               "sampler_steps": "--sampler-steps", "max_episode_steps": "--max-episode-steps"}  # fmt: skip
-
-
 def check_counts(args: Any, counts: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
     """Raise AgentError unless the fields `counts` (and `optional`, unless None) are ints >= 1.
 
-    The message names the field and the flag that sets it, e.g. ``num_steps (--hp
-    num_steps=N) must be an integer >= 1, got 0``.
+    The message names the field, as both command lines do (`worldsim rl train --num_steps N`,
+    `worldsim loop --hp num_steps=N`): ``num_steps must be an integer >= 1, got 0``.
     """
     for field in counts + optional:
         value = getattr(args, field)
         if field in optional and value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            flag = TRAIN_FLAGS.get(field)
-            name = f"{field} ({flag} or --hp {field}=N)" if flag else f"{field} (--hp {field}=N)"
-            raise AgentError(f"{name} must be an integer >= 1, got {value!r}")
+            raise AgentError(f"{field} must be an integer >= 1, got {value!r}")
 
 
 def multiples(total: int, unit: int) -> str:
@@ -226,6 +218,7 @@ def trainer_main(
     parser.add_argument("--init_agent", type=str | None, default=None,
                         help="agent folder (same algo) to continue training")  # fmt: skip
     parser.add_argument("--out", default=out, help="agent folder to write")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_class_arguments(args_class)
     cfg = parser.parse_args(argv)
     args = args_class(**{f.name: cfg[f.name] for f in dataclasses.fields(args_class)})
@@ -234,9 +227,18 @@ def trainer_main(
         world = "worldsim/WorldModel-v0"  # an explicit checkpoint replaces the bundled model
     try:
         summary = run(args, cfg.out, world=world, checkpoint=cfg.checkpoint,
-                      real_game=cfg.real_game, init_agent=cfg.init_agent, verbose=True)  # fmt: skip
+                      real_game=cfg.real_game, init_agent=cfg.init_agent,
+                      verbose=not cfg.quiet)  # fmt: skip
     except WorldsimError as e:  # bad hyperparameters, checkpoint, agent: one line
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    print(f"saved {summary['out']} after {summary['global_step']} steps")
+    where = f"the real {cfg.real_game}" if cfg.real_game else world
+    line = f"saved {summary['out']} after {summary['global_step']} steps in {where}"
+    if "seconds" in summary:
+        ret = summary.get("mean_episodic_return")
+        line += (
+            f" ({summary['seconds']:.0f} s, env {summary['env_steps_per_second']:.0f} steps/s, "
+            f"mean episodic return {'-' if ret is None else f'{ret:.2f}'})"
+        )
+    print(line)
     return 0

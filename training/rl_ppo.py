@@ -1,6 +1,6 @@
 """Batched PPO (CleanRL-style, one readable file) on a vector env: the dream, or a real game.
 
-    worldsim rl train --world worldsim/Crafter-v0 --algo ppo --num-envs 16 --steps 100000 --out agents/ppo
+    worldsim rl train --algo ppo --num_envs 16 --total_timesteps 100000 --out agents/ppo
     python -m training.rl_ppo --checkpoint models/crafter --total_timesteps 20000 --out agents/ppo
     python -m training.rl_ppo --help      # every hyperparameter, with its one-line docstring
 
@@ -108,8 +108,8 @@ def check_args(args: PPOArgs) -> None:
     B = args.num_envs
     if args.total_timesteps % B:
         raise AgentError(
-            f"total_timesteps (--steps) {args.total_timesteps} is not a multiple of num_envs "
-            f"(--num-envs) {B}: every vector step advances all {B} envs; pass --steps "
+            f"total_timesteps {args.total_timesteps} is not a multiple of num_envs {B}: every "
+            f"vector step advances all {B} envs; pass total_timesteps "
             f"{multiples(args.total_timesteps, B)}"
         )
 

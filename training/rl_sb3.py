@@ -1,7 +1,7 @@
 """Stable-Baselines3 PPO("CnnPolicy") over the Gymnasium env: a standard client trains in the dream.
 
-    worldsim rl train --world worldsim/Crafter-v0 --algo sb3-ppo --num-envs 4 --steps 50000 --out agents/sb3
-    worldsim rl train --real-game crafter --algo sb3-ppo --steps 50000 --out agents/sb3-real  # baseline
+    worldsim rl train --algo sb3-ppo --num_envs 4 --total_timesteps 50000 --out agents/sb3
+    worldsim rl train --algo sb3-ppo --real_game crafter --total_timesteps 50000 --out agents/sb3-real  # baseline
     python -m training.rl_sb3 --help
 
 Each of the `num_envs` envs is a plain ``gym.make("worldsim/...")`` in SB3's DummyVecEnv, so
@@ -89,10 +89,10 @@ def check_args(args: SB3Args) -> None:
     rollout = args.num_envs * args.n_steps
     if args.total_timesteps % rollout:
         raise AgentError(
-            f"total_timesteps (--steps) {args.total_timesteps} is not a multiple of the rollout, "
-            f"num_envs (--num-envs) {args.num_envs} x n_steps {args.n_steps} = {rollout} "
-            f"(SB3 collects whole rollouts): pass --steps {multiples(args.total_timesteps, rollout)}"
-            ", or change --num-envs / --hp n_steps=N"
+            f"total_timesteps {args.total_timesteps} is not a multiple of the rollout, "
+            f"num_envs {args.num_envs} x n_steps {args.n_steps} = {rollout} (SB3 collects whole "
+            f"rollouts): pass total_timesteps {multiples(args.total_timesteps, rollout)}, or "
+            "change num_envs or n_steps"
         )
 
 

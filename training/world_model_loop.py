@@ -52,7 +52,7 @@ class LoopConfig:
     iterations: int = 3  # iterations the run holds when done
     real_steps_per_iteration: int = 10_000  # real env steps collected per iteration
     out: str = "runs/loop"  # the run directory
-    world_model_config: str = "crafter_default"  # a config in training/configs, or a YAML path
+    world_model_config: str = "crafter_tiles"  # a config in training/configs, or a YAML path
     init_from: str | None = None  # release the world model starts from (None: the config's own)
     fit_steps_per_iteration: int = 500  # world-model optimizer steps added per iteration
     fit_args: list[str] = field(default_factory=list)  # extra `worldsim fit` options

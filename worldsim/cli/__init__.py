@@ -17,8 +17,9 @@ from worldsim.errors import WorldsimError
 # Modules under worldsim/cli/ that register subcommands, in the order --help lists them.
 COMMAND_MODULES = ["collect", "data", "model", "export", "bench", "rl", "loop", "generate"]
 
-# Subcommands handed to another command line parser whole (LightningCLI owns `fit`).
-PASSTHROUGH = {"fit": "training.cli:main"}
+# Subcommands handed to another command line parser whole: LightningCLI owns `fit`, the
+# trainers' jsonargparse command lines own `rl train`.
+PASSTHROUGH = {("fit",): "training.cli:main", ("rl", "train"): "worldsim.cli.rl:train_main"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in PASSTHROUGH:
-        module_name, func_name = PASSTHROUGH[argv[0]].split(":")
-        return getattr(importlib.import_module(module_name), func_name)(argv[1:]) or 0
+    for words, target in PASSTHROUGH.items():
+        if tuple(argv[: len(words)]) == words:
+            module_name, func_name = target.split(":")
+            return getattr(importlib.import_module(module_name), func_name)(argv[len(words) :]) or 0
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

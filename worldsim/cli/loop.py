@@ -25,9 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--real-steps-per-iteration", type=int, default=10_000,
                    help="real env steps collected per iteration (default: 10000)")  # fmt: skip
     p.add_argument("--out", required=True, help="the run directory")
-    p.add_argument("--world-model-config", default="crafter_default",
-                   help="Lightning config: a name in training/configs (tiny, crafter_default, ...) "
-                        "or a YAML path (default: crafter_default)")  # fmt: skip
+    p.add_argument("--world-model-config", default="crafter_tiles",
+                   help="Lightning config: a name in training/configs (crafter_tiles, tiles_tiny, "
+                        "crafter_default, ...) or a YAML path (default: crafter_tiles, the tile "
+                        "world model)")  # fmt: skip
     p.add_argument("--init-from", default=None, metavar="RELEASE",
                    help="release folder the world model starts from, e.g. worldsim/assets/crafter "
                         "(default: the config's model.init_from)")  # fmt: skip
