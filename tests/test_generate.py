@@ -181,6 +181,20 @@ def test_tile_animate_draws_the_picture_with_real_tiles(tile_wm, toy) -> None:
     assert np.array_equal(tile_wm.animate(frames[4], 0.0).frames[0], frames[4])
 
 
+def test_tile_animate_uses_the_maps_tiles_and_a_real_status_bar(tile_wm, toy) -> None:
+    _, frames, actions, *_ = toy
+    contexts = {"frames": frames[None, 5:8], "actions": actions[None, 5:7]}
+    wm = WorldModel.from_net(tile_wm.net, tile_wm.observation_space, SPACE, contexts)
+    map_tiles = {
+        bytes(t) for t in frames_to_patches(frames[5:8], TILE)[:, :15].reshape(-1, 48).numpy()
+    }
+    picture = np.random.default_rng(3).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    for s in (0.0, 1.0):
+        first = wm.animate(picture, s, generator=seeded()).frames[0]
+        assert np.array_equal(first[12:], frames[5][12:])  # the HUD row of a real context
+        assert all(bytes(t) in map_tiles for t in frames_to_patches(first, TILE)[:15].numpy())
+
+
 def test_tile_sdedit_at_strength_zero_is_the_recording(tile_wm, toy) -> None:
     _, frames, actions, *_ = toy
     gen = tile_wm.edit(frames[:15], actions[:14], 3, strength=0.0, generator=seeded())
