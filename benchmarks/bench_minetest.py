@@ -8,7 +8,7 @@ Run:
 
 Loops start from a real context (reset, then K-1 no-op steps) and play a pose loop in the
 real game and in the dream with the same actions: a full turn in place (24 steps of 15
-degrees), and walking forward n steps then back n (n = 4, 8, 16, 32; the view keeps its
+degrees), and walking forward n steps then back n, sneaking (n = 4, 8, 16, 32; the view keeps its
 direction). At the return the real frame is the one at that pose (turning is exact; walking
 returns to within a few hundredths of a node), so the dream's frame there measures its 3D
 memory, next to copy-last-frame (the last context frame, which is the start pose).
@@ -42,8 +42,11 @@ def action(space: Any, camera: tuple[float, float] = (0.0, 0.0), **buttons: int)
 def loops(space: Any) -> dict[str, list[dict]]:
     """The pose loops: name -> actions."""
     out = {"turn360": [action(space, (0.0, 15.0)) for _ in range(24)]}
-    for n in (4, 8, 16, 32):
-        out[f"walk{n}"] = [action(space, forward=1)] * n + [action(space, back=1)] * n
+    for n in (4, 8, 16, 32):  # sneaking: the player cannot fall off a ledge, so the way back
+        # retraces the way out (a drop could not be walked back up)
+        out[f"walk{n}"] = [action(space, forward=1, sneak=1)] * n + [
+            action(space, back=1, sneak=1)
+        ] * n
     return out
 
 
@@ -104,7 +107,9 @@ def replay(env: Any, steps: int, seeds: int = 2) -> dict[str, dict[str, float]]:
     return out
 
 
-def consistency(env: Any, checkpoint: str, episodes: int, device: str) -> dict[str, Any]:
+def consistency(
+    env: Any, checkpoint: str, episodes: int, device: str, gallery: Path | None = None
+) -> dict[str, Any]:
     """Per loop: PSNR (capped at 60 dB) of the dream's and of copy-last-frame's return frame
     against the real one, the share of loops whose real return frame is the start frame, and
     how far the real return is from the start pose."""
@@ -113,6 +118,7 @@ def consistency(env: Any, checkpoint: str, episodes: int, device: str) -> dict[s
     dream = WorldModelEnv(checkpoint, device=device)
     K = dream.starts.length
     table: dict[str, Any] = {}
+    strips = []  # per loop, first start pose: start | real return | dream return
     for name, actions in loops(env.action_space).items():
         rows = []
         for seed in range(episodes):
@@ -131,7 +137,15 @@ def consistency(env: Any, checkpoint: str, episodes: int, device: str) -> dict[s
                 "real_return_identical": float(np.array_equal(frames[-1], real)),
                 "pose_error_nodes": float(np.abs(info["pose"][:3] - start_pose[:3]).max()),
             })  # fmt: skip
+            if seed == 0:
+                strips.append(np.concatenate([frames[-1], real, dreamed], axis=1))
         table[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    if gallery is not None:
+        from PIL import Image
+
+        gallery.parent.mkdir(parents=True, exist_ok=True)
+        grid = np.concatenate(strips, axis=0)
+        Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), 0).save(gallery)
     return {"checkpoint": checkpoint, "context": K, "episodes": episodes, "loops": table}
 
 
@@ -146,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", help="a Minetest world-model release: run the pose loops")
     p.add_argument("--loops", type=int, default=4, help="start poses per loop")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--gallery", type=Path, help="PNG: per loop, start | real return | dream return")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
     env = gym.make("worldsim/RealMinetest-v0").unwrapped  # no TimeLimit: loops run long
@@ -156,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.replay_steps:
             report["replay"] = {"steps": args.replay_steps, **replay(env, args.replay_steps)}
         if args.checkpoint:
-            report["consistency"] = consistency(env, args.checkpoint, args.loops, args.device)
+            report["consistency"] = consistency(
+                env, args.checkpoint, args.loops, args.device, args.gallery
+            )
     finally:
         env.close()
     text = json.dumps(report, indent=2)

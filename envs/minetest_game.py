@@ -3,6 +3,8 @@
 `MinetestGame` owns a temporary folder (the world, made from a seeded template, the config, a
 HOME for the game and the logs) and two processes, each in its own process group and killed with
 its parent (PR_SET_PDEATHSIG), so neither outlives `stop()`, an error, Ctrl-C or a killed parent.
+(PR_SET_PDEATHSIG follows the thread that started them: make the env in a thread that lives as
+long as it, e.g. the main thread.)
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ class MinetestGame:
         self.spawn = (0.0, 0.0)
         self._seq = 0
         self._held: set[str] = set()
+        self.x: Any = None  # the Xlib display (input), once connected
+        self.grabber: Any = None  # mss (window grabs)
 
     # ------------------------------------------------------------------ lifetime
     def start(self, timeout: float = 60.0) -> None:
@@ -128,11 +132,11 @@ class MinetestGame:
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        self.procs = []
-        if getattr(self, "x", None) is not None:
-            with contextlib.suppress(Exception):
-                self.x.close()
-            self.x = None
+        for connection in (self.grabber, self.x):
+            if connection is not None:
+                with contextlib.suppress(Exception):  # the X server is gone already
+                    connection.close()
+        self.procs, self.x, self.grabber = [], None, None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None

@@ -229,3 +229,14 @@ def test_a_tiny_world_model_of_minetest_is_a_gymnasium_env(env, tmp_path):
     assert dream.action_space == env.action_space
     assert dream.observation_space == env.observation_space
     check_env(dream)
+    # play.py: the real game beside the dream, driven by the same held keys.
+    import play
+
+    argv = ["--checkpoint", str(release), "--side-by-side", "--steps", "6", "--fps", "0",
+            "--scale", "1", "--seed", "0"]  # fmt: skip
+    player = play.Player(play.build_parser().parse_args(argv))
+    assert player.game == "minetest" and player.keymap.family == "minecraft"
+    pids = player.real.unwrapped.pids
+    result = player.run(play.scripted_keys({0: ["+w"], 4: ["-w"]}))
+    assert result.steps == 6 and set(result.returns) == {"real", "dream"}
+    assert not any(alive(p) for p in pids)  # play.py closes the game
