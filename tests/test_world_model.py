@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -219,3 +220,28 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
     (path / "config.json").write_text("{ broken")
     with pytest.raises(CheckpointError, match="corrupt"):
         WorldModel.from_checkpoint(path)
+
+
+def test_a_release_copies_with_other_sampler_defaults(crafter_release, tmp_path, capsys):
+    from worldsim.checkpoint import read_release_config, with_sampler_defaults
+    from worldsim.cli import main as worldsim_main
+    from worldsim.errors import CheckpointError
+
+    crafter_release, out = Path(crafter_release), tmp_path / "steps3"
+    argv = ["model", "sampler", "--release", str(crafter_release), "--set", "sampler_steps=3",
+            "--out", str(out)]  # fmt: skip
+    assert worldsim_main(argv) == 0
+    assert WorldModel.from_checkpoint(out).config.sampler_steps == 3
+    assert read_release_config(out)["metadata"]["sampler_changed"]["sampler_steps"] == 3
+    assert (out / "model.safetensors").read_bytes() == (
+        crafter_release / "model.safetensors"
+    ).read_bytes()
+    with pytest.raises(CheckpointError, match="exists"):
+        with_sampler_defaults(crafter_release, out, {"sampler_steps": "2"})
+    with pytest.raises(CheckpointError, match="'dim' is not a sampler setting"):
+        with_sampler_defaults(crafter_release, tmp_path / "x", {"dim": "64"})
+    with pytest.raises(CheckpointError, match="is not of type int"):
+        with_sampler_defaults(crafter_release, tmp_path / "x", {"sampler_steps": "two"})
+    with pytest.raises(CheckpointError, match="sampler_steps"):
+        with_sampler_defaults(crafter_release, tmp_path / "x", {"sampler_steps": "0"})
+    assert not (tmp_path / "x").exists()

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from worldsim.model.net import WorldModelNet
 from worldsim.model.tile_net import TileConfig, TileWorldNet
 from worldsim.spaces import check_compatible, space_from_dict, space_to_dict
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load_release", "save_release"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_release", "save_release", "with_sampler_defaults"]
 
 FORMAT = "worldsim-release"
 FORMAT_VERSION = 1
@@ -168,6 +169,56 @@ def read_release_config(path: str | Path) -> dict[str, Any]:
             f"({FORMAT_VERSION}); upgrade worldsim"
         )
     return config
+
+
+# Fields of each model kind that only steer sampling: a release's defaults, changeable without
+# touching its weights (`with_sampler_defaults`).
+SAMPLER_FIELDS = {
+    "tiles": ("sampler_steps", "temperature", "reveal_temperature", "fixed_temperature",
+              "shift_temperature", "commit_confidence"),
+    "diffusion": ("sampler", "sampler_steps", "guidance", "motion_temperature"),
+}  # fmt: skip
+
+
+def with_sampler_defaults(src: str | Path, out: str | Path, settings: dict[str, str]) -> Path:
+    """Copy the release `src` to `out` with other sampler defaults, e.g. {"fixed_temperature":
+    "1"} (values as text, typed by the config's fields). The weights are not touched.
+
+    Raises:
+        CheckpointError: `out` exists, a setting is not a sampler field of this model's kind,
+            or a value does not fit it.
+    """
+    src, out = Path(src), Path(out)
+    config = read_release_config(src)
+    if out.exists():
+        raise CheckpointError(f"{out} exists: pick a new folder for the changed release")
+    model = dict(config["model_config"])
+    kind = "tiles" if model.get("kind") == "tiles" else "diffusion"
+    cls = TileConfig if kind == "tiles" else ModelConfig
+    hints = typing.get_type_hints(cls)
+    for key, text in settings.items():
+        if key not in SAMPLER_FIELDS[kind]:
+            raise CheckpointError(
+                f"{key!r} is not a sampler setting of a {kind} model: one of "
+                f"{', '.join(SAMPLER_FIELDS[kind])}"
+            )
+        try:
+            model[key] = hints[key](text)
+        except ValueError:
+            raise CheckpointError(f"{key}={text!r} is not of type {hints[key].__name__}") from None
+    try:
+        model = config_from_dict(model).to_dict()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{settings}: {e}") from None
+    shutil.copytree(src, out)
+    changed = {k: model[k] for k in settings}
+    config["model_config"] = model
+    config["metadata"] = {
+        **config.get("metadata", {}),
+        "sampler_changed": {"from": str(src), **changed},
+    }
+    (out / "config.json").write_text(json.dumps(config))
+    return out
 
 
 def load_release(

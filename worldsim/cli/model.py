@@ -1,4 +1,9 @@
-"""`worldsim model info`: parameter counts and FLOPs per frame of the model presets."""
+"""`worldsim model info|sampler`: the presets' parameters and FLOPs; a release with other
+sampler defaults.
+
+    worldsim model info
+    worldsim model sampler --release worldsim/assets/crafter --set fixed_temperature=1 --out releases/crafter-hud1
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="frames in the window (default: the preset's)",
     )
     info.set_defaults(func=run_info)
+    sampler = sub.add_parser(
+        "sampler",
+        help="copy a release with other sampler defaults (temperatures, commit rounds)",
+        description="Copy a release folder with other sampler defaults; the weights stay as they "
+        "are. Tile models: sampler_steps, temperature, reveal_temperature, fixed_temperature, "
+        "shift_temperature, commit_confidence. Diffusion models: sampler, sampler_steps, "
+        "guidance, motion_temperature.",
+    )
+    sampler.add_argument("--release", required=True, help="the release folder to copy")
+    sampler.add_argument("--set", action="append", required=True, metavar="KEY=VALUE",
+                         help="a sampler default to change (repeatable)")  # fmt: skip
+    sampler.add_argument("--out", required=True, help="the new release folder")
+    sampler.set_defaults(func=run_sampler)
+
+
+def run_sampler(args: argparse.Namespace) -> int:
+    from worldsim.checkpoint import with_sampler_defaults
+    from worldsim.errors import WorldsimError
+
+    settings = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise WorldsimError(f"--set {item!r}: expected KEY=VALUE, e.g. fixed_temperature=1")
+        settings[key.strip()] = value.strip()
+    out = with_sampler_defaults(args.release, args.out, settings)
+    print(f"wrote {out} ({', '.join(f'{k}={v}' for k, v in settings.items())})")
+    return 0
 
 
 def run_info(args: argparse.Namespace) -> int:
