@@ -35,6 +35,7 @@ TICK = 0.05  # seconds per step: 20 steps/s, MineRL's and VPT's tick
 # MineRL buttons with no Minetest counterpart, or that open a menu and stall the lockstep.
 IGNORED_BUTTONS = tuple(b for b in BUTTONS if b not in KEYSYMS and b not in MOUSE_BUTTONS)
 POSE_FIELDS = ("x", "y", "z", "yaw", "pitch")
+MOVING = {"forward", "back", "left", "right", "jump", "sneak", "attack", "use"}
 CONTROL_FIELDS = ("up", "down", "left", "right", "jump", "aux1", "sneak", "dig", "place", "zoom")
 
 
@@ -86,12 +87,14 @@ class MinetestEnv(FrameEnv):
 
     ## Determinism (measured: benchmarks/bench_minetest.py --replay-steps 64, docs/minetest.md)
     The same pose gives a pixel-identical frame (the mod keeps the sky, water and time still),
-    ``reset(seed=s)`` gives an identical first frame, and turning is exact (whole pixels): a
-    replay of random camera moves gave 84% identical frames (mean abs difference 0.5 of 255)
-    and the same poses. Walking is timed by the game's clock, so replays that walk drift: the
-    explorer's replays 11% identical (5.2 of 255, positions within 0.36 nodes), sticky random
-    play's 1.5% (11.2 of 255, 1.85 nodes after jumps and falls); hence the registration's
-    ``nondeterministic=True``. The game runs on between steps, the action's keys held.
+    and ``reset(seed=s)`` gives an identical first frame. Turning is exact (whole pixels): a
+    replay of random camera moves gives the same poses and 68-84% identical frames (mean abs
+    difference 0.5-1.4 of 255, over two runs on a CPU shared with other work; a busy game draws
+    newly seen terrain a frame or two late). Walking is timed by the game's clock, so replays
+    that walk drift: 4-11% identical frames for the explorer (5.2-6.4 of 255, positions within
+    0.4-1.0 nodes), 1.5% for sticky random play (9.7-11.2 of 255, 1.9-3.0 nodes after jumps
+    and falls); hence the registration's ``nondeterministic=True``. The game runs on between
+    steps, with the action's keys held.
 
     ## Arguments
     ``size``, ``render_size``, ``world_seed`` (map seed, default 42), ``tick`` (seconds per
@@ -197,7 +200,10 @@ class MinetestEnv(FrameEnv):
         self.game.set_held(held, mouse=(int(move[0]), int(move[1])))
         self._held = held
         time.sleep(max(0.0, self.tick - (time.perf_counter() - start)))
-        self._frame = self._observe(self.game.grab())
+        # Standing still (turning at most), the view must come to rest: a busy CPU can make the
+        # game draw the turn a frame or two late. Walking never rests, so it is not waited for.
+        moving = bool(held & MOVING)
+        self._frame = self._observe(self.game.grab() if moving else self.game.latest_frame())
         return self._frame.copy(), 0.0, False, False, self._info()
 
     def set_pose(self, x: float, y: float, z: float, yaw: float, pitch: float = 0.0) -> np.ndarray:

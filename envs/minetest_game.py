@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import math
 import os
 import shutil
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,18 @@ def sensitivity(size: tuple[int, int], fov: float = 72.0) -> float:
     return DEGREES_PER_PIXEL / (math.tan(fov_y / 2) / math.tan(math.radians(36.0)))
 
 
+@contextlib.contextmanager
+def _start_turn() -> Iterator[None]:
+    """Hold the machine-wide lock under which one game at a time starts."""
+    path = Path(tempfile.gettempdir()) / "worldsim_minetest_start.lock"
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -119,8 +133,15 @@ class MinetestGame:
             }  # fmt: skip
             args = [self.binary, "--go", "--world", str(self.dir / "world")]
             args += ["--gameid", "minetest_game", "--config", str(self.dir / "minetest.conf")]
-            self.procs.append(self._spawn(args, env, "minetest.log"))
-            self._connect(display, timeout)
+            # A singleplayer game draws its server's UDP port from a generator seeded with the
+            # time in seconds (and ignores --port): games started in the same second collide.
+            # So starts take turns, each in a second of its own, across processes.
+            with _start_turn():
+                spawned = time.time()
+                self.procs.append(self._spawn(args, env, "minetest.log"))
+                self._connect(display, timeout)
+                while int(time.time()) == int(spawned):
+                    time.sleep(0.02)
         except BaseException:
             self.stop()
             raise
@@ -271,6 +292,17 @@ class MinetestGame:
         """The game window now, uint8 [H, W, 3]."""
         self._check_alive()
         return np.asarray(self.grabber.grab(self.box))[..., 2::-1].copy()  # BGRA -> RGB
+
+    def latest_frame(self, frames: int = 4) -> np.ndarray:
+        """The window once two grabs a frame apart agree (at most `frames` more grabs)."""
+        frame = self.grab()
+        for _ in range(frames):
+            time.sleep(1.0 / self.fps_max)
+            new = self.grab()
+            if np.array_equal(new, frame):
+                break
+            frame = new
+        return frame
 
     def settle(self, timeout: float, interval: float = 0.05, still: int = 6) -> np.ndarray:
         """The first frame that stays the same for `still` grabs (or the last at `timeout`):
