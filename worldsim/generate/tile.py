@@ -238,6 +238,37 @@ def _plan(offset: tuple[int, int], n: int, rng: np.random.Generator) -> list[tup
     return plan
 
 
+def _end_in_view(
+    net: Any, end_pix: Tensor, walk: Tensor, offset: tuple[int, int]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The end frame's map tiles [N, D] as the views at `walk` [B, 2] (tiles from the start)
+    see them: patches [B, N, D], where the end's view covers the token, bool [B, N], and
+    which end token each map token shows, long [B, n]."""
+    cfg = net.config
+    rows, cols = cfg.grid[0] - cfg.fixed_rows, cfg.grid[1]
+    r = torch.arange(rows, device=walk.device).repeat_interleave(cols)
+    c = torch.arange(cols, device=walk.device).repeat(rows)
+    er = r[None] + walk[:, :1] - offset[0]  # the token's row in the end view [B, n]
+    ec = c[None] + walk[:, 1:] - offset[1]
+    inside = (er >= 0) & (er < rows) & (ec >= 0) & (ec < cols)
+    idx = (er.clamp(0, rows - 1) * cols + ec.clamp(0, cols - 1)).long()
+    B, N = walk.shape[0], cfg.tokens_per_frame
+    patches = torch.zeros(B, N, end_pix.shape[-1], dtype=end_pix.dtype, device=walk.device)
+    patches[:, : net.moving] = end_pix[idx]
+    mask = torch.zeros(B, N, dtype=torch.bool, device=walk.device)
+    mask[:, : net.moving] = inside
+    return patches, mask, idx
+
+
+def _scroll_agreement(net: Any, prev: Tensor, nxt: Tensor, shift: Tensor) -> Tensor:
+    """Share of the map tokens of nxt [B, N, D] that prev [B, N, D] moved by shift [B] shows
+    (within 12 RMS): 1 for an exact scroll. Returns [B]."""
+    moved = net.shifted(prev, shift, 0)[:, : net.moving]
+    known = net.valid[shift][:, : net.moving]
+    same = _same(moved, nxt[:, : net.moving].expand_as(moved), 12.0) & known
+    return same.sum(1) / known.sum(1).clamp(min=1)
+
+
 def _best_action(net: Any, state: TileRolloutState, actions: Tensor, shift: Tensor) -> Tensor:
     """Per rollout, the index of the encoded action [A_n, A] under which the shift net finds the
     wanted shift [B] likeliest."""
@@ -259,6 +290,7 @@ def bridge_tiles(
     *,
     candidates: int = 1,
     remember_end: bool = True,
+    pull: bool = True,
     steps: int | None = None,
     generator: torch.Generator | None = None,
     seed: int = 0,
@@ -267,8 +299,10 @@ def bridge_tiles(
     start view to the end's (offset: its position in tiles), each step's action the one under
     which the model finds the planned shift likeliest (among the encoded `choices` [A_n, A]),
     with the end frame written into the world memory at its offset (`remember_end`) so tiles
-    coming into view are drawn from it. Keeps the candidate whose last frame, moved by the last
-    planned step, matches the end's tiles best.
+    coming into view are drawn from it, and (`pull`) the end's tiles in view given to a share
+    (t + 1) / n of their tokens at step t, so the walk arrives at the end frame. Keeps the
+    candidate whose worst step (the step into the end frame included) is best explained by
+    its planned scroll, judged on pixels.
 
     Returns:
         frames [n, H, W, C], the chosen action indices [n + 1], rewards [n], info.
@@ -292,34 +326,40 @@ def bridge_tiles(
     if remember_end:
         off = torch.tensor([offset], device=net.device).repeat(candidates, 1)
         rollout.remember_at(state, x_end.repeat(candidates, 1, 1, 1), off)
-    frames, picks, rewards = [], [], []
+    frames, picks, rewards, scores = [], [], [], []
+    end_pix = frames_to_patches(torch.as_tensor(end).to(net.device), cfg.patch)  # [N, D]
+    walk = torch.tensor([[0, 0]], device=net.device).repeat(candidates, 1)
+    # when each of the end's tiles is pulled in: once given, it stays given (no flicker)
+    order = _rand((candidates, net.moving), generator).to(net.device)
+    disp_t = torch.tensor(disp, device=net.device)
     for t in range(n + 1):
         pick = _best_action(net, state, choices, cls[:, t])
         picks.append(pick)
         if t == n:
             break
+        walk = walk + disp_t[cls[:, t]]
+        told = Given(shift=cls[:, t])
+        if pull:  # the end's tiles in view, given to a share (t+1)/n of their tokens
+            told.patches, told.mask, where = _end_in_view(net, end_pix, walk, offset)
+            told.mask[:, : net.moving] &= order.gather(1, where) < (t + 1) / n
+        before = state.pix.clone()
         x, r, _ = rollout.next(
-            state,
-            choices[pick][:, None],
-            steps=steps,
-            generator=generator,
-            given=[Given(shift=cls[:, t])],
+            state, choices[pick][:, None], steps=steps, generator=generator, given=[told]
         )
+        scores.append(_scroll_agreement(net, before, state.pix, cls[:, t]))
         frames.append(net.x_to_frames(x)[:, 0])
         rewards.append(r[:, 0])
-    # score: the last frame moved by the last step against the end frame's tiles
-    end_pix = frames_to_patches(torch.as_tensor(end).to(net.device), cfg.patch)[: net.moving]
-    moved = net.shifted(state.pix, cls[:, n], 0)[:, : net.moving]
-    known = net.valid[cls[:, n]][:, : net.moving]
-    same = _same(moved, end_pix[None], 12.0) & known
-    agree = same.sum(1) / known.sum(1).clamp(min=1)
-    best = int(agree.argmax())
+    # the step into the end frame, then: keep the walk whose worst step scrolls best
+    scores.append(_scroll_agreement(net, state.pix, end_pix[None], cls[:, n]))
+    agree = torch.stack(scores, 1)  # [c, n + 1]
+    best = int((agree.min(1).values + 1e-3 * agree.mean(1)).argmax())
     out = torch.stack(frames, 1)[best].cpu().numpy() if frames else start[None][:0]
     reward = torch.stack(rewards, 1)[best].float().cpu().numpy() if rewards else np.zeros(0)
     info = {
         "offset": list(offset),
         "candidates": candidates,
-        "end_agreement": float(agree[best]),
+        "end_agreement": float(agree[best, -1]),
+        "worst_step_agreement": float(agree[best].min()),
         "plan": [list(d) for d in plans[best]],
     }
     return out, torch.stack(picks, 1)[best].cpu().numpy(), reward.astype(np.float32), info

@@ -347,6 +347,7 @@ def bridge(
     offset: tuple[int, int] | None = None,
     candidates: int = 4,
     remember_end: bool = True,
+    pull: bool = True,
     steps: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Generation:
@@ -354,7 +355,8 @@ def bridge(
 
     `method="plan"` (tile models): walk from the start view to the end's (`offset` in tiles,
     read off the tiles both show if None), one tile per step, with the end frame in the world
-    memory; the best of `candidates` walks. `method="sample"` (any model): `candidates`
+    memory (`remember_end`) and its tiles in view given to a growing share of their tokens
+    (`pull`: a share (t + 1) / n at step t); the best of `candidates` walks. `method="sample"` (any model): `candidates`
     rollouts under random actions; keeps the one whose last frame is nearest the end frame.
 
     Returns:
@@ -388,6 +390,7 @@ def bridge(
             _enc(wm, choices),
             candidates=candidates,
             remember_end=remember_end,
+            pull=pull,
             steps=steps,
             generator=generator,
             seed=seed,
