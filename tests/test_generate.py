@@ -214,6 +214,13 @@ def test_tile_bridge_walks_the_offset_and_finds_it(tile_wm, toy) -> None:
         tile_wm.bridge(frames[0], frames[1], 2, method="other")
 
 
+def test_diffusion_animate_at_strength_zero_keeps_the_picture(diffusion_wm) -> None:
+    picture = np.random.default_rng(4).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    assert np.array_equal(diffusion_wm.animate(picture, 0.0).frames[0], picture)
+    redrawn = diffusion_wm.animate(picture, 1.0, generator=seeded()).frames[0]
+    assert not np.array_equal(redrawn, picture)
+
+
 def test_diffusion_refuses_a_planned_bridge(diffusion_wm, toy) -> None:
     _, frames, *_ = toy
     with pytest.raises(GenerateError, match="method='sample'"):
@@ -360,3 +367,41 @@ def test_play_starts_from_an_animated_picture(crafter_release, tmp_path) -> None
                 ["--checkpoint", str(crafter_release), "--strength", "0.5"]
             )
         )
+
+
+def test_worldsim_generate_from_a_video(tile_wm, toy, tmp_path, capsys) -> None:
+    from worldsim.bench.gallery import write_video
+
+    _, frames, actions, *_ = toy
+    release = tmp_path / "release"
+    save_release(
+        release,
+        tile_wm.net,
+        observation_space=tile_wm.observation_space,
+        action_space=SPACE,
+        metadata={"game": "toy"},
+    )
+    write_video(tmp_path / "clip.mp4", frames[:6], fps=10)
+    np.save(tmp_path / "clip.npy", actions[:5])
+    base = [
+        "generate",
+        "extend",
+        "--checkpoint",
+        str(release),
+        "--video",
+        str(tmp_path / "clip.mp4"),
+        "--frames",
+        "4",
+        "--out",
+        str(tmp_path / "e.mp4"),
+        "--npz",
+        str(tmp_path / "e.npz"),
+    ]
+    assert cli([*base, "--clip-actions", str(tmp_path / "clip.npy")]) == 0
+    out = np.load(tmp_path / "e.npz")
+    assert out["frames"].shape == (10, H, W, 3) and out["generated"].sum() == 4
+    np.save(tmp_path / "short.npy", actions[:3])
+    assert cli([*base, "--clip-actions", str(tmp_path / "short.npy")]) == 2
+    assert "holds 3 actions; this needs 5" in capsys.readouterr().err
+    assert cli([*base, "--backward"]) == 2
+    assert "time-reversed" in capsys.readouterr().err

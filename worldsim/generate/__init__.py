@@ -9,6 +9,7 @@ frames. Frames given are held clean and come back bit-exact. Docs: docs/generate
     >>> write_mp4("out.mp4", gen)
 """
 
+from worldsim.generate.bridge import bridge
 from worldsim.generate.clip import (
     GenerateError,
     Generation,
@@ -21,7 +22,7 @@ from worldsim.generate.clip import (
     write_mp4,
 )
 from worldsim.generate.paths import path_validity
-from worldsim.generate.tools import REVERSED_KEY, animate, bridge, edit, extend
+from worldsim.generate.tools import REVERSED_KEY, animate, edit, extend
 
 __all__ = [
     "REVERSED_KEY",
