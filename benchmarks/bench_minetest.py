@@ -5,6 +5,7 @@ Run:
         --out benchmarks/results/minetest.json
     OMP_NUM_THREADS=1 python benchmarks/bench_minetest.py --checkpoint models/minetest \
         --loops 4 --out benchmarks/results/minetest_loops.json
+    python benchmarks/bench_minetest.py --store data/minetest-explore   # the controls the game saw
 
 Loops start from a real context (reset, then K-1 no-op steps) and play a pose loop in the
 real game and in the dream with the same actions: a full turn in place (24 steps of 15
@@ -107,6 +108,33 @@ def replay(env: Any, steps: int, seeds: int = 2) -> dict[str, dict[str, float]]:
     return out
 
 
+# MineRL button -> the control the game reports for it (labels/controls fields).
+SEEN_AS = {"forward": "up", "back": "down", "left": "left", "right": "right", "jump": "jump",
+           "sneak": "sneak", "attack": "dig", "use": "place"}  # fmt: skip
+
+
+def controls(store_path: str) -> dict[str, dict[str, float]]:
+    """Per button: precision, recall and F1 of the control the game saw at the end of a step
+    (labels/controls of frame t+1) against the button the action of step t held."""
+    from worldsim.data import EpisodeStore
+
+    store = EpisodeStore.open(store_path)
+    fields = store.label_spec["controls"]["fields"]
+    counts = {b: np.zeros(3) for b in SEEN_AS}  # true positives, commanded, seen
+    for i in range(len(store)):
+        ep, seen = store.episode(i), store.labels(i)["controls"][1:]
+        for button, control in SEEN_AS.items():
+            held, saw = np.asarray(ep.actions[button]) == 1, seen[:, fields.index(control)] == 1
+            counts[button] += [np.sum(held & saw), held.sum(), saw.sum()]
+    out = {}
+    for button, (tp, held, saw) in counts.items():
+        if held or saw:
+            p, r = tp / max(saw, 1), tp / max(held, 1)
+            out[button] = {"precision": p, "recall": r, "f1": 2 * p * r / max(p + r, 1e-9),
+                           "steps_held": int(held)}  # fmt: skip
+    return out
+
+
 def consistency(
     env: Any, checkpoint: str, episodes: int, device: str, gallery: Path | None = None
 ) -> dict[str, Any]:
@@ -161,8 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loops", type=int, default=4, help="start poses per loop")
     p.add_argument("--device", default="cpu")
     p.add_argument("--gallery", type=Path, help="PNG: per loop, start | real return | dream return")
+    p.add_argument("--store", help="a collected Minetest store: score the controls the game saw")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
+    if args.store and not (args.speed_steps or args.replay_steps or args.checkpoint):
+        report = {"controls": controls(args.store)}  # no game needed
+        print(json.dumps(report, indent=2))
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+        return 0
     env = gym.make("worldsim/RealMinetest-v0").unwrapped  # no TimeLimit: loops run long
     report: dict[str, Any] = {"size": list(env.size), "tick_s": env.tick}
     try:
@@ -170,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             report["speed"] = speed(env, args.speed_steps)
         if args.replay_steps:
             report["replay"] = {"steps": args.replay_steps, **replay(env, args.replay_steps)}
+        if args.store:
+            report["controls"] = controls(args.store)
         if args.checkpoint:
             report["consistency"] = consistency(
                 env, args.checkpoint, args.loops, args.device, args.gallery
