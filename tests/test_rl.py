@@ -250,6 +250,18 @@ def test_rl_eval_runs_an_agent_in_the_real_crafter(tmp_path):
     assert again["returns"] == reports["random"]["returns"]
 
 
+def test_the_committed_dream_agent_plays_real_crafter():
+    from pathlib import Path
+
+    from envs.policies import make_policy
+
+    folder = Path(__file__).resolve().parents[1] / "worldsim/assets/agents/crafter-dream-ppo"
+    config = json.loads((folder / "agent.json").read_text())
+    assert config["metadata"]["trained_in"] == "dream" and config["metadata"]["recipe"]
+    report = evaluate(make_policy(str(folder), ACTIONS), "crafter", episodes=1, max_steps=30)
+    assert report["lengths"] == [30] and math.isfinite(report["return_mean"])
+
+
 # ------------------------------------------------------------------------------ the loop
 def test_loop_completes_and_resumes(tmp_path):
     from envs.policies import make_policy
