@@ -6,6 +6,7 @@ One game is shared by the module's tests: starting one costs a few seconds.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -160,12 +161,17 @@ def test_check_env(env):
 
 
 @needs_game
-def test_close_leaves_no_process_and_no_folder():
+def test_close_or_garbage_collection_leaves_no_process_and_no_folder():
     env = MinetestEnv()
     pids, folder = env.pids, env.game.dir
     assert len(pids) == 2 and all(alive(p) for p in pids) and folder.is_dir()
     env.close()
     env.close()  # twice is fine
+    assert not any(alive(p) for p in pids) and not folder.exists()
+    env = MinetestEnv()  # dropped without close(): garbage collection stops it
+    pids, folder = env.pids, env.game.dir
+    del env
+    gc.collect()
     assert not any(alive(p) for p in pids) and not folder.exists()
 
 
