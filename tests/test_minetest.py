@@ -249,3 +249,12 @@ def test_a_tiny_world_model_of_minetest_is_a_gymnasium_env(env, tmp_path):
     result = player.run(play.scripted_keys({0: ["+w"], 4: ["-w"]}))
     assert result.steps == 6 and set(result.returns) == {"real", "dream"}
     assert not any(alive(p) for p in pids)  # play.py closes the game
+
+
+def test_a_missing_game_is_named_with_the_fix():
+    from envs.games import GameDependencyError
+
+    with pytest.raises(GameDependencyError, match="apt-get install -y minetest xvfb"):
+        MinetestEnv(binary="/nonexistent/minetest")
+    with pytest.raises(ValueError, match="tick"):
+        MinetestEnv(tick=0)
