@@ -252,6 +252,9 @@ def _end_in_view(
     ec = c[None] + walk[:, 1:] - offset[1]
     inside = (er >= 0) & (er < rows) & (ec >= 0) & (ec < cols)
     idx = (er.clamp(0, rows - 1) * cols + ec.clamp(0, cols - 1)).long()
+    # Not the end view's centre tile: a scrolling game draws its avatar there (Crafter's
+    # player), and pulled in at its world position it would show a second one.
+    inside &= idx != (rows // 2) * cols + cols // 2
     B, N = walk.shape[0], cfg.tokens_per_frame
     patches = torch.zeros(B, N, end_pix.shape[-1], dtype=end_pix.dtype, device=walk.device)
     patches[:, : net.moving] = end_pix[idx]
