@@ -229,7 +229,7 @@ def test_a_tiny_world_model_of_minetest_is_a_gymnasium_env(env, tmp_path):
         "--checkpoint.every_n_train_steps", "1", "--trainer.max_steps", "1",
         "--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.val_check_interval", "1",
         "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(tmp_path),
     ]) == 0  # fmt: skip
     release = tmp_path / "release"
     assert worldsim_main(["export", str(ckpt / "last.ckpt"), "--out", str(release),
