@@ -111,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--start-image", type=Path, help="the start frame (a picture)")
             p.add_argument("--end-image", type=Path, help="the end frame (a picture)")
             p.add_argument("--store", type=str, help="or: start and end from an episode")
-            p.add_argument("--episode", type=non_negative_int, default=0)
+            p.add_argument("--episode", type=non_negative_int, default=0, help="episode index")
             p.add_argument(
                 "--start",
                 type=non_negative_int,
@@ -119,8 +119,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 help="start frame; the end is --frames + 1 later",
             )
             p.add_argument("--frames", type=positive_int, default=8, help="frames between")
-            p.add_argument("--method", choices=("plan", "sample"), default="plan")
-            p.add_argument("--candidates", type=positive_int, default=4)
+            p.add_argument(
+                "--method",
+                choices=("plan", "sample"),
+                default="plan",
+                help="plan: a walk with the end in the world memory (tile models); "
+                "sample: the best of random rollouts (any model)",
+            )
+            p.add_argument(
+                "--candidates",
+                type=positive_int,
+                default=4,
+                help="walks or rollouts to choose the best of",
+            )
             p.add_argument(
                 "--offset",
                 type=int,
