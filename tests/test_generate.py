@@ -30,7 +30,8 @@ from worldsim.generate import (
     write_mp4,
 )
 from worldsim.model import WorldModelNet, preset
-from worldsim.model.tile_net import TileConfig, TileWorldNet
+from worldsim.model.tile_config import TileConfig
+from worldsim.model.tile_net import TileWorldNet
 from worldsim.model.tiles import build_codebook, frames_to_patches
 from worldsim.world_model import WorldModel
 

@@ -22,7 +22,8 @@ from training.tile_module import TileWorldSystem
 from worldsim.checkpoint import load_release, save_release
 from worldsim.data import EpisodeStore
 from worldsim.errors import WorldsimError
-from worldsim.model.tile_net import TileConfig, TileWorldNet
+from worldsim.model.tile_config import TileConfig
+from worldsim.model.tile_net import TileWorldNet
 from worldsim.model.tiles import (
     NO_CODE,
     Canvas,

@@ -73,7 +73,7 @@ class TileWorldSystem(WorldModelSystem):
         self.save_hyperparameters()
 
     def model_config(self, observation_space: gym.Space, autoencoder: Any = None) -> Any:
-        from worldsim.model.tile_net import TileConfig
+        from worldsim.model.tile_config import TileConfig
 
         H, W = observation_space.shape[:2]
         fields = {"height": H, "width": W, **(self.hparams.overrides or {})}
@@ -152,7 +152,7 @@ class TileWorldSystem(WorldModelSystem):
         saved = checkpoint.get("worldsim") or {}
         if self.net is None and "model_config" in saved:
             from worldsim.data.spaces import deserialize_space
-            from worldsim.model.tile_net import TileConfig
+            from worldsim.model.tile_config import TileConfig
 
             self.build(
                 deserialize_space(saved["action_space"]),

@@ -29,7 +29,8 @@ import torch
 from worldsim.errors import CheckpointError
 from worldsim.model.config import ModelConfig
 from worldsim.model.net import WorldModelNet
-from worldsim.model.tile_net import TileConfig, TileWorldNet
+from worldsim.model.tile_config import TileConfig
+from worldsim.model.tile_net import TileWorldNet
 from worldsim.spaces import check_compatible, space_from_dict, space_to_dict
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_release", "save_release", "with_sampler_defaults"]

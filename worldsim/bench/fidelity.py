@@ -4,8 +4,7 @@ For every clip of K + H real frames: condition on the first K frames and the act
 them, feed the H logged actions, generate H frames (S samples, different seeds), and score each
 against the real frame at the same step. The same clips give the baselines (copy the last
 context frame; the model's own teacher-forced next frame, with real context at every step), a
-rollout with random actions (Genie's Δ PSNR), the inverse-dynamics model's reading of the
-generated transitions, and reward / termination prediction. Works on plain arrays from anywhere:
+rollout with random actions (Genie's Δ PSNR), the IDM's reading and reward / ends. On arrays:
 
     >>> from worldsim.bench import evaluate_rollouts
     >>> result = evaluate_rollouts(wm, frames, actions, context=4, horizon=16, samples=2)

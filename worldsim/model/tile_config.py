@@ -1,0 +1,122 @@
+"""TileConfig: everything needed to rebuild a TileWorldNet (worldsim/model/tile_net.py): its
+frames, tokens, networks, loss settings and sampler defaults. Saved with every checkpoint and
+release."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from worldsim.model.config import config_from_fields
+from worldsim.model.tiles import displacements
+
+__all__ = ["TileConfig"]
+
+
+@dataclass
+class TileConfig:
+    """Everything needed to rebuild a TileWorldNet; saved with every checkpoint."""
+
+    kind: str = "tiles"  # tells a release's config apart from the diffusion ModelConfig
+    # Frames.
+    height: int = 64
+    width: int = 64
+    channels: int = 3
+    # Tokens: one per patch x patch block of the top-left grid; pixels outside it are copied.
+    patch: int = 7
+    fixed_rows: int = 0  # bottom token rows that never scroll (a HUD; Crafter's inventory: 2)
+    motion_radius: int = 1  # view displacements of at most this many tokens (1: 4 directions)
+    codebook_size: int = 2048
+    frequent_codes: int = 1024  # exact most-frequent patches; the rest are k-means centroids
+    memory_buckets: int = 8  # memory ages, log2-bucketed
+    reward_classes: int = 16  # the most frequent reward values of the training data
+    # Networks.
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    shift_dim: int = 96
+    shift_depth: int = 2
+    reward_dim: int = 96
+    reward_depth: int = 2
+    context: int = 8  # context frames a rollout keeps (the memory keeps everything seen)
+    # Loss: a patch within this RMS (0-255 units) of the real one counts as right.
+    match_rms: float = 3.0
+    reward_weight: float = 1.0
+    # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
+    # rare next to the many kept tiles, and what the game's events show on screen.
+    change_weight: float = 1.0
+    # Sampling defaults (a release stores them; rollouts may override).
+    sampler: str = "rounds"
+    sampler_steps: int = 2  # commit rounds per frame
+    guidance: float = 1.0  # no classifier-free guidance in this model: must stay 1
+    temperature: float = 0.0  # sampling temperature of tiles that were in view (0: the likeliest)
+    reveal_temperature: float = 0.0  # of tiles that just came into view: new terrain
+    # Of the fixed rows (a HUD: Crafter's inventory and health). 1 draws a change as often as
+    # the model expects one; 0 only when it is the likeliest outcome, so rare events vanish.
+    fixed_temperature: float = 0.0
+    shift_temperature: float = 1.0
+    commit_confidence: float = 0.9  # a round commits every token at least this sure
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.height // self.patch, self.width // self.patch
+
+    @property
+    def tokens_per_frame(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch * self.patch * self.channels
+
+    @property
+    def num_shifts(self) -> int:
+        return len(displacements(self.motion_radius))
+
+    def validate(self) -> None:
+        """Raise ValueError naming the inconsistent field."""
+        rows, cols = self.grid
+        if self.patch < 1 or rows < 1 or cols < 1:
+            raise ValueError(
+                f"patch {self.patch} does not fit {self.height}x{self.width} frames: pick a patch "
+                "size of at most the frame's smaller side"
+            )
+        if not 0 <= self.fixed_rows < rows:
+            raise ValueError(f"fixed_rows must be in [0, {rows}), got {self.fixed_rows}")
+        if self.motion_radius < 0:
+            raise ValueError(f"motion_radius must be >= 0, got {self.motion_radius}")
+        for name in ("dim", "shift_dim", "reward_dim"):
+            if getattr(self, name) % self.heads:
+                raise ValueError(
+                    f"{name} {getattr(self, name)} must divide into {self.heads} heads"
+                )
+        if self.sampler_steps < 1:
+            raise ValueError(
+                f"sampler_steps (commit rounds) must be >= 1, got {self.sampler_steps}"
+            )
+        if self.guidance != 1.0:
+            raise ValueError("tile models have no action guidance: guidance must be 1")
+        temps = (self.temperature, self.reveal_temperature, self.fixed_temperature,
+                 self.shift_temperature)  # fmt: skip
+        if min(temps) < 0:
+            raise ValueError(
+                "temperature, reveal_temperature, fixed_temperature and shift_temperature must "
+                "be >= 0 (0: the likeliest)"
+            )
+        if self.change_weight <= 0:
+            raise ValueError(f"change_weight must be positive, got {self.change_weight}")
+        if self.codebook_size < 2 or self.context < 1:
+            raise ValueError("codebook_size must be >= 2 and context >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TileConfig:
+        """Rebuild from `to_dict` output; unknown keys raise ValueError."""
+        return config_from_fields(cls, data)
