@@ -334,6 +334,45 @@ def test_a_release_fine_tunes_on_new_data_with_its_own_codebook(trained, tmp_pat
              **{**kw, "codebook_size": 128})  # fmt: skip
 
 
+def test_a_model_trained_on_reversed_play_extends_clips_backward(trained, tmp_path) -> None:
+    from training.export import export_checkpoint
+
+    world, _dm, _, _, _, path = trained
+    dm = TileDataModule(str(path / "store"), patch=TILE, fixed_rows=1, codebook_size=64,
+                        frequent_codes=32, batch_size=32, samples_per_epoch=32 * 300,
+                        val_samples=32, val_fraction=0.2, test_fraction=0.0, reverse=True)  # fmt: skip
+    system = TileWorldSystem(overrides=SMALL, lr=3e-3, warmup_steps=20, ema_decay=0.9)
+    trainer = L.Trainer(max_steps=300, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        num_sanity_val_steps=0, limit_val_batches=0,
+                        callbacks=[L.pytorch.callbacks.ModelCheckpoint(tmp_path, save_last=True)])  # fmt: skip
+    torch.manual_seed(0)
+    trainer.fit(system, dm)
+    release = export_checkpoint(str(tmp_path / "last.ckpt"), str(tmp_path / "rev"), contexts=2)
+    wm = WorldModel.from_checkpoint(release)
+    assert wm.metadata["reversed"] is True
+    # Played back, "right" undoes a step right: from the view one tile right of pos, the
+    # model goes back to pos (a forward model would go one further right).
+    pos = next(p for p in sorted(world.pos_of.values())
+               if world.step(p, 2) != p and world.step(world.step(p, 2), 2) != world.step(p, 2))  # fmt: skip
+    after = world.step(pos, 2)
+    start = frames_to_patches(world.render(after)[0], TILE)[None]
+    right = torch.tensor([2])
+
+    def shift_probs(net):
+        code = nearest_codes(start, net.codebook)[0]
+        with torch.no_grad():
+            logits = net.shift_logits(code, start, net.encode_actions(right))
+        return dict(zip(displacements(1), torch.softmax(logits, -1)[0].tolist(), strict=True))
+
+    backward, forward = shift_probs(wm.net), shift_probs(trained[3])
+    assert backward[(0, -1)] > 20 * backward[(0, 1)], backward  # it steps back
+    assert forward[(0, 1)] > 20 * forward[(0, -1)], forward
+    gen = torch.Generator().manual_seed(0)
+    clip = np.stack([world.render(pos)[0], world.render(after)[0]])
+    gen_clip = wm.extend(clip, np.array([2]), np.array([2, 2]), backward=True, generator=gen)
+    assert gen_clip.frames.shape == (4, 16, 20, 3) and (gen_clip.frames[2:] == clip).all()
+
+
 @pytest.mark.parametrize(
     ("game", "patch", "shape"), [("doom-health", 8, (120, 160, 3)), ("breakout", 8, (84, 72, 3))]
 )

@@ -22,6 +22,13 @@ def _to_numpy(value: Any) -> Any:
     return value.cpu().numpy()
 
 
+def _time_reversed(value: Any) -> Any:
+    """Clips [n, T, ...] (or a dict of such) played backwards."""
+    if isinstance(value, dict):
+        return {k: _time_reversed(v) for k, v in value.items()}
+    return value[:, ::-1].copy()
+
+
 def _init_args(hparams: dict[str, Any]) -> dict[str, Any]:
     """Saved hyperparameters without the entries LightningCLI adds (`_class_path`, ...)."""
     return {k: v for k, v in hparams.items() if not k.startswith("_")}
@@ -89,7 +96,10 @@ def export_checkpoint(
         from training.tile_module import TileWorldSystem
 
         system_class = TileWorldSystem
-    system = system_class(**hparams)
+    import inspect
+
+    accepted = inspect.signature(system_class.__init__).parameters
+    system = system_class(**{k: v for k, v in hparams.items() if k in accepted})
     system.on_load_checkpoint(checkpoint)  # builds the net from the saved config and spaces
     system.load_state_dict(checkpoint["state_dict"])
     net = system.ema.module if weights == "ema" else system.net
@@ -160,12 +170,16 @@ def export_checkpoint(
         "weights": weights,
         "preset": hparams.get("preset"),
     }
+    frames, actions = _to_numpy(clips["frames"]), _to_numpy(clips["actions"])
+    if data_args.get("reverse"):  # trained on time-reversed play: it plays backwards from these
+        metadata["reversed"] = True
+        frames, actions = _time_reversed(frames), _time_reversed(actions)
     save_release(
         out,
         net,
         observation_space=system.observation_space,
         action_space=system.action_space,
-        contexts={"frames": _to_numpy(clips["frames"]), "actions": _to_numpy(clips["actions"])},
+        contexts={"frames": frames, "actions": actions},
         metadata=metadata,
     )
     return Path(out)

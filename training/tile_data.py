@@ -110,6 +110,10 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             1 + event_weight times as often (the model learns from rare events; its reward
             head undoes the oversampling at inference).
         seed: Seeds the codebook, the batches and the validation set.
+        reverse: Play every episode backwards (frames and view positions reversed, each
+            action kept on the transition it labels, rewards and ends dropped): a model that
+            extends clips backward (`worldsim generate extend --backward`); `worldsim export`
+            marks its release `reversed`.
         codebook_from: A tile release folder whose codebook and reward values are used
             instead of ones built from this store. Set it to the release a run fine-tunes
             (model.init_from) or to a loop's own release, whose store grows: the tokens must
@@ -132,6 +136,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         test_fraction: float = 0.05,
         event_weight: float = 4.0,
         seed: int = 0,
+        reverse: bool = False,
         codebook_from: str | None = None,
     ) -> None:
         super().__init__()
@@ -253,6 +258,13 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         labels = ep.labels or {}
         if "view_pos" in labels:
             out["view_pos"] = np.asarray(labels["view_pos"])
+        if self.hparams.reverse:  # transition t of the reversed episode is T-1-t played back
+            T = len(out["rewards"])
+            out["patches"] = out["patches"][::-1].copy()
+            out["actions"] = tree_index(out["actions"], np.arange(T)[::-1])
+            out["rewards"], out["terminated"] = np.zeros(T, np.float32), np.zeros(T, bool)
+            if "view_pos" in out:
+                out["view_pos"] = out["view_pos"][::-1].copy()
         return out
 
     def _tokenize(self, episodes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -64,10 +64,11 @@ def _frames(wm: WorldModel, x: Tensor) -> np.ndarray:
 
 
 def _reversed(actions: Any) -> Any:
-    """Actions [T, ...] in reverse time order (a copy: tensors take no negative strides)."""
+    """Actions [T, ...] in reverse time order (a copy: tensors take no negative strides, and
+    ascontiguousarray keeps them on arrays of one element)."""
     if isinstance(actions, dict):
-        return {k: np.ascontiguousarray(np.asarray(v)[::-1]) for k, v in actions.items()}
-    return np.ascontiguousarray(np.asarray(actions)[::-1])
+        return {k: np.asarray(v)[::-1].copy() for k, v in actions.items()}
+    return np.asarray(actions)[::-1].copy()
 
 
 def _strength(strength: float) -> float:
