@@ -329,6 +329,10 @@ def test_a_release_fine_tunes_on_new_data_with_its_own_codebook(trained, tmp_pat
     assert torch.equal(system.net.codebook, net.codebook)
     assert torch.equal(system.net.reward_values, net.reward_values)
     assert new_dm.train["code"].max() < 64
+    from training.export import export_checkpoint  # the fine-tuned run exports as any other
+
+    out = export_checkpoint(str(tmp_path / "b" / "last.ckpt"), str(tmp_path / "b-release"))
+    assert torch.equal(load_release(out)[0].codebook, net.codebook)
     with pytest.raises(ConfigError, match="codebook_size 64 \\(data: 128\\)"):
         _fit(str(tmp_path / "more"), tmp_path / "c", 4, codebook_from=str(release),
              **{**kw, "codebook_size": 128})  # fmt: skip

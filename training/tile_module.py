@@ -99,6 +99,7 @@ class TileWorldSystem(WorldModelSystem):
         from worldsim.model.tile_net import TileWorldNet
 
         dm = self._trainer.datamodule if self._trainer is not None else None
+        fresh = config is None  # a new run; a checkpoint brings its config and weights
         if config is None:
             config = self.model_config(observation_space)
         codebook = getattr(dm, "codebook", None)
@@ -108,7 +109,7 @@ class TileWorldSystem(WorldModelSystem):
             net.reward_prior.fill_(-30.0)  # classes beyond the data's reward values: never
             net.reward_prior[: len(prior)] = prior
             net.end_prior.fill_(dm.end_prior)
-        if self.hparams.init_from:
+        if self.hparams.init_from and fresh:
             self._init_tile_weights(net, action_space, observation_space)
         self.action_space, self.observation_space = action_space, observation_space
         self.net = net
