@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 
 from worldsim.diffusion.edm import karras_sigmas
-from worldsim.diffusion.sampler import sample
 from worldsim.model.rollout import Rollout, RolloutState, randn
 
 __all__ = ["denoise_from", "sdedit_sigmas"]
@@ -46,7 +45,7 @@ def denoise_from(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Frames x0 [B, k, c, h, w] (in diffusion space) noised to sigmas[0] and denoised along
-    `sigmas` after the state's window (held clean), then appended to it like `Rollout.next`.
+    `sigmas` after the state's window (held clean), then appended to it (`Rollout.denoise`).
 
     Args:
         actions: encoded actions into each frame [B, k, A].
@@ -54,27 +53,7 @@ def denoise_from(
     Returns:
         frames x [B, k, c, h, w], rewards [B, k], termination probabilities [B, k].
     """
-    cfg = rollout.config
-    B, k = actions.shape[:2]
-    if state.cache is not None:
-        state.cache.keep_last(cfg.context - k)  # sliding window
-    acts = list(actions.unbind(1))
-
-    def run(x: Tensor, s: float) -> Tensor:
-        out = rollout._pass(state, x, x.new_full((B, k), s), acts, True)[0]
-        if state.cache is not None:
-            state.cache.discard()
-        return out
-
     x = x0
     if float(sigmas[0]) > 0:
         x = x0 + float(sigmas[0]) * randn(tuple(x0.shape), actions.device, generator)
-        x = sample(run, x, sigmas, method or cfg.sampler).clamp(-1, 1)
-    # One clean pass: rewards/terminations from features, keys/values for the cache.
-    _, features = rollout._pass(state, x, x.new_full((B, k), cfg.sigma_stab), acts, True)
-    if state.cache is not None:
-        state.cache.commit()
-    state.frames = (state.frames + list(x.unbind(1)))[-cfg.context :]
-    state.actions = (state.actions + acts)[-cfg.context :]
-    rewards, p_end = rollout.net.predict(features)
-    return x, rewards, p_end
+    return rollout.denoise(state, x, actions, sigmas, method=method)

@@ -142,6 +142,35 @@ class Rollout:
             raise ValueError(f"chunk of {k} frames must be between 1 and the context {cfg.context}")
         steps = cfg.sampler_steps if steps is None else int(steps)
         guidance = cfg.guidance if guidance is None else float(guidance)
+        sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+        shape = (B, k, cfg.latent_channels, *self._plane_size())
+        base = (
+            torch.zeros(shape, device=actions.device)
+            if state.last is None
+            else state.last[:, None].expand(shape)
+        )
+        x = base + float(sigmas[0]) * randn(shape, actions.device, generator)
+        return self.denoise(state, x, actions, sigmas, guidance=guidance, method=method)
+
+    def denoise(
+        self,
+        state: RolloutState,
+        x: Tensor,
+        actions: Tensor,
+        sigmas: Tensor,
+        *,
+        guidance: float = 1.0,
+        method: str | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Frames x [B, k, c, h, w] at noise level sigmas[0], denoised along `sigmas` after the
+        state's window (held clean) and appended to it. `next` starts them from noise; SDEdit
+        (worldsim/generate) from noised frames. sigmas[0] == 0: x is taken as it is.
+
+        Returns:
+            frames x [B, k, c, h, w], rewards [B, k], termination probabilities [B, k].
+        """
+        cfg = self.config
+        B, k = actions.shape[:2]
         if state.cache is not None:
             state.cache.keep_last(cfg.context - k)  # sliding window
         acts = list(actions.unbind(1))
@@ -155,18 +184,11 @@ class Rollout:
 
             return run
 
-        sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
-        shape = (B, k, cfg.latent_channels, *self._plane_size())
-        base = (
-            torch.zeros(shape, device=actions.device)
-            if state.last is None
-            else state.last[:, None].expand(shape)
-        )
-        x = base + float(sigmas[0]) * randn(shape, actions.device, generator)
-        x = sample(
-            guided(denoiser(True), denoiser(False), guidance), x, sigmas, method or cfg.sampler
-        )
-        x = x.clamp(-1, 1)
+        if float(sigmas[0]) > 0:
+            x = sample(
+                guided(denoiser(True), denoiser(False), guidance), x, sigmas, method or cfg.sampler
+            )
+            x = x.clamp(-1, 1)
         # One clean pass: rewards/terminations from features, keys/values for the cache.
         _, features = self._pass(state, x, x.new_full((B, k), cfg.sigma_stab), acts, True)
         if state.cache is not None:
