@@ -172,15 +172,6 @@ def read_release_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-# Fields of each model kind that only steer sampling: a release's defaults, changeable without
-# touching its weights (`with_sampler_defaults`).
-SAMPLER_FIELDS = {
-    "tiles": ("sampler_steps", "temperature", "reveal_temperature", "fixed_temperature",
-              "shift_temperature", "commit_confidence"),
-    "diffusion": ("sampler", "sampler_steps", "guidance", "motion_temperature"),
-}  # fmt: skip
-
-
 def with_sampler_defaults(src: str | Path, out: str | Path, settings: dict[str, str]) -> Path:
     """Copy the release `src` to `out` with other sampler defaults, e.g. {"fixed_temperature":
     "1"} (values as text, typed by the config's fields). The weights are not touched.
@@ -194,14 +185,14 @@ def with_sampler_defaults(src: str | Path, out: str | Path, settings: dict[str, 
     if out.exists():
         raise CheckpointError(f"{out} exists: pick a new folder for the changed release")
     model = dict(config["model_config"])
-    kind = "tiles" if model.get("kind") == "tiles" else "diffusion"
-    cls = TileConfig if kind == "tiles" else ModelConfig
+    cls = type(config_from_dict(model))
+    kind = "tiles" if cls is TileConfig else "diffusion"
     hints = typing.get_type_hints(cls)
     for key, text in settings.items():
-        if key not in SAMPLER_FIELDS[kind]:
+        if key not in cls.SAMPLER_FIELDS:
             raise CheckpointError(
                 f"{key!r} is not a sampler setting of a {kind} model: one of "
-                f"{', '.join(SAMPLER_FIELDS[kind])}"
+                f"{', '.join(cls.SAMPLER_FIELDS)}"
             )
         try:
             model[key] = hints[key](text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["PRESETS", "AutoencoderConfig", "ModelConfig", "preset"]
 
@@ -31,6 +31,12 @@ class ModelConfig:
     (height/f/patch_size) x (width/f/patch_size) tokens per frame, f being the autoencoder's
     factor (1 without one).
     """
+
+    # The fields that only steer sampling: a release's defaults, changeable without touching
+    # its weights (`worldsim.checkpoint.with_sampler_defaults`).
+    SAMPLER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "sampler", "sampler_steps", "guidance", "motion_temperature"
+    )  # fmt: skip
 
     # Frames.
     height: int = 64

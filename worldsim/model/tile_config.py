@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from worldsim.model.config import config_from_fields
 from worldsim.model.tiles import displacements
@@ -17,6 +17,12 @@ __all__ = ["TileConfig"]
 @dataclass
 class TileConfig:
     """Everything needed to rebuild a TileWorldNet; saved with every checkpoint."""
+
+    # The fields that only steer sampling (see ModelConfig.SAMPLER_FIELDS).
+    SAMPLER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "sampler_steps", "temperature", "reveal_temperature", "fixed_temperature",
+        "shift_temperature", "commit_confidence",
+    )  # fmt: skip
 
     kind: str = "tiles"  # tells a release's config apart from the diffusion ModelConfig
     # Frames.
