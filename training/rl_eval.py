@@ -106,8 +106,7 @@ def crafter_score_ci95(
         return [math.nan, math.nan]
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(got), (resamples, len(got)))
-    rates = 100.0 * got[idx].mean(1)  # [resamples, 22]
-    scores = np.exp(np.log1p(rates).mean(1)) - 1.0
+    scores = [crafter_score(rates) for rates in 100.0 * got[idx].mean(1)]  # [resamples]
     return [float(np.percentile(scores, 2.5)), float(np.percentile(scores, 97.5))]
 
 
