@@ -8,6 +8,7 @@ train-in-the-dream loop (`training.world_model_loop`) calls `export_checkpoint` 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,8 @@ def export_checkpoint(
         from training.tile_module import TileWorldSystem
 
         system_class = TileWorldSystem
-    import inspect
-
+    # A subclass made in Python (not by LightningCLI) also saves its base class's arguments
+    # (preset, autoencoder), which it sets itself: pass it only its own.
     accepted = inspect.signature(system_class.__init__).parameters
     system = system_class(**{k: v for k, v in hparams.items() if k in accepted})
     system.on_load_checkpoint(checkpoint)  # builds the net from the saved config and spaces
