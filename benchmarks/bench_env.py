@@ -204,10 +204,12 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint = bundled_checkpoint_path()
         if checkpoint is None:
             checkpoint = random_release(Path(tmp) / "release", args.preset)
-        config = json.loads((checkpoint / "config.json").read_text())["model_config"]
+        saved = json.loads((checkpoint / "config.json").read_text())
+        config = saved["model_config"]
+        steps = (saved.get("sampler_config") or config).get("sampler_steps")
         patch = config.get("patch_size", config.get("patch"))
         print(f"checkpoint {checkpoint} ({config.get('kind', 'diffusion')}, dim {config['dim']}, depth {config['depth']}, patch {patch}, "
-              f"sampler steps {config['sampler_steps']}), device {args.device}, torch threads {torch.get_num_threads()}")  # fmt: skip
+              f"sampler steps {steps}), device {args.device}, torch threads {torch.get_num_threads()}")  # fmt: skip
         results: dict[str, Any] = {"checkpoint": str(args.checkpoint or "bundled or random " + args.preset),
                                    "model_config": config, "device": args.device}  # fmt: skip
         if args.play_steps:

@@ -34,12 +34,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    net = load_release(args.checkpoint)[0].eval()
+    release = load_release(args.checkpoint)
+    net, sp = release.net.eval(), release.sampler
     cfg, motion = net.config, net.backbone.motion
     if motion is None:
         raise SystemExit(f"{args.checkpoint} has no motion head (motion_radius 0)")
-    if args.temperature is not None:
-        cfg.motion_temperature = args.temperature
+    temperature = sp.motion_temperature if args.temperature is None else args.temperature
     r, s = cfg.motion_radius, args.shift
     kernels: list[tuple[torch.Tensor, torch.Tensor]] = []
     motion.register_forward_hook(lambda module, inputs, out: kernels.append(out))
@@ -55,14 +55,15 @@ def main() -> None:
                 continue
             x = net.frames_to_x(torch.as_tensor(frames[t : t + 2][None]))  # [1, 2, c, h, w]
             prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :1]], dim=1)
-            noisy = torch.cat([x[:, :1], torch.randn_like(x[:, 1:]) * cfg.sigma_max], dim=1)
+            noisy = torch.cat([x[:, :1], torch.randn_like(x[:, 1:]) * sp.sigma_max], dim=1)
             enc = net.encode_actions(torch.as_tensor(actions[t : t + 1][None])).float()
             enc = torch.cat([torch.zeros_like(enc), enc], dim=1)
-            sigma = torch.tensor([[cfg.sigma_max, cfg.sigma_max]])
-            prev_sigma = torch.tensor([[1e4, cfg.sigma_stab]])
+            sigma = torch.tensor([[sp.sigma_max, sp.sigma_max]])
+            prev_sigma = torch.tensor([[1e4, sp.sigma_stab]])
             kernels.clear()
             with torch.no_grad():
-                net.denoise(noisy, sigma, prev, prev_sigma, enc, torch.tensor([[False, True]]))
+                mask = torch.tensor([[False, True]])
+                net.denoise(noisy, sigma, prev, prev_sigma, enc, mask, None, temperature)
             ky, kx = kernels[0]
             taps[a].append((ky[0, 1].mean(0).numpy(), kx[0, 1].mean(0).numpy()))
     print(f"| action | n | vertical: stay / -{s} / +{s} | horizontal: stay / -{s} / +{s} |")

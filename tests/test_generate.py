@@ -30,7 +30,7 @@ from worldsim.generate import (
     write_mp4,
 )
 from worldsim.model import WorldModelNet, preset
-from worldsim.model.tile_config import TileConfig
+from worldsim.model.tile_config import TileConfig, TileSampler
 from worldsim.model.tile_net import TileWorldNet
 from worldsim.model.tiles import build_codebook, frames_to_patches
 from worldsim.world_model import WorldModel
@@ -76,13 +76,12 @@ def tile_wm(toy):
         fixed_rows=1,
         codebook_size=32,
         frequent_codes=32,
-        sampler_steps=2,
-        temperature=1.0,
-        reveal_temperature=1.0,
         **SMALL,
     )
     net = _perturb(TileWorldNet(cfg, SPACE, book, np.zeros(cfg.reward_classes)))
-    return WorldModel.from_net(net, gym.spaces.Box(0, 255, (H, W, 3), np.uint8), SPACE)
+    sampler = TileSampler(sampler_steps=2, temperature=1.0, reveal_temperature=1.0)
+    obs = gym.spaces.Box(0, 255, (H, W, 3), np.uint8)
+    return WorldModel.from_net(net, obs, SPACE, sampler=sampler)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +184,9 @@ def test_tile_animate_draws_the_picture_with_real_tiles(tile_wm, toy) -> None:
 def test_tile_animate_uses_the_maps_tiles_and_a_real_status_bar(tile_wm, toy) -> None:
     _, frames, actions, *_ = toy
     contexts = {"frames": frames[None, 5:8], "actions": actions[None, 5:7]}
-    wm = WorldModel.from_net(tile_wm.net, tile_wm.observation_space, SPACE, contexts)
+    wm = WorldModel.from_net(
+        tile_wm.net, tile_wm.observation_space, SPACE, contexts, sampler=tile_wm.sampler
+    )
     map_tiles = {
         bytes(t) for t in frames_to_patches(frames[5:8], TILE)[:, :15].reshape(-1, 48).numpy()
     }

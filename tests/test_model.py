@@ -11,6 +11,7 @@ from worldsim.actions import ActionEncoder
 from worldsim.diffusion import guided, karras_sigmas, sample
 from worldsim.errors import ActionError
 from worldsim.model import AutoencoderConfig, FrameAutoencoder, FrameError, WorldModelNet, preset
+from worldsim.model.config import DiffusionLoss
 
 SPACES = {
     "discrete": gym.spaces.Discrete(5, start=1),
@@ -227,7 +228,8 @@ def test_model_info_prints_parameters_and_flops(capsys):
 @pytest.mark.parametrize("clean", [True, False])
 def test_clean_reference_shows_each_frame_its_clean_previous_frame(clean, monkeypatch):
     space = gym.spaces.Discrete(4)
-    net = WorldModelNet(preset("tiny", clean_reference=clean, prefix_prob=0.0), space)
+    net = WorldModelNet(preset("tiny"), space)
+    loss = DiffusionLoss(clean_reference=clean, prefix_prob=0.0)
     frames, actions, rewards, terminated = clip_batch(space)
     seen = {}
     denoise = net.denoise
@@ -238,11 +240,12 @@ def test_clean_reference_shows_each_frame_its_clean_previous_frame(clean, monkey
 
     monkeypatch.setattr(net, "denoise", spy)
     net.training_loss(
-        frames, torch.as_tensor(actions), rewards, terminated, torch.Generator().manual_seed(0)
-    )
+        frames, torch.as_tensor(actions), rewards, terminated, torch.Generator().manual_seed(0),
+        loss=loss,
+    )  # fmt: skip
     x0 = net.frames_to_x(frames)
     gap = (seen["prev"][:, 1:] - x0[:, :-1]).abs().amax(dim=(2, 3, 4))  # [B, T-1]
-    ctx = net.config.context_noise_max
+    ctx = loss.context_noise_max
     if clean:  # the clean previous frame, noised no more than the context is in rollouts
         assert (seen["prev_sigma"][:, 1:] <= ctx + 1e-6).all()
         assert (gap <= 6 * seen["prev_sigma"][:, 1:]).all()

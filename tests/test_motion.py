@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldsim.model import WorldModelNet, preset
+from worldsim.model import Rollout, WorldModelNet, preset
+from worldsim.model.config import DiffusionLoss, DiffusionSampler
 from worldsim.model.motion import MotionHead, apply_token_filters
 
 
@@ -59,17 +60,41 @@ def test_a_fresh_head_is_nearly_the_identity_and_kernels_are_normalised():
     torch.testing.assert_close(moved[..., 2:-2, 2:-2], flat[..., 2:-2, 2:-2])
 
 
-def test_temperature_sharpens_kernels_when_sampling_only():
+def test_temperature_sharpens_kernels():
     head = MotionHead(8, 2)
     with torch.no_grad():
         head.proj.weight.normal_()
     tokens = torch.randn(1, 1, 3, 8)
-    trained = head.train()(tokens, 0.5)[1]
-    sampled = head.eval()(tokens, 0.5)[1]
+    trained = head(tokens)[1]
+    sampled = head(tokens, 0.5)[1]
     torch.testing.assert_close(sampled, (trained.log() / 0.5).softmax(-1))
     assert torch.all(sampled.max(-1).values >= trained.max(-1).values)
     with pytest.raises(ValueError, match="motion_temperature"):
-        preset("tiny", motion_temperature=0.0)
+        DiffusionSampler(motion_temperature=0.0)
+
+
+def test_a_rollout_samples_kernels_at_its_samplers_temperature(monkeypatch):
+    """The sampler's motion_temperature reaches the motion head; training uses 1."""
+    net = WorldModelNet(preset("tiny", height=16, width=16, patch_size=8, motion_radius=2),
+                        gym.spaces.Discrete(3)).eval()  # fmt: skip
+    seen: list[float] = []
+    forward = net.backbone.motion.forward
+
+    def spy(tokens, temperature=1.0):
+        seen.append(temperature)
+        return forward(tokens, temperature)
+
+    monkeypatch.setattr(net.backbone.motion, "forward", spy)
+    x = torch.zeros(1, 1, 3, 16, 16)
+    acts = net.encode_actions(torch.zeros(1, 1, dtype=torch.long))
+    rollout = Rollout(net, sampler=DiffusionSampler(motion_temperature=0.25, sampler_steps=1))
+    rollout.next(rollout.start(x, acts[:, :0]), acts)
+    assert seen and set(seen) == {0.25}
+    seen.clear()
+    frames = torch.zeros(1, 2, 16, 16, 3, dtype=torch.uint8)
+    net.train().training_loss(frames, torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1),
+                              torch.zeros(1, 1, dtype=torch.bool))  # fmt: skip
+    assert set(seen) == {1.0}
 
 
 def test_bad_kernel_shapes_raise_value_error():
@@ -107,15 +132,17 @@ def test_the_motion_head_learns_that_an_action_scrolls_the_view():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     space = gym.spaces.Discrete(3)
-    cfg = preset("tiny", height=32, width=32, patch_size=8, motion_radius=4, prefix_prob=0.0)
-    cfg.clean_reference = True
+    cfg = preset("tiny", height=32, width=32, patch_size=8, motion_radius=4)
     net = WorldModelNet(cfg, space)
+    recipe = DiffusionLoss(clean_reference=True, prefix_prob=0.0)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     for _ in range(60):
         frames, actions = scrolling_world(8, 4, 32, 4, rng)
         zeros = np.zeros(actions.shape, np.float32)
-        loss = net.training_loss(frames, torch.as_tensor(actions), zeros, zeros > 0, gen)["loss"]
+        loss = net.training_loss(
+            frames, torch.as_tensor(actions), zeros, zeros > 0, gen, loss=recipe
+        )["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -22,7 +22,7 @@ from training.tile_module import TileWorldSystem
 from worldsim.checkpoint import load_release, save_release
 from worldsim.data import EpisodeStore
 from worldsim.errors import WorldsimError
-from worldsim.model.tile_config import TileConfig
+from worldsim.model.tile_config import TileConfig, TileSampler
 from worldsim.model.tile_net import TileWorldNet
 from worldsim.model.tiles import (
     NO_CODE,
@@ -119,7 +119,7 @@ def test_config_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match="fixed_rows"):
         TileConfig(fixed_rows=9)
     with pytest.raises(ValueError, match="guidance"):
-        TileConfig(guidance=2.0)
+        TileSampler(guidance=2.0)
     with pytest.raises(ValueError, match="patch"):
         TileConfig(height=5, width=5, patch=7)
 
@@ -244,35 +244,28 @@ def test_a_restarted_rollout_leaves_the_others_and_their_memory_alone(trained) -
 
 def test_fixed_temperature_samples_the_hud_and_leaves_the_map_alone(trained) -> None:
     world, _dm, _system, net, obs, _path = trained
-    config = net.config
     rng = np.random.default_rng(9)
     frames, actions, _, _ = world.episode(rng, 6)
-    names = ("temperature", "reveal_temperature", "shift_temperature", "fixed_temperature",
-             "sampler_steps")  # fmt: skip
-    saved, runs = {n: getattr(config, n) for n in names}, {}
-    try:
-        config.sampler_steps = 1  # one round: the map's choices cannot see the HUD's
-        for t in (0.0, 50.0):
-            config.temperature = config.reveal_temperature = config.shift_temperature = 0.0
-            config.fixed_temperature = t
-            wm = WorldModel.from_net(net, obs, SPACE)
-            outs = []
-            for seed in range(4):
-                gen = torch.Generator().manual_seed(seed)
-                out = wm.generate(frames[None, :2], actions[None, :1], actions[None, 1:6],
-                                  generator=gen)["frames"][0]  # fmt: skip
-                outs.append(out)
-            runs[t] = np.stack(outs)
-    finally:
-        for n, v in saved.items():
-            setattr(config, n, v)
+    runs = {}
+    for t in (0.0, 50.0):
+        # One round: the map's choices cannot see the HUD's.
+        sampler = TileSampler(sampler_steps=1, temperature=0.0, reveal_temperature=0.0,
+                              shift_temperature=0.0, fixed_temperature=t)  # fmt: skip
+        wm = WorldModel.from_net(net, obs, SPACE, sampler=sampler)
+        outs = []
+        for seed in range(4):
+            gen = torch.Generator().manual_seed(seed)
+            out = wm.generate(frames[None, :2], actions[None, :1], actions[None, 1:6],
+                              generator=gen)["frames"][0]  # fmt: skip
+            outs.append(out)
+        runs[t] = np.stack(outs)
     hud = slice(16 - TILE, 16)  # the fixed bottom row of tokens
     assert (runs[0.0] == runs[0.0][:1]).all()  # the likeliest everywhere: no randomness
     hot = runs[50.0]
     assert (hot[:, 0, : 16 - TILE] == runs[0.0][:, 0, : 16 - TILE]).all()  # the map: untouched
     assert not (hot[:, :, hud] == hot[:1, :, hud]).all()  # the HUD: sampled
     with pytest.raises(ValueError, match="fixed_temperature"):
-        TileConfig(fixed_temperature=-1.0)
+        TileSampler(fixed_temperature=-1.0)
 
 
 # ------------------------------------------------------------------ resume, other games

@@ -318,8 +318,8 @@ def test_export_gives_a_release_matching_the_ema_net(store_path: str, tmp_path: 
     args = ["export", str(ckpt_dir / "last.ckpt"), "--out", str(tuned), "--contexts", "1"]
     tuning = ["--sampler-steps", "1", "--guidance", "1.5", "--motion-temperature", "0.5"]
     assert worldsim_main([*args, *tuning]) == 0
-    config = WorldModel.from_checkpoint(str(tuned), device="cpu").net.config
-    assert (config.sampler_steps, config.guidance, config.motion_temperature) == (1, 1.5, 0.5)
+    sampler = WorldModel.from_checkpoint(str(tuned), device="cpu").sampler
+    assert (sampler.sampler_steps, sampler.guidance, sampler.motion_temperature) == (1, 1.5, 0.5)
     assert worldsim_main([*args, "--sampler-steps", "0"]) == 2  # a clear error, no release
     assert worldsim_main([*args, "--motion-temperature", "0"]) == 2
     reloaded = WorldModelSystem.load_from_checkpoint(ckpt_dir / "last.ckpt")  # the Lightning way
@@ -423,6 +423,11 @@ def test_bad_options_are_clear_errors(
         ),
         (["--data.store", store_path, "--data.batch_size", "0"], "--data.batch_size must be"),
         (["--data.store", store_path, "--data.val_fraction", "1.5"], "--data.val_fraction"),
+        (
+            ["--data.store", store_path, "--model.overrides", "{clean_reference: true}"],
+            "under model.loss",
+        ),
+        (["--data.store", store_path, "--model.sampler", "{sampler_steps: 0}"], "model.sampler"),
     ):
         assert main([*base, *extra]) == 2
         assert expected in capsys.readouterr().err

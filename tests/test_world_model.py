@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -12,7 +13,14 @@ import torch
 
 from worldsim.checkpoint import load_release, save_release
 from worldsim.errors import ActionError, CheckpointError, WorldsimError
-from worldsim.model import FrameError, WorldModelNet, preset
+from worldsim.model import (
+    DiffusionLoss,
+    DiffusionSampler,
+    FrameError,
+    WorldModelNet,
+    preset,
+)
+from worldsim.model.tile_config import TileSampler
 from worldsim.world_model import WorldModel
 
 SPACE = gym.spaces.Discrete(5)
@@ -106,7 +114,7 @@ def test_chunked_and_joint_generation_agree_in_shape_and_are_finite():
         assert out["terminated"].shape == (2, 7)
     guided = wm.generate(frames, actions, future[:, :2], steps=3, guidance=2.0)
     assert guided["frames"].shape == (2, 2, H, W, 3)
-    heun = WorldModel.from_net(random_net(sampler="heun"), obs_space(), SPACE)
+    heun = WorldModel.from_net(random_net(), obs_space(), SPACE, sampler=DiffusionSampler("heun"))
     assert heun.generate(frames, actions, future[:, :2], steps=2)["frames"].shape == (2, 2, H, W, 3)
     clip = wm.sample_clip(future[:, :5], generator=torch.Generator().manual_seed(0))  # 6 frames
     assert clip["frames"].shape == (2, 6, H, W, 3) and clip["rewards"].shape == (2, 5)
@@ -231,7 +239,7 @@ def test_a_release_copies_with_other_sampler_defaults(crafter_release, tmp_path,
     argv = ["model", "sampler", "--release", str(crafter_release), "--set", "sampler_steps=3",
             "--out", str(out)]  # fmt: skip
     assert worldsim_main(argv) == 0
-    assert WorldModel.from_checkpoint(out).config.sampler_steps == 3
+    assert WorldModel.from_checkpoint(out).sampler.sampler_steps == 3
     assert read_release_config(out)["metadata"]["sampler_changed"]["sampler_steps"] == 3
     assert (out / "model.safetensors").read_bytes() == (
         crafter_release / "model.safetensors"
@@ -245,3 +253,31 @@ def test_a_release_copies_with_other_sampler_defaults(crafter_release, tmp_path,
     with pytest.raises(CheckpointError, match="sampler_steps"):
         with_sampler_defaults(crafter_release, tmp_path / "x", {"sampler_steps": "0"})
     assert not (tmp_path / "x").exists()
+
+
+def test_a_release_keeps_architecture_sampler_and_loss_apart(tmp_path):
+    """Format 2 saves three configs; a format-1 release (one flat config mixing the three)
+    still loads, split by field, with the same sampler."""
+    sampler = DiffusionSampler(sampler_steps=3, motion_temperature=0.5, sigma_stab=0.05)
+    loss = DiffusionLoss(clean_reference=True)
+    net = random_net()
+    path = save_release(tmp_path / "r", net, observation_space=obs_space(), action_space=SPACE,
+                        sampler=sampler, loss=loss)  # fmt: skip
+    config = json.loads((path / "config.json").read_text())
+    assert config["format_version"] == 2
+    assert config["model_config"] == net.config.to_dict()
+    assert DiffusionSampler(**config["sampler_config"]) == sampler
+    assert DiffusionLoss(**config["loss_config"]) == loss
+    assert WorldModel.from_checkpoint(path).sampler == sampler
+    flat = {**config["model_config"], **config["sampler_config"], **config["loss_config"]}
+    del flat["context_noise_min"]  # format 1 had one sigma_min for both
+    config.update(format_version=1, model_config=flat)
+    del config["sampler_config"], config["loss_config"]
+    (path / "config.json").write_text(json.dumps(config))
+    old = WorldModel.from_checkpoint(path)
+    assert old.sampler == sampler and old.config == net.config
+    with pytest.raises(CheckpointError, match="TileSampler"):
+        save_release(tmp_path / "bad", net, observation_space=obs_space(), action_space=SPACE,
+                     sampler=TileSampler())  # fmt: skip
+    with pytest.raises(WorldsimError, match="DiffusionSampler"):
+        WorldModel.from_net(net, obs_space(), SPACE, sampler=TileSampler())

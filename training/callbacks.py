@@ -106,7 +106,7 @@ class RolloutVideos(L.Callback):
         num_videos: Validation clips rolled out (rows of the video).
         context_frames: Real frames the model starts from.
         rollout_frames: Frames generated after the context.
-        sampler_steps: Denoising steps per frame (None: the model config's default).
+        sampler_steps: Denoising steps per frame (None: the run's `model.sampler` setting).
         every_n_validations: Log at every n-th validation run.
         fps: Playback rate (None: the store's frame rate).
         seed: Seed of the sampler's generator (the same noise at every validation).
@@ -153,8 +153,9 @@ class RolloutVideos(L.Callback):
             else actions.to(pl_module.device)
         )
         world_model = WorldModel.from_net(
-            pl_module.ema.module, dm.observation_space, dm.action_space
-        )
+            pl_module.ema.module, dm.observation_space, dm.action_space,
+            sampler=pl_module.sampler_config,
+        )  # fmt: skip
         generator = torch.Generator(pl_module.device).manual_seed(self.seed)
         out = world_model.generate(
             frames[:, :K],

@@ -8,6 +8,7 @@ train-in-the-dream loop (`training.world_model_loop`) calls `export_checkpoint` 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,22 @@ def _time_reversed(value: Any) -> Any:
 def _init_args(hparams: dict[str, Any]) -> dict[str, Any]:
     """Saved hyperparameters without the entries LightningCLI adds (`_class_path`, ...)."""
     return {k: v for k, v in hparams.items() if not k.startswith("_")}
+
+
+def _split_overrides(hparams: dict[str, Any], arch: Any) -> dict[str, Any]:
+    """Hyperparameters of a run from before the configs were split, whose `overrides` mixed
+    loss and sampler fields in: those move to `loss` and `sampler`."""
+    from worldsim.model.config import split_fields
+
+    own, loss, sampler = split_fields(arch, dict(hparams.get("overrides") or {}))
+    if not (loss or sampler):
+        return hparams
+    return {
+        **hparams,
+        "overrides": own,
+        "loss": {**loss, **(hparams.get("loss") or {})},
+        "sampler": {**sampler, **(hparams.get("sampler") or {})},
+    }
 
 
 def export_checkpoint(
@@ -100,36 +117,31 @@ def export_checkpoint(
     # A subclass made in Python (not by LightningCLI) also saves its base class's arguments
     # (preset, autoencoder), which it sets itself: pass it only its own.
     accepted = inspect.signature(system_class.__init__).parameters
+    hparams = _split_overrides(hparams, system_class.ARCH)
     system = system_class(**{k: v for k, v in hparams.items() if k in accepted})
     system.on_load_checkpoint(checkpoint)  # builds the net from the saved config and spaces
     system.load_state_dict(checkpoint["state_dict"])
     net = system.ema.module if weights == "ema" else system.net
     net.eval()
-    if (sampler_steps is not None and sampler_steps < 1) or (guidance is not None and guidance < 0):
+    sampler = system.sampler_config
+    given = {"sampler_steps": sampler_steps, "guidance": guidance,
+             "motion_temperature": motion_temperature}  # fmt: skip
+    given = {k: v for k, v in given.items() if v is not None}
+    fields = {f.name for f in dataclasses.fields(sampler)}
+    extra = sorted(set(given) - fields)
+    if extra:
+        key = extra[0]
         raise CheckpointError(
-            f"--sampler-steps must be at least 1 and --guidance at least 0 (got {sampler_steps}, "
-            f"{guidance}); 1 step and guidance 1 are the fastest"
+            f"--{key.replace('_', '-')} does not apply to this {type(sampler).__name__}: it "
+            f"has {', '.join(sorted(fields))} (set with `worldsim model sampler --set`)"
         )
-    if sampler_steps is not None:
-        net.config.sampler_steps = sampler_steps
-    if guidance is not None:
-        net.config.guidance = guidance
-    if motion_temperature is not None:
-        if motion_temperature <= 0:
-            raise CheckpointError(
-                f"--motion-temperature must be positive, got {motion_temperature}; 1 keeps the "
-                "trained kernels, 0.5 commits rollouts to the likeliest displacement"
-            )
-        if not hasattr(net.config, "motion_temperature"):
-            raise CheckpointError(
-                "--motion-temperature applies to diffusion models with motion kernels, not "
-                "to this tile model (its shift sampling is shift_temperature)"
-            )
-        net.config.motion_temperature = motion_temperature
     try:
-        net.config.validate()
+        sampler = dataclasses.replace(sampler, **given)
     except ValueError as e:
-        raise CheckpointError(f"invalid sampler settings for this model: {e}") from None
+        raise CheckpointError(
+            f"invalid sampler settings for this model: {e} (1 step and guidance 1 are the "
+            "fastest; motion temperature 1 keeps the trained kernels)"
+        ) from None
 
     data_args = _init_args(checkpoint.get("datamodule_hyper_parameters", {}))
     if store is not None:
@@ -182,5 +194,7 @@ def export_checkpoint(
         action_space=system.action_space,
         contexts={"frames": frames, "actions": actions},
         metadata=metadata,
+        sampler=sampler,
+        loss=system.loss_config,
     )
     return Path(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -14,6 +15,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from training import optim
 from worldsim.errors import CheckpointError, WorldsimError
+from worldsim.model.config import ModelConfig
 from worldsim.spaces import check_compatible, deserialize_space, serialize_space
 
 
@@ -58,8 +60,11 @@ class WorldModelSystem(L.LightningModule):
 
     Args:
         preset: Model size preset: tiny, S, B or L (`worldsim model info` lists them).
-        overrides: ModelConfig fields to change, e.g. {depth: 8, context: 8, sampler_steps: 1}.
+        overrides: ModelConfig (architecture) fields to change, e.g. {depth: 8, context: 8}.
             height/width come from the data and need not be given.
+        loss: DiffusionLoss fields to change, e.g. {clean_reference: true} (how it trains).
+        sampler: DiffusionSampler fields to change, e.g. {sampler_steps: 1}: how sample
+            rollouts during training sample, and the defaults an export gives its release.
         autoencoder: Frame-autoencoder checkpoint (.ckpt of `training.autoencoder.AutoencoderSystem`);
             frames are then diffused in its latent space. None: diffuse pixels.
         init_from: A release folder (`worldsim export`) whose weights start a new run (fine-tuning);
@@ -79,6 +84,8 @@ class WorldModelSystem(L.LightningModule):
         self,
         preset: str = "tiny",
         overrides: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        sampler: dict[str, Any] | None = None,
         autoencoder: str | None = None,
         init_from: str | None = None,
         lr: float = 3e-4,
@@ -92,12 +99,36 @@ class WorldModelSystem(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.loss_config, self.sampler_config = self._run_configs()
         self.net: Any = None  # WorldModelNet, built in configure_model
         self.ema: AveragedModel | None = None
         self.action_space: gym.Space | None = None
         self.observation_space: gym.Space | None = None
 
     # -------------------------------------------------------------- building
+    ARCH: Any = ModelConfig  # the architecture config class; its LOSS and SAMPLER
+
+    def _run_configs(self) -> tuple[Any, Any]:
+        """This run's loss and sampler configs, from `loss` and `sampler` (ConfigError on a
+        bad field), after checking that `overrides` holds architecture fields only."""
+        from worldsim.model.config import config_from_fields, field_names
+
+        arch, h = self.ARCH, self.hparams
+        for name, part in (("loss", arch.LOSS), ("sampler", arch.SAMPLER)):
+            misplaced = sorted(set(h.overrides or {}) & field_names(part))
+            if misplaced:
+                raise ConfigError(
+                    f"model.overrides {misplaced} are {part.__name__} settings, not the "
+                    f"architecture's: set them under model.{name}"
+                )
+        configs = []
+        for name, part in (("loss", arch.LOSS), ("sampler", arch.SAMPLER)):
+            try:
+                configs.append(config_from_fields(part, dict(h.get(name) or {})))
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"model.{name} {h.get(name)}: {e}") from None
+        return configs[0], configs[1]
+
     def model_config(self, observation_space: gym.Space, autoencoder: Any = None) -> Any:
         """The ModelConfig of this run for frames of `observation_space` (H, W, 3).
 
@@ -218,6 +249,8 @@ class WorldModelSystem(L.LightningModule):
             "action_space": serialize_space(self.action_space),
             "observation_space": serialize_space(self.observation_space),
             "model_config": self.net.config.to_dict(),
+            "loss_config": dataclasses.asdict(self.loss_config),
+            "sampler_config": dataclasses.asdict(self.sampler_config),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -229,15 +262,21 @@ class WorldModelSystem(L.LightningModule):
         action_space = deserialize_space(saved["action_space"])
         observation_space = deserialize_space(saved["observation_space"])
         if self.net is None:  # load_from_checkpoint: build from what the checkpoint says
-            from worldsim.model import ModelConfig
-
-            self.build(
-                action_space, observation_space, ModelConfig.from_dict(saved["model_config"])
-            )
+            self.build(action_space, observation_space, self._saved_configs(saved))
         else:
             self._check_spaces(action_space, observation_space)
         if "ema_state_dict" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema_state_dict"])
+
+    def _saved_configs(self, saved: dict[str, Any]) -> Any:
+        """The architecture config a checkpoint's "worldsim" entry holds; its loss and
+        sampler configs become this system's (older checkpoints mixed all three in one)."""
+        from worldsim.checkpoint import configs_from_dict
+
+        arch, self.loss_config, self.sampler_config = configs_from_dict(
+            saved["model_config"], saved.get("sampler_config"), saved.get("loss_config")
+        )
+        return arch
 
     def _check_spaces(self, action_space: gym.Space, observation_space: gym.Space) -> None:
         """Raise CheckpointError if a checkpoint's spaces differ from the data's."""
@@ -264,6 +303,7 @@ class WorldModelSystem(L.LightningModule):
             batch["actions"],
             batch["rewards"],
             batch["terminated"],
+            loss=self.loss_config,
             generator=generator,
         )
         B = batch["frames"].shape[0]

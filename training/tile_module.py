@@ -19,6 +19,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from training.module import ConfigError, WorldModelSystem, ema_update
 from worldsim.errors import CheckpointError
+from worldsim.model.tile_config import TileConfig
 
 __all__ = ["TileWorldSystem"]
 
@@ -36,17 +37,24 @@ class TileWorldSystem(WorldModelSystem):
     """Trains a `worldsim.model.tile_net.TileWorldNet` on a TileDataModule's transitions.
 
     Args:
-        overrides: TileConfig fields, e.g. {dim: 128, depth: 4, fixed_rows: 2}. The frame
+        overrides: TileConfig (architecture) fields, e.g. {dim: 128, depth: 4}. The frame
             size and the data-layout fields (patch, fixed_rows, motion_radius, codebook_size,
             frequent_codes, reward_classes) come from the data module.
+        loss: TileLoss fields, e.g. {change_weight: 3}.
+        sampler: TileSampler fields: the defaults an export gives its release, e.g.
+            {fixed_temperature: 0.5}.
         init_from: A tile release folder whose weights start a new run (same shapes).
         lr, weight_decay, betas, warmup_steps, total_steps, min_lr_ratio, ema_decay,
         validate_ema: as for WorldModelSystem.
     """
 
+    ARCH = TileConfig
+
     def __init__(
         self,
         overrides: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        sampler: dict[str, Any] | None = None,
         init_from: str | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.01,
@@ -60,6 +68,8 @@ class TileWorldSystem(WorldModelSystem):
         super().__init__(
             preset="tiles",
             overrides=overrides,
+            loss=loss,
+            sampler=sampler,
             init_from=init_from,
             lr=lr,
             weight_decay=weight_decay,
@@ -73,8 +83,6 @@ class TileWorldSystem(WorldModelSystem):
         self.save_hyperparameters()
 
     def model_config(self, observation_space: gym.Space, autoencoder: Any = None) -> Any:
-        from worldsim.model.tile_config import TileConfig
-
         H, W = observation_space.shape[:2]
         fields = {"height": H, "width": W, **(self.hparams.overrides or {})}
         dm = self._trainer.datamodule if self._trainer is not None else None
@@ -153,12 +161,11 @@ class TileWorldSystem(WorldModelSystem):
         saved = checkpoint.get("worldsim") or {}
         if self.net is None and "model_config" in saved:
             from worldsim.data.spaces import deserialize_space
-            from worldsim.model.tile_config import TileConfig
 
             self.build(
                 deserialize_space(saved["action_space"]),
                 deserialize_space(saved["observation_space"]),
-                TileConfig.from_dict(saved["model_config"]),
+                self._saved_configs(saved),
             )
         else:
             book = checkpoint.get("state_dict", {}).get("net.codebook")
@@ -178,7 +185,7 @@ class TileWorldSystem(WorldModelSystem):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         net = self.net if net is None else net
-        out = net.training_loss(batch, generator=generator)
+        out = net.training_loss(batch, loss=self.loss_config, generator=generator)
         train = stage == "train"
         B = int(batch["shift"].shape[0])
         self.log(

@@ -2,11 +2,14 @@
 
 Layout of a release folder:
     model.safetensors     the WorldModelNet state dict (autoencoder included, if any)
-    config.json           {"format", "format_version", "model_config", "observation_space",
-                           "action_space" (minari.serialization), "metadata", "files" (sha256 of
-                           each file beside it: a folder mixing two exports is refused)}
+    config.json           {"format", "format_version", "model_config" (the architecture),
+                           "sampler_config" (the sampler defaults), "loss_config" (what it was
+                           trained with: a record), "observation_space", "action_space"
+                           (minari.serialization), "metadata", "files" (sha256 of each file
+                           beside it: a folder mixing two exports is refused)}
     contexts.safetensors  optional: "frames" uint8 [N, K, H, W, 3] and "actions"
                           [N, K-1, ...] (or "actions.<key>" for each key of a Dict space)
+Format 1 held one flat "model_config" mixing the three; it is still read (split by field).
 Loading never unpickles anything. A release is written into a temporary folder beside the
 target and swapped in at the end, so an export killed at any point leaves the old release
 (or, in the instant between two renames, a `.NAME.old-*` folder that `load_release` names).
@@ -14,36 +17,64 @@ target and swapped in at the end, so an export killed at any point leaves the ol
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from worldsim.errors import CheckpointError
-from worldsim.model.config import ModelConfig
+from worldsim.model.config import ModelConfig, config_from_fields, split_fields
 from worldsim.model.net import WorldModelNet
 from worldsim.model.tile_config import TileConfig
 from worldsim.model.tile_net import TileWorldNet
 from worldsim.spaces import check_compatible, space_from_dict, space_to_dict
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load_release", "save_release", "with_sampler_defaults"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Release",
+    "load_release",
+    "save_release",
+    "with_sampler_defaults",
+]
 
 FORMAT = "worldsim-release"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
-def config_from_dict(data: dict[str, Any]) -> ModelConfig | TileConfig:
-    """A saved model config: a TileConfig (kind "tiles") or the diffusion ModelConfig."""
-    if isinstance(data, dict) and data.get("kind") == "tiles":
-        return TileConfig.from_dict(data)
-    return ModelConfig.from_dict(data)
+class Release(NamedTuple):
+    """What `load_release` returns."""
+
+    net: WorldModelNet | TileWorldNet  # in eval mode
+    observation_space: gym.spaces.Space
+    action_space: gym.spaces.Space
+    contexts: dict[str, Any] | None  # starting contexts, or None
+    metadata: dict[str, Any]
+    sampler: Any  # the sampler defaults: a DiffusionSampler or TileSampler
+
+
+def configs_from_dict(
+    model: dict[str, Any], sampler: dict[str, Any] | None = None, loss: dict[str, Any] | None = None
+) -> tuple[Any, Any, Any]:
+    """Saved configs -> (architecture, loss, sampler) of the model's kind: TileConfig
+    (kind "tiles") or the diffusion ModelConfig, with its LOSS and SAMPLER. A `model` dict
+    that mixes all three (release format 1, older training checkpoints) is split by field;
+    unknown fields raise ValueError naming them."""
+    arch = TileConfig if isinstance(model, dict) and model.get("kind") == "tiles" else ModelConfig
+    own, old_loss, old_sampler = split_fields(arch, dict(model))
+    return (
+        arch.from_dict(own),
+        config_from_fields(arch.LOSS, {**old_loss, **(loss or {})}),
+        config_from_fields(arch.SAMPLER, {**old_sampler, **(sampler or {})}),
+    )
 
 
 def build_net(
@@ -99,15 +130,20 @@ def save_release(
     action_space: gym.spaces.Space,
     contexts: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
+    sampler: Any = None,
+    loss: Any = None,
 ) -> Path:
     """Write a release folder, atomically: all of it is written beside `path` and swapped in.
 
     Args:
         path: the folder.
-        net: the network whose weights and config are saved.
+        net: the network whose weights and architecture config are saved.
         observation_space / action_space: the game's spaces (action space must be the net's).
         contexts: optional dict(frames uint8 [N, K, H, W, 3], actions [N, K-1, ...]).
         metadata: JSON-serialisable extras (game id, training run, metrics).
+        sampler: the release's sampler defaults, a config of the net's kind
+            (`net.config.SAMPLER`); None: that kind's defaults.
+        loss: the loss config it was trained with (`net.config.LOSS`), kept as a record.
 
     Returns:
         The folder path.
@@ -116,6 +152,13 @@ def save_release(
 
     check_compatible(net.action_space, action_space, "the action space given", error=CheckpointError,
                      fix="a release holds the action space its net was built for")  # fmt: skip
+    for name, given, kind in (("sampler", sampler, net.config.SAMPLER),
+                              ("loss", loss, net.config.LOSS)):  # fmt: skip
+        if given is not None and not isinstance(given, kind):
+            raise CheckpointError(
+                f"{name} is a {type(given).__name__}; this model's is a {kind.__name__}"
+            )
+    sampler = net.config.SAMPLER() if sampler is None else sampler
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder} is a file, not a release folder: choose another --out")
@@ -131,6 +174,8 @@ def save_release(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_config": net.config.to_dict(),
+        "sampler_config": dataclasses.asdict(sampler),
+        "loss_config": None if loss is None else dataclasses.asdict(loss),
         "observation_space": space_to_dict(observation_space),
         "action_space": space_to_dict(action_space),
         "metadata": metadata or {},
@@ -174,7 +219,7 @@ def read_release_config(path: str | Path) -> dict[str, Any]:
 
 def with_sampler_defaults(src: str | Path, out: str | Path, settings: dict[str, str]) -> Path:
     """Copy the release `src` to `out` with other sampler defaults, e.g. {"fixed_temperature":
-    "1"} (values as text, typed by the config's fields). The weights are not touched.
+    "1"} (values as text, typed by the sampler config's fields). The weights are not touched.
 
     Raises:
         CheckpointError: `out` exists, a setting is not a sampler field of this model's kind,
@@ -184,33 +229,51 @@ def with_sampler_defaults(src: str | Path, out: str | Path, settings: dict[str, 
     config = read_release_config(src)
     if out.exists():
         raise CheckpointError(f"{out} exists: pick a new folder for the changed release")
-    model = dict(config["model_config"])
-    cls = type(config_from_dict(model))
-    kind = "tiles" if cls is TileConfig else "diffusion"
+    try:
+        model, loss, sampler = _configs_of(config)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{src / 'config.json'} is incomplete or invalid ({e})") from e
+    cls = type(sampler)
+    kind = "tiles" if isinstance(model, TileConfig) else "diffusion"
     hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    changed: dict[str, Any] = {}
     for key, text in settings.items():
-        if key not in cls.SAMPLER_FIELDS:
+        if key not in fields:
             raise CheckpointError(
                 f"{key!r} is not a sampler setting of a {kind} model: one of "
-                f"{', '.join(cls.SAMPLER_FIELDS)}"
+                f"{', '.join(sorted(fields))}"
             )
         try:
-            model[key] = hints[key](text)
+            changed[key] = hints[key](text)
         except ValueError:
             raise CheckpointError(f"{key}={text!r} is not of type {hints[key].__name__}") from None
     try:
-        model = config_from_dict(model).to_dict()
+        sampler = dataclasses.replace(sampler, **changed)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{settings}: {e}") from None
     shutil.copytree(src, out)
-    changed = {k: model[k] for k in settings}
-    config["model_config"] = model
+    config.update(
+        format_version=FORMAT_VERSION,
+        model_config=model.to_dict(),
+        sampler_config=dataclasses.asdict(sampler),
+        loss_config=None if loss is None else dataclasses.asdict(loss),
+    )
     config["metadata"] = {
         **config.get("metadata", {}),
         "sampler_changed": {"from": str(src), **changed},
     }
-    (out / "config.json").write_text(json.dumps(config))
+    (out / "config.json").write_text(json.dumps(config, indent=1))
     return out
+
+
+def _configs_of(config: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(architecture, loss or None, sampler) of a release's parsed config.json, any format."""
+    model, loss, sampler = configs_from_dict(
+        config["model_config"], config.get("sampler_config"), config.get("loss_config")
+    )
+    recorded = config.get("loss_config") is not None or config.get("format_version", 1) < 2
+    return model, loss if recorded else None, sampler
 
 
 def load_release(
@@ -219,9 +282,7 @@ def load_release(
     *,
     action_space: gym.spaces.Space | None = None,
     observation_space: gym.spaces.Space | None = None,
-) -> tuple[
-    WorldModelNet, gym.spaces.Space, gym.spaces.Space, dict[str, Any] | None, dict[str, Any]
-]:
+) -> Release:
     """Load a release folder without unpickling.
 
     Args:
@@ -230,7 +291,8 @@ def load_release(
         action_space / observation_space: if given, the release must be for these spaces.
 
     Returns:
-        (net in eval mode, observation_space, action_space, contexts or None, metadata).
+        Release(net in eval mode, observation_space, action_space, contexts or None, metadata,
+        sampler defaults).
 
     Raises:
         CheckpointError: missing or corrupt files, or a release made for another game.
@@ -241,7 +303,7 @@ def load_release(
     folder = Path(path)
     config = read_release_config(folder)
     try:
-        model_config = config_from_dict(config["model_config"])
+        model_config, _, sampler = _configs_of(config)
         obs_space = space_from_dict(config["observation_space"])
         act_space = space_from_dict(config["action_space"])
     except (KeyError, TypeError, ValueError, NotImplementedError) as e:
@@ -292,4 +354,5 @@ def load_release(
             contexts["actions"] = {k: tensors[f"actions.{k}"].numpy() for k in act_space.spaces}
         else:
             contexts["actions"] = tensors["actions"].numpy()
-    return net.to(device).eval(), obs_space, act_space, contexts, config.get("metadata", {})
+    metadata = config.get("metadata", {})
+    return Release(net.to(device).eval(), obs_space, act_space, contexts, metadata, sampler)

@@ -22,11 +22,14 @@ from worldsim.spaces import check_compatible
 __all__ = ["ReleaseInfo", "WorldModel"]
 
 
-def make_rollout(net: WorldModelNet | TileWorldNet, use_cache: bool) -> Rollout | TileRollout:
-    """The rollout driver of a network's kind (diffusion or tiles)."""
+def make_rollout(
+    net: WorldModelNet | TileWorldNet, use_cache: bool, sampler: Any = None
+) -> Rollout | TileRollout:
+    """The rollout driver of a network's kind (diffusion or tiles), sampling with `sampler`
+    (a DiffusionSampler or TileSampler; None: its kind's defaults)."""
     if isinstance(net, TileWorldNet):
-        return TileRollout(net, use_cache=use_cache)
-    return Rollout(net, use_cache=use_cache)
+        return TileRollout(net, use_cache=use_cache, sampler=sampler)
+    return Rollout(net, use_cache=use_cache, sampler=sampler)
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class ReleaseInfo:
     """What a release says about its world model besides the weights, typed (`WorldModel.release`).
 
     The game, rate and names come from the release's metadata (unrecorded: None, 10 fps); the
-    sampler defaults and context window from the model's config.
+    sampler settings from its sampler config, the context window from the model's.
     """
 
     game: str | None = None  # the game it was trained on (None: not recorded)
@@ -46,16 +49,16 @@ class ReleaseInfo:
     context: int = 16  # frames in the model's attention window
 
     @classmethod
-    def of(cls, metadata: dict[str, Any], config: Any) -> ReleaseInfo:
-        """From a release's metadata dict and its model config."""
+    def of(cls, metadata: dict[str, Any], config: Any, sampler: Any) -> ReleaseInfo:
+        """From a release's metadata dict, its model config and its sampler config."""
         names = metadata.get("action_names")
         return cls(
             game=metadata.get("game"),
             fps=float(metadata.get("fps") or 10.0),
             action_names=list(names) if names is not None else None,
-            sampler=str(config.sampler),
-            sampler_steps=int(config.sampler_steps),
-            guidance=float(config.guidance),
+            sampler=str(sampler.sampler),
+            sampler_steps=int(sampler.sampler_steps),
+            guidance=float(sampler.guidance),
             context=int(config.context),
         )
 
@@ -78,6 +81,9 @@ class WorldModel:
         action_space: the game's action space; must be the net's.
         contexts: optional starting contexts, dict(frames [N, K, H, W, 3], actions [N, K-1, ...]).
         use_cache: KV-cache the context (True) or recompute it at every pass.
+        sampler: how rollouts sample, a config of the net's kind (`net.config.SAMPLER`: a
+            DiffusionSampler or TileSampler); None: that kind's defaults. A release brings its
+            own (`from_checkpoint`).
     """
 
     def __init__(
@@ -88,6 +94,7 @@ class WorldModel:
         contexts: dict[str, Any] | None = None,
         use_cache: bool = True,
         metadata: dict[str, Any] | None = None,
+        sampler: Any = None,
     ) -> None:
         cfg = net.config
         expected = (cfg.height, cfg.width, cfg.channels)
@@ -102,7 +109,12 @@ class WorldModel:
         self._observation_space, self._action_space = observation_space, action_space
         self._contexts = contexts
         self.metadata: dict[str, Any] = dict(metadata or {})  # e.g. the release's game id
-        self.rollout = make_rollout(net, use_cache)
+        kind = cfg.SAMPLER
+        if sampler is not None and not isinstance(sampler, kind):
+            raise WorldsimError(
+                f"sampler is a {type(sampler).__name__}; this model samples with a {kind.__name__}"
+            )
+        self.rollout = make_rollout(net, use_cache, kind() if sampler is None else sampler)
         self._state: RolloutState | TileRolloutState | None = None
         self._batch = 0
 
@@ -126,10 +138,17 @@ class WorldModel:
         """
         from worldsim.checkpoint import load_release
 
-        net, obs_space, act_space, contexts, metadata = load_release(
+        release = load_release(
             path, device, action_space=action_space, observation_space=observation_space
         )
-        return cls(net, obs_space, act_space, contexts, metadata=metadata)
+        return cls(
+            release.net,
+            release.observation_space,
+            release.action_space,
+            release.contexts,
+            metadata=release.metadata,
+            sampler=release.sampler,
+        )
 
     @classmethod
     def from_net(
@@ -138,9 +157,11 @@ class WorldModel:
         observation_space: gym.spaces.Box,
         action_space: gym.spaces.Space,
         contexts: dict[str, Any] | None = None,
+        sampler: Any = None,
     ) -> WorldModel:
-        """Wrap an in-memory network (e.g. during training, for sample rollouts)."""
-        return cls(net, observation_space, action_space, contexts)
+        """Wrap an in-memory network (e.g. during training, for sample rollouts), sampling
+        with `sampler` (None: its kind's defaults)."""
+        return cls(net, observation_space, action_space, contexts, sampler=sampler)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -162,9 +183,15 @@ class WorldModel:
         return self.net.config
 
     @property
+    def sampler(self) -> Any:
+        """How rollouts sample (a DiffusionSampler or TileSampler): the release's defaults
+        unless replaced; `step`'s steps and guidance override it per call."""
+        return self.rollout.sampler
+
+    @property
     def release(self) -> ReleaseInfo:
-        """The game, frame rate, action names and sampler defaults of this model (typed)."""
-        return ReleaseInfo.of(self.metadata, self.net.config)
+        """The game, frame rate, action names and sampler settings of this model (typed)."""
+        return ReleaseInfo.of(self.metadata, self.net.config, self.sampler)
 
     @property
     def device(self) -> torch.device:

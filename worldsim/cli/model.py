@@ -41,9 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sampler",
         help="copy a release with other sampler defaults (temperatures, commit rounds)",
         description="Copy a release folder with other sampler defaults; the weights stay as they "
-        "are. Tile models: sampler_steps, temperature, reveal_temperature, fixed_temperature, "
-        "shift_temperature, commit_confidence. Diffusion models: sampler, sampler_steps, "
-        "guidance, motion_temperature.",
+        "are. Any field of the model's sampler config: tile models (TileSampler) sampler_steps, "
+        "temperature, reveal_temperature, fixed_temperature, shift_temperature, "
+        "commit_confidence; diffusion models (DiffusionSampler) sampler, sampler_steps, "
+        "guidance, motion_temperature, sigma_min, sigma_max, rho, sigma_stab.",
     )
     sampler.add_argument("--release", required=True, help="the release folder to copy")
     sampler.add_argument("--set", action="append", required=True, metavar="KEY=VALUE",
@@ -95,7 +96,7 @@ def run_info(args: argparse.Namespace) -> int:
         )
     print(
         "\nGF/eval: GFLOPs of one denoiser evaluation of one new frame after a full cached window;"
-        "\nGF/step: per generated frame at the preset's sampler steps (plus the pass that caches it);"
+        "\nGF/step: per generated frame at the default sampler's 2 steps (plus the pass that caches it);"
         "\nGF/train: forward+backward per frame of a training clip. Counted by torch's FlopCounterMode."
     )
     return 0

@@ -16,21 +16,21 @@ from worldsim.model.rollout import Rollout, RolloutState, randn
 __all__ = ["denoise_from", "sdedit_sigmas"]
 
 
-def sdedit_sigmas(config, strength: float, steps: int | None = None) -> Tensor:
+def sdedit_sigmas(sampler, strength: float, steps: int | None = None) -> Tensor:
     """Noise levels [steps' + 1] from the level of `strength` down to 0: strength 1 is the
     sampler's sigma_max (the whole schedule, a frame from noise), strength s the point a share
     s of the way down Karras' ramp from sigma_min, so s -> 0 leaves the frame almost as it is.
-    Strength 0 gives [0]: nothing to denoise."""
-    steps = config.sampler_steps if steps is None else int(steps)
+    Strength 0 gives [0]: nothing to denoise. `sampler`: a DiffusionSampler."""
+    steps = sampler.sampler_steps if steps is None else int(steps)
     if strength <= 0:
         return torch.zeros(1)
-    full = karras_sigmas(max(steps, 1), config.sigma_min, config.sigma_max, config.rho)
+    full = karras_sigmas(max(steps, 1), sampler.sigma_min, sampler.sigma_max, sampler.rho)
     if strength >= 1:
         return full
-    lo, hi = config.sigma_min ** (1 / config.rho), config.sigma_max ** (1 / config.rho)
-    top = (lo + strength * (hi - lo)) ** config.rho
+    lo, hi = sampler.sigma_min ** (1 / sampler.rho), sampler.sigma_max ** (1 / sampler.rho)
+    top = (lo + strength * (hi - lo)) ** sampler.rho
     ramp = torch.linspace(0, 1, max(steps, 1), dtype=torch.float64)
-    levels = ((top ** (1 / config.rho)) + ramp * (lo - top ** (1 / config.rho))) ** config.rho
+    levels = ((top ** (1 / sampler.rho)) + ramp * (lo - top ** (1 / sampler.rho))) ** sampler.rho
     return torch.cat([levels, levels.new_zeros(1)]).float()
 
 

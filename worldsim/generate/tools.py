@@ -228,7 +228,7 @@ def animate(
     else:
         x0 = _x(wm, image[None])
         state = wm.rollout.start(x0[:, :0], noop[None, :0])
-        sig = sdedit_sigmas(wm.config, s, steps)
+        sig = sdedit_sigmas(wm.sampler, s, steps)
         x, _, _ = denoise_from(wm.rollout, state, x0, noop[None], sig, generator=generator)
         first, played, rewards = _frames(wm, x)[0], [], []
         for i in range(0 if enc is None else len(enc)):
@@ -303,7 +303,7 @@ def edit(
         )
     else:
         state = wm.rollout.start(_x(wm, frames[:start]), enc[None, : start - 1])
-        sig = sdedit_sigmas(wm.config, s, steps)
+        sig = sdedit_sigmas(wm.sampler, s, steps)
         out, rewards = [], []
         for t in range(start, T):
             x, r, _ = denoise_from(

@@ -1,4 +1,6 @@
-"""ModelConfig / AutoencoderConfig dataclasses and the size-preset registry (tiny, S, B, L)."""
+"""The diffusion model's three configs (ModelConfig: architecture, saved with the weights;
+DiffusionLoss: training; DiffusionSampler: rollouts), AutoencoderConfig and the size presets
+(tiny, S, B, L)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-__all__ = ["PRESETS", "AutoencoderConfig", "ModelConfig", "preset"]
+__all__ = [
+    "PRESETS",
+    "AutoencoderConfig",
+    "DiffusionLoss",
+    "DiffusionSampler",
+    "ModelConfig",
+    "preset",
+    "split_fields",
+]
 
 
 @dataclass
@@ -24,19 +34,82 @@ class AutoencoderConfig:
 
 
 @dataclass
+class DiffusionLoss:
+    """How a diffusion WorldModelNet is trained (diffusion forcing): the training run's business,
+    not saved with the weights (a release records it in its metadata)."""
+
+    p_mean: float = -0.4  # log-normal training noise levels (EDM)
+    p_std: float = 1.2
+    # Context frames are noised at a level drawn in [context_noise_min, context_noise_max].
+    context_noise_min: float = 2e-3
+    context_noise_max: float = 0.1
+    prefix_prob: float = 0.5  # share of clips split into a clean-ish prefix + a noisy rest
+    # Each frame's reference (the previous-frame input planes) is the clean previous frame,
+    # lightly noised up to context_noise_max, as in rollouts; False: the previous frame at its
+    # own diffusion-forcing noise level (mostly noise, so "clean frame + action -> next frame"
+    # is trained on few frames).
+    clean_reference: bool = False
+    action_dropout: float = 0.1  # per-frame action drop, for classifier-free guidance
+    reward_weight: float = 0.1
+    termination_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.context_noise_min <= self.context_noise_max:
+            raise ValueError(
+                f"context noise range [{self.context_noise_min}, {self.context_noise_max}] is "
+                "not 0 <= context_noise_min <= context_noise_max"
+            )
+        for name in ("prefix_prob", "action_dropout"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class DiffusionSampler:
+    """How a diffusion WorldModelNet's rollouts sample (EDM; the few-step settings follow
+    DIAMOND). A release stores its defaults; rollouts take them as an argument."""
+
+    sampler: str = "euler"  # "euler" or "heun"
+    sampler_steps: int = 2
+    guidance: float = 1.0  # classifier-free guidance scale on the action (1: off)
+    # Kernel taps are softmax(logits / motion_temperature) (models with motion_radius). Below 1
+    # a rollout commits to the likeliest displacement instead of blending "moved" and "blocked"
+    # (a blur that compounds over open-loop steps); training always uses 1 (the MMSE kernels).
+    motion_temperature: float = 1.0
+    sigma_min: float = 2e-3  # the Karras schedule
+    sigma_max: float = 5.0  # next frames are well determined by context: no need for 80
+    rho: float = 7.0
+    sigma_stab: float = 0.02  # the noise level context frames are tagged with
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("euler", "heun"):
+            raise ValueError(f"sampler {self.sampler!r} is not 'euler' or 'heun'")
+        if self.sampler_steps < 1:
+            raise ValueError(f"sampler_steps must be at least 1, got {self.sampler_steps}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0 (1: off), got {self.guidance}")
+        if self.motion_temperature <= 0:
+            raise ValueError(f"motion_temperature must be positive, got {self.motion_temperature}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(
+                f"the schedule needs 0 < sigma_min < sigma_max, got {self.sigma_min}, "
+                f"{self.sigma_max}"
+            )
+
+
+@dataclass
 class ModelConfig:
-    """Everything needed to rebuild a WorldModelNet; saved with every checkpoint.
+    """A diffusion WorldModelNet's architecture: everything needed to rebuild it; saved with
+    every checkpoint and release. How it is trained is `DiffusionLoss`, how it samples
+    `DiffusionSampler`.
 
     Shapes: frames are [height, width, channels] uint8; the transformer sees
     (height/f/patch_size) x (width/f/patch_size) tokens per frame, f being the autoencoder's
     factor (1 without one).
     """
 
-    # The fields that only steer sampling: a release's defaults, changeable without touching
-    # its weights (`worldsim.checkpoint.with_sampler_defaults`).
-    SAMPLER_FIELDS: ClassVar[tuple[str, ...]] = (
-        "sampler", "sampler_steps", "guidance", "motion_temperature"
-    )  # fmt: skip
+    LOSS: ClassVar[type] = DiffusionLoss
+    SAMPLER: ClassVar[type] = DiffusionSampler
 
     # Frames.
     height: int = 64
@@ -53,10 +126,6 @@ class ModelConfig:
     # predicted relative to the moved frame. 0: off (the reference is the previous frame).
     # Crafter scrolls by 7 px: r = 8.
     motion_radius: int = 0
-    # Sampling only: kernel taps are softmax(logits / motion_temperature). Below 1 a rollout
-    # commits to the likeliest displacement instead of blending "moved" and "blocked" (a blur
-    # that compounds over open-loop steps); training always uses 1 (the MMSE kernels).
-    motion_temperature: float = 1.0
     # Transformer.
     dim: int = 256
     depth: int = 6  # blocks, each: spatial attention, causal temporal attention, MLP
@@ -64,29 +133,9 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     context: int = 16  # frames in the attention window (training clip length, rollout window)
     qk_norm: bool = True  # RMS-normalised queries/keys: stable attention logits at any size
-    # Diffusion (EDM, Karras et al. 2022; the few-step settings follow DIAMOND).
+    # EDM preconditioning (Karras et al. 2022): part of what the weights compute.
     sigma_data: float = 0.5  # std of frames scaled to [-1, 1] (or of tanh-bounded latents)
     sigma_data_residual: float = 0.1  # std of (frame - previous frame); 0.106 on Crafter
-    p_mean: float = -0.4  # log-normal training noise levels
-    p_std: float = 1.2
-    sigma_min: float = 2e-3  # sampler schedule
-    sigma_max: float = 5.0  # next frames are well determined by context: no need for 80
-    rho: float = 7.0
-    sigma_stab: float = 0.02  # noise level context frames are tagged with at sampling
-    context_noise_max: float = 0.1  # training: context frames noised up to this level
-    prefix_prob: float = 0.5  # training: share of clips split into clean-ish prefix + noisy rest
-    # training: each frame's reference (the previous-frame input planes) is the clean previous
-    # frame, lightly noised up to context_noise_max, as in rollouts; False: the previous frame at
-    # its own diffusion-forcing noise level (mostly noise, so "clean frame + action -> next
-    # frame" is trained on few frames).
-    clean_reference: bool = False
-    action_dropout: float = 0.1  # training: per-frame action drop, for classifier-free guidance
-    sampler: str = "euler"  # "euler" or "heun"
-    sampler_steps: int = 2
-    guidance: float = 1.0  # classifier-free guidance scale on the action (1: off)
-    # Heads.
-    reward_weight: float = 0.1
-    termination_weight: float = 0.1
     # Optional frame autoencoder: frames are diffused in its latent space.
     autoencoder: AutoencoderConfig | None = None
 
@@ -133,14 +182,10 @@ class ModelConfig:
             raise ValueError(
                 f"dim {self.dim} must split into {self.heads} heads of a multiple of 4"
             )
-        if self.motion_temperature <= 0:
-            raise ValueError(f"motion_temperature must be positive, got {self.motion_temperature}")
         if self.motion_radius < 0:
             raise ValueError(f"motion_radius must be 0 (off) or positive, got {self.motion_radius}")
-        if self.context < 1 or self.sampler_steps < 1:
-            raise ValueError("context and sampler_steps must be at least 1")
-        if self.sampler not in ("euler", "heun"):
-            raise ValueError(f"sampler {self.sampler!r} is not 'euler' or 'heun'")
+        if self.context < 1:
+            raise ValueError(f"context must be at least 1, got {self.context}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (round-trips through `from_dict`)."""
@@ -154,11 +199,30 @@ class ModelConfig:
 
 def config_from_fields(cls: Any, data: dict[str, Any]) -> Any:
     """The dataclass `cls` built from a saved dict; unknown keys raise ValueError naming them."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - field_names(cls))
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {unknown}")
     return cls(**data)
+
+
+def field_names(cls: Any) -> set[str]:
+    """The field names of the dataclass `cls`."""
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def split_fields(arch: Any, data: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """A dict mixing the fields of the architecture config class `arch` and of its LOSS and
+    SAMPLER configs -> (architecture, loss, sampler) dicts; unknown keys stay in the
+    architecture's, whose constructor names them. Reads configs saved before the three were
+    split (release format 1, older training checkpoints)."""
+    loss, sampler = field_names(arch.LOSS), field_names(arch.SAMPLER)
+    parts: tuple[dict, dict, dict] = ({}, {}, {})
+    for key, value in data.items():
+        parts[1 if key in loss else 2 if key in sampler else 0][key] = value
+    if "context_noise_min" in loss and "sigma_min" in parts[2]:  # format 1: one sigma_min
+        top = parts[1].get("context_noise_max", arch.LOSS.context_noise_max)
+        parts[1]["context_noise_min"] = min(parts[2]["sigma_min"], top)
+    return parts
 
 
 def _presets() -> dict[str, ModelConfig]:

@@ -174,7 +174,11 @@ class DiT(nn.Module):
             self.motion.reset_parameters()  # identity kernels: the reference starts unmoved
 
     def forward(
-        self, planes: Tensor, cond: Tensor, cache: KVCache | None = None
+        self,
+        planes: Tensor,
+        cond: Tensor,
+        cache: KVCache | None = None,
+        motion_temperature: float = 1.0,
     ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
         """Run the backbone.
 
@@ -183,6 +187,7 @@ class DiT(nn.Module):
             cond: [B, T, D] per-frame condition (noise level + action embedding).
             cache: keys/values of earlier frames; the new frames' keys/values are staged in
                 it (commit with `cache.commit()`) so they can be appended after sampling.
+            motion_temperature: of the motion kernels' taps (1: as trained).
 
         Returns:
             out [B, T, C_out, h, w], per-frame features [B, T, D] (mean of final tokens) and
@@ -209,7 +214,7 @@ class DiT(nn.Module):
         shift, scale = self.final_ada(cond).chunk(2, dim=-1)
         x = modulate(x, shift, scale)  # [B, T, N, D]
         kernels = (  # 2 x [B, T, N, 2r + 1]
-            None if self.motion is None else self.motion(x, self.config.motion_temperature)
+            None if self.motion is None else self.motion(x, motion_temperature)
         )
         x = self.unpatch(x)  # [B, T, N, p*p*c]
         x = x.view(B * T, rows, cols, -1, p, p).permute(0, 3, 1, 4, 2, 5)

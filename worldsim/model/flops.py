@@ -8,7 +8,7 @@ import gymnasium as gym
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from worldsim.model.config import ModelConfig
+from worldsim.model.config import DiffusionSampler, ModelConfig
 from worldsim.model.kv_cache import KVCache
 from worldsim.model.net import WorldModelNet
 
@@ -24,11 +24,16 @@ class ModelCost:
     tokens_per_frame: int
     eval_flops: float  # one denoiser evaluation of one new frame after a full cached window
     train_flops: float  # forward + backward per frame of a training clip of `context` frames
-    step_flops: float  # one generated frame at the default sampler steps (+ the cache pass)
+    step_flops: float  # one generated frame at the sampler's steps (+ the cache pass)
 
 
-def model_cost(config: ModelConfig, action_space: gym.spaces.Space | None = None) -> ModelCost:
-    """Count parameters and FLOPs without allocating real memory (meta device).
+def model_cost(
+    config: ModelConfig,
+    action_space: gym.spaces.Space | None = None,
+    sampler: DiffusionSampler | None = None,
+) -> ModelCost:
+    """Count parameters and FLOPs without allocating real memory (meta device); a frame's
+    generation at `sampler`'s steps (None: DiffusionSampler's defaults).
 
     FLOPs are those of matmuls, convolutions and attention (FlopCounterMode), i.e. what
     matters for MFU; elementwise work is not counted.
@@ -63,8 +68,10 @@ def model_cost(config: ModelConfig, action_space: gym.spaces.Space | None = None
                 x[:, :1], sigma[:, :1], x[:, :1], sigma[:, :1], acts[:, :1], mask[:, :1], cache
             )
     evals = counter.get_total_flops()
-    evals_per_step = config.sampler_steps * (2 if config.sampler == "heun" else 1) + 1
-    if config.sampler == "heun":
+    sampler = DiffusionSampler() if sampler is None else sampler
+    heun = sampler.sampler == "heun"
+    evals_per_step = sampler.sampler_steps * (2 if heun else 1) + 1
+    if heun:
         evals_per_step -= 1  # Heun's last step is an Euler step
     return ModelCost(
         params, trainable, config.tokens_per_frame, evals, train, evals * evals_per_step

@@ -105,9 +105,10 @@ class MotionHead(nn.Module):
             self.proj.bias[K + self.radius] = centre
 
     def forward(self, tokens: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-        """`temperature` applies in eval mode only (sampling); training always uses 1."""
+        """Separable kernels (ky, kx) [..., 2r + 1] of tokens [..., D]; taps are
+        softmax(logits / temperature) (1: as trained; rollouts may sharpen them)."""
         logits = self.proj(tokens)
-        if not self.training and temperature != 1.0:
+        if temperature != 1.0:
             logits = logits / temperature
         ky, kx = logits.chunk(2, dim=-1)
         return ky.softmax(dim=-1), kx.softmax(dim=-1)

@@ -21,7 +21,7 @@ from worldsim.diffusion.edm import (
 )
 from worldsim.errors import WorldsimError
 from worldsim.model.autoencoder import FrameAutoencoder
-from worldsim.model.config import ModelConfig
+from worldsim.model.config import DiffusionLoss, ModelConfig
 from worldsim.model.dit import DiT
 from worldsim.model.heads import RewardTerminationHead
 from worldsim.model.kv_cache import KVCache
@@ -194,6 +194,7 @@ class WorldModelNet(nn.Module):
         actions: Tensor | None = None,
         mask: Tensor | None = None,
         cache: KVCache | None = None,
+        motion_temperature: float = 1.0,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """EDM denoiser D for T frames following the cached ones.
 
@@ -203,6 +204,7 @@ class WorldModelNet(nn.Module):
                 prev_sigma [B, T] its noise level (NO_PREV_SIGMA and zeros: no previous).
             actions: [B, T, A] encoded actions that led to each frame; mask [B, T] which to use.
             cache: keys/values of earlier frames; the new ones are staged (see KVCache).
+            motion_temperature: of the motion kernels (sampling may sharpen them; 1: as trained).
 
         Returns:
             denoised [B, T, c, h, w], raw network output F [B, T, c, h, w] and features [B, T, D].
@@ -213,7 +215,7 @@ class WorldModelNet(nn.Module):
         residual = x - ref
         planes = torch.cat([_bc(c_in) * residual, ref], dim=2)  # [B, T, 2c, h, w]
         out, features, kernels = self.backbone(
-            planes, self.condition(c_noise, actions, mask), cache
+            planes, self.condition(c_noise, actions, mask), cache, motion_temperature
         )
         if kernels is not None:  # predict relative to the previous frame moved by the kernels
             ref = apply_token_filters(ref, *kernels, cfg.patch_size)
@@ -233,6 +235,8 @@ class WorldModelNet(nn.Module):
         rewards: Tensor,
         terminated: Tensor,
         generator: torch.Generator | None = None,
+        *,
+        loss: DiffusionLoss | None = None,
     ) -> dict[str, Tensor]:
         """Diffusion-forcing loss on clips, plus reward and termination losses.
 
@@ -242,6 +246,7 @@ class WorldModelNet(nn.Module):
                 leads from frame t to frame t+1.
             rewards: float [B, T-1]. terminated: bool [B, T-1].
             generator: source of all randomness (noise levels, noise, action dropout).
+            loss: the loss settings (None: DiffusionLoss's defaults).
 
         Returns:
             dict with "loss" (to backprop), "diffusion", "reward", "termination",
@@ -249,6 +254,7 @@ class WorldModelNet(nn.Module):
             per-frame diffusion loss "frame_loss" [B, T].
         """
         cfg, dev = self.config, self.device
+        lc = DiffusionLoss() if loss is None else loss
         x0 = self.frames_to_x(frames)  # [B, T, c, h, w]
         B, T = x0.shape[:2]
         if cfg.context < T:
@@ -260,22 +266,20 @@ class WorldModelNet(nn.Module):
             )
         # Diffusion forcing: an independent noise level per frame. In a share of clips a
         # random prefix is context instead: lightly noised (augmentation), as in rollouts.
-        sigma = sample_sigmas((B, T), cfg.p_mean, cfg.p_std, device=dev, generator=generator)
-        if T > 1 and cfg.prefix_prob > 0:
-            is_prefix_clip = torch.rand(B, 1, device=dev, generator=generator) < cfg.prefix_prob
+        sigma = sample_sigmas((B, T), lc.p_mean, lc.p_std, device=dev, generator=generator)
+        if T > 1 and lc.prefix_prob > 0:
+            is_prefix_clip = torch.rand(B, 1, device=dev, generator=generator) < lc.prefix_prob
             prefix = torch.randint(1, T, (B, 1), device=dev, generator=generator)
             in_prefix = is_prefix_clip & (torch.arange(T, device=dev) < prefix)  # [B, T]
-            low = min(cfg.sigma_min, cfg.context_noise_max)
             ctx_sigma = log_uniform(
-                (B, T), low, cfg.context_noise_max, device=dev, generator=generator
+                (B, T), lc.context_noise_min, lc.context_noise_max, device=dev, generator=generator
             )
             sigma = torch.where(in_prefix, ctx_sigma, sigma)
         noise = torch.randn(x0.shape, device=dev, generator=generator)
         x = x0 + _bc(sigma) * noise
-        if cfg.clean_reference:  # the previous frame as rollouts see it: clean, lightly noised
-            low = min(cfg.sigma_min, cfg.context_noise_max)
+        if lc.clean_reference:  # the previous frame as rollouts see it: clean, lightly noised
             ref_sigma = log_uniform(
-                (B, T), low, cfg.context_noise_max, device=dev, generator=generator
+                (B, T), lc.context_noise_min, lc.context_noise_max, device=dev, generator=generator
             )
             seen = x0 + _bc(ref_sigma) * torch.randn(x0.shape, device=dev, generator=generator)
         else:  # the previous frame at its own diffusion-forcing noise level
@@ -285,7 +289,7 @@ class WorldModelNet(nn.Module):
             [torch.full_like(sigma[:, :1], NO_PREV_SIGMA), ref_sigma[:, :-1]], dim=1
         )
         acts = torch.cat([enc.new_zeros(B, 1, enc.shape[-1]), enc], dim=1)  # [B, T, A]
-        keep = torch.rand(B, T, device=dev, generator=generator) >= cfg.action_dropout
+        keep = torch.rand(B, T, device=dev, generator=generator) >= lc.action_dropout
         keep[:, 0] = False  # frame 0 has no action before it
         denoised, _, features = self.denoise(x, sigma, prev, prev_sigma, acts, keep)
         # EDM loss: lambda(sigma) * |D - x0|^2 with lambda = 1 / c_out^2 (unit-variance
@@ -305,8 +309,8 @@ class WorldModelNet(nn.Module):
         head = self.heads.loss(features[:, 1:], rewards, terminated, keep[:, 1:])
         loss = (
             diffusion
-            + cfg.reward_weight * head["reward"]
-            + cfg.termination_weight * head["termination"]
+            + lc.reward_weight * head["reward"]
+            + lc.termination_weight * head["termination"]
         )
         return {
             "loss": loss,

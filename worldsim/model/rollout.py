@@ -9,6 +9,7 @@ from torch import Tensor
 
 from worldsim.diffusion.edm import NO_PREV_SIGMA, karras_sigmas
 from worldsim.diffusion.sampler import guided, sample
+from worldsim.model.config import DiffusionSampler
 from worldsim.model.kv_cache import KVCache
 from worldsim.model.net import WorldModelNet
 
@@ -46,7 +47,7 @@ class RolloutState:
 class Rollout:
     """Generates frames from a WorldModelNet, one or `k` at a time.
 
-    Context frames are clean but tagged with `config.sigma_stab`. Each new chunk of k frames
+    Context frames are clean but tagged with the sampler's `sigma_stab`. Each new chunk of k frames
     is denoised jointly (causal among themselves, every frame at the same noise level) from
     sigma_max in a few Euler/Heun steps, then passed once more, clean, to read rewards and
     terminations from its features and (cached mode) to append its keys/values. The window
@@ -56,10 +57,15 @@ class Rollout:
         net: the network (putting it in eval mode is the caller's business).
         use_cache: keep keys/values of past frames (fast) or recompute the window each pass
             (the reference the cache is tested against).
+        sampler: the sampling settings (None: DiffusionSampler's defaults); `next`'s steps
+            and guidance override its own per call.
     """
 
-    def __init__(self, net: WorldModelNet, use_cache: bool = True) -> None:
+    def __init__(
+        self, net: WorldModelNet, use_cache: bool = True, sampler: DiffusionSampler | None = None
+    ) -> None:
         self.net, self.use_cache, self.config = net, use_cache, net.config
+        self.sampler = DiffusionSampler() if sampler is None else sampler
 
     def start(self, x: Tensor, actions: Tensor) -> RolloutState:
         """A state primed with context x [B, K, c, h, w] and encoded actions [B, K-1, A].
@@ -76,7 +82,7 @@ class Rollout:
             state.cache = KVCache(self.config.depth)
             if keep:
                 context = torch.stack(state.frames, 1)
-                sigma = context.new_full(context.shape[:2], self.config.sigma_stab)
+                sigma = context.new_full(context.shape[:2], self.sampler.sigma_stab)
                 self._pass(RolloutState(cache=state.cache), context, sigma, state.actions, True)
                 state.cache.commit()
         return state
@@ -95,7 +101,7 @@ class Rollout:
         level, as in diffusion-forcing training); the first one's is the window's last frame.
         Returns (denoised [B, k, c, h, w], features [B, k, D]).
         """
-        cfg, (B, k) = self.config, x.shape[:2]
+        cfg, stab, (B, k) = self.config, self.sampler.sigma_stab, x.shape[:2]
         window: list[Tensor] = []
         window_actions: list[Tensor | None] = []
         if state.cache is None and cfg.context > k and state.frames:
@@ -103,10 +109,10 @@ class Rollout:
             window_actions = state.actions[-len(window) :]
         n, last = len(window), None if window else state.last
         frames = torch.cat([torch.stack(window, 1), x], 1) if n else x  # [B, n + k, c, h, w]
-        sig = torch.cat([sigma.new_full((B, n), cfg.sigma_stab), sigma], 1)  # [B, n + k]
+        sig = torch.cat([sigma.new_full((B, n), stab), sigma], 1)  # [B, n + k]
         first = torch.zeros_like(x[:, :1]) if last is None else last[:, None]
         prev = torch.cat([first, frames[:, :-1]], 1)
-        first_sigma = NO_PREV_SIGMA if last is None else cfg.sigma_stab
+        first_sigma = NO_PREV_SIGMA if last is None else stab
         prev_sigma = torch.cat([sig.new_full((B, 1), first_sigma), sig[:, :-1]], 1)
         acts = window_actions + list(actions)
         if last is None:
@@ -117,7 +123,7 @@ class Rollout:
         zero = x.new_zeros(B, self.net.action_encoder.dim)
         enc = torch.stack([zero if a is None else a for a in acts], 1)  # [B, n + k, A]
         denoised, _, features = self.net.denoise(
-            frames, sig, prev, prev_sigma, enc, mask, state.cache
+            frames, sig, prev, prev_sigma, enc, mask, state.cache, self.sampler.motion_temperature
         )
         return denoised[:, n:], features[:, n:]
 
@@ -136,13 +142,13 @@ class Rollout:
         Returns:
             frames x [B, k, c, h, w], rewards [B, k], termination probabilities [B, k].
         """
-        cfg = self.config
+        cfg, sp = self.config, self.sampler
         B, k = actions.shape[:2]
         if not 1 <= k <= cfg.context:
             raise ValueError(f"chunk of {k} frames must be between 1 and the context {cfg.context}")
-        steps = cfg.sampler_steps if steps is None else int(steps)
-        guidance = cfg.guidance if guidance is None else float(guidance)
-        sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+        steps = sp.sampler_steps if steps is None else int(steps)
+        guidance = sp.guidance if guidance is None else float(guidance)
+        sigmas = karras_sigmas(steps, sp.sigma_min, sp.sigma_max, sp.rho)
         shape = (B, k, cfg.latent_channels, *self._plane_size())
         base = (
             torch.zeros(shape, device=actions.device)
@@ -186,11 +192,14 @@ class Rollout:
 
         if float(sigmas[0]) > 0:
             x = sample(
-                guided(denoiser(True), denoiser(False), guidance), x, sigmas, method or cfg.sampler
+                guided(denoiser(True), denoiser(False), guidance),
+                x,
+                sigmas,
+                method or self.sampler.sampler,
             )
             x = x.clamp(-1, 1)
         # One clean pass: rewards/terminations from features, keys/values for the cache.
-        _, features = self._pass(state, x, x.new_full((B, k), cfg.sigma_stab), acts, True)
+        _, features = self._pass(state, x, x.new_full((B, k), self.sampler.sigma_stab), acts, True)
         if state.cache is not None:
             state.cache.commit()
         state.frames = (state.frames + list(x.unbind(1)))[-cfg.context :]

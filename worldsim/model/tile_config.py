@@ -1,6 +1,6 @@
-"""TileConfig: everything needed to rebuild a TileWorldNet (worldsim/model/tile_net.py): its
-frames, tokens, networks, loss settings and sampler defaults. Saved with every checkpoint and
-release."""
+"""The tile model's three configs: TileConfig (the architecture of a TileWorldNet,
+worldsim/model/tile_net.py; saved with every checkpoint and release), TileLoss (training) and
+TileSampler (rollouts; a release stores its defaults)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,67 @@ from typing import Any, ClassVar
 from worldsim.model.config import config_from_fields
 from worldsim.model.tiles import displacements
 
-__all__ = ["TileConfig"]
+__all__ = ["TileConfig", "TileLoss", "TileSampler"]
+
+
+@dataclass
+class TileLoss:
+    """How a TileWorldNet is trained: the training run's business, not saved with the weights
+    (a release records it in its metadata)."""
+
+    reward_weight: float = 1.0
+    # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
+    # rare next to the many kept tiles, and what the game's events show on screen.
+    change_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.change_weight <= 0:
+            raise ValueError(f"change_weight must be positive, got {self.change_weight}")
+        if self.reward_weight < 0:
+            raise ValueError(f"reward_weight must be >= 0, got {self.reward_weight}")
+
+
+@dataclass
+class TileSampler:
+    """How a TileWorldNet's rollouts sample. A release stores its defaults; rollouts take them
+    as an argument."""
+
+    sampler: str = "rounds"
+    sampler_steps: int = 2  # commit rounds per frame
+    guidance: float = 1.0  # no classifier-free guidance in this model: must stay 1
+    temperature: float = 0.0  # sampling temperature of tiles that were in view (0: the likeliest)
+    reveal_temperature: float = 0.0  # of tiles that just came into view: new terrain
+    # Of the fixed rows (a HUD: Crafter's inventory and health). 1 draws a change as often as
+    # the model expects one; 0 only when it is the likeliest outcome, so rare events vanish.
+    fixed_temperature: float = 0.0
+    shift_temperature: float = 1.0
+    commit_confidence: float = 0.9  # a round commits every token at least this sure
+
+    def __post_init__(self) -> None:
+        if self.sampler != "rounds":
+            raise ValueError(f"sampler {self.sampler!r}: a tile model samples in 'rounds'")
+        if self.sampler_steps < 1:
+            raise ValueError(
+                f"sampler_steps (commit rounds) must be >= 1, got {self.sampler_steps}"
+            )
+        if self.guidance != 1.0:
+            raise ValueError("tile models have no action guidance: guidance must be 1")
+        temps = (self.temperature, self.reveal_temperature, self.fixed_temperature,
+                 self.shift_temperature)  # fmt: skip
+        if min(temps) < 0:
+            raise ValueError(
+                "temperature, reveal_temperature, fixed_temperature and shift_temperature must "
+                "be >= 0 (0: the likeliest)"
+            )
 
 
 @dataclass
 class TileConfig:
-    """Everything needed to rebuild a TileWorldNet; saved with every checkpoint."""
+    """A TileWorldNet's architecture: everything needed to rebuild it; saved with every
+    checkpoint and release. How it is trained is `TileLoss`, how it samples `TileSampler`."""
 
-    # The fields that only steer sampling (see ModelConfig.SAMPLER_FIELDS).
-    SAMPLER_FIELDS: ClassVar[tuple[str, ...]] = (
-        "sampler_steps", "temperature", "reveal_temperature", "fixed_temperature",
-        "shift_temperature", "commit_confidence",
-    )  # fmt: skip
+    LOSS: ClassVar[type] = TileLoss
+    SAMPLER: ClassVar[type] = TileSampler
 
     kind: str = "tiles"  # tells a release's config apart from the diffusion ModelConfig
     # Frames.
@@ -37,6 +86,9 @@ class TileConfig:
     frequent_codes: int = 1024  # exact most-frequent patches; the rest are k-means centroids
     memory_buckets: int = 8  # memory ages, log2-bucketed
     reward_classes: int = 16  # the most frequent reward values of the training data
+    # A patch within this RMS (0-255 units) of another counts as the same tile: what the loss
+    # counts as right, and what a rollout told a patch keeps as unchanged.
+    match_rms: float = 3.0
     # Networks.
     dim: int = 128
     depth: int = 4
@@ -46,23 +98,6 @@ class TileConfig:
     reward_dim: int = 96
     reward_depth: int = 2
     context: int = 8  # context frames a rollout keeps (the memory keeps everything seen)
-    # Loss: a patch within this RMS (0-255 units) of the real one counts as right.
-    match_rms: float = 3.0
-    reward_weight: float = 1.0
-    # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
-    # rare next to the many kept tiles, and what the game's events show on screen.
-    change_weight: float = 1.0
-    # Sampling defaults (a release stores them; rollouts may override).
-    sampler: str = "rounds"
-    sampler_steps: int = 2  # commit rounds per frame
-    guidance: float = 1.0  # no classifier-free guidance in this model: must stay 1
-    temperature: float = 0.0  # sampling temperature of tiles that were in view (0: the likeliest)
-    reveal_temperature: float = 0.0  # of tiles that just came into view: new terrain
-    # Of the fixed rows (a HUD: Crafter's inventory and health). 1 draws a change as often as
-    # the model expects one; 0 only when it is the likeliest outcome, so rare events vanish.
-    fixed_temperature: float = 0.0
-    shift_temperature: float = 1.0
-    commit_confidence: float = 0.9  # a round commits every token at least this sure
 
     def __post_init__(self) -> None:
         self.validate()
@@ -101,21 +136,6 @@ class TileConfig:
                 raise ValueError(
                     f"{name} {getattr(self, name)} must divide into {self.heads} heads"
                 )
-        if self.sampler_steps < 1:
-            raise ValueError(
-                f"sampler_steps (commit rounds) must be >= 1, got {self.sampler_steps}"
-            )
-        if self.guidance != 1.0:
-            raise ValueError("tile models have no action guidance: guidance must be 1")
-        temps = (self.temperature, self.reveal_temperature, self.fixed_temperature,
-                 self.shift_temperature)  # fmt: skip
-        if min(temps) < 0:
-            raise ValueError(
-                "temperature, reveal_temperature, fixed_temperature and shift_temperature must "
-                "be >= 0 (0: the likeliest)"
-            )
-        if self.change_weight <= 0:
-            raise ValueError(f"change_weight must be positive, got {self.change_weight}")
         if self.codebook_size < 2 or self.context < 1:
             raise ValueError("codebook_size must be >= 2 and context >= 1")
 

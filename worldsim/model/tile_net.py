@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from worldsim.actions import ActionEncoder
 from worldsim.model.net import check_frames, pixels_to_x, x_to_pixels
-from worldsim.model.tile_config import TileConfig
+from worldsim.model.tile_config import TileConfig, TileLoss
 from worldsim.model.tiles import NO_CODE, age_bucket, shift_table
 
 __all__ = ["TileWorldNet"]
@@ -228,10 +228,16 @@ class TileWorldNet(nn.Module):
 
     # ------------------------------------------------------------------ training
     def training_loss(
-        self, batch: dict[str, Any], generator: torch.Generator | None = None
+        self,
+        batch: dict[str, Any],
+        generator: torch.Generator | None = None,
+        *,
+        loss: TileLoss | None = None,
     ) -> dict:
-        """Losses of a batch of transitions (see training/tile_data.py for the fields)."""
+        """Losses of a batch of transitions (see training/tile_data.py for the fields), with
+        the settings `loss` (None: TileLoss's defaults)."""
         cfg, K = self.config, self.config.codebook_size
+        lc = TileLoss() if loss is None else loss
         action = self.encode_actions(batch["action"]).to(self.device)
         pix, code = batch["pix"], batch["code"].long()
         shift = batch["shift"].long()
@@ -276,18 +282,18 @@ class TileWorldNet(nn.Module):
         )
         per_token = torch.logsumexp(logits, -1) - right
         changed = ~keep_ok & ~revealed
-        todo = (~committed).float() * torch.where(changed, cfg.change_weight, 1.0)
+        todo = (~committed).float() * torch.where(changed, lc.change_weight, 1.0)
         tile_loss = (per_token * todo).sum() / todo.sum().clamp(min=1)
 
         r_logits, end_logit = self.reward_logits(code, code_next, batch["new_next"], action)
         reward_loss = F.cross_entropy(r_logits, batch["reward_class"].long())
         end_loss = F.binary_cross_entropy_with_logits(end_logit, batch["terminated"].float())
-        loss = tile_loss + shift_loss + cfg.reward_weight * (reward_loss + end_loss)
+        total = tile_loss + shift_loss + lc.reward_weight * (reward_loss + end_loss)
         with torch.no_grad():
             choice = logits.argmax(-1)
             right_choice = torch.where(choice == 0, keep_ok, code_ok & (choice - 1 == code_next))
         return {
-            "loss": loss,
+            "loss": total,
             "tile": tile_loss.detach(),
             "shift": shift_loss.detach(),
             "reward": reward_loss.detach(),

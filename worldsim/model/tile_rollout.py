@@ -14,6 +14,7 @@ from torch import Tensor
 
 from worldsim.errors import WorldsimError
 from worldsim.model.net import pixels_to_x
+from worldsim.model.tile_config import TileSampler
 from worldsim.model.tile_net import TileWorldNet
 from worldsim.model.tiles import (
     Canvas,
@@ -98,10 +99,15 @@ class TileRollout:
     Args:
         net: the network (eval mode is the caller's business).
         use_cache: accepted for the Rollout interface; a tile step has nothing to cache.
+        sampler: the sampling settings (None: TileSampler's defaults); `next`'s steps
+            override its commit rounds per call.
     """
 
-    def __init__(self, net: TileWorldNet, use_cache: bool = True) -> None:
+    def __init__(
+        self, net: TileWorldNet, use_cache: bool = True, sampler: TileSampler | None = None
+    ) -> None:
         self.net, self.config = net, net.config
+        self.sampler = TileSampler() if sampler is None else sampler
         rows, cols = self.config.grid
         self.rows, self.cols = rows - self.config.fixed_rows, cols
         self.disp = torch.tensor(displacements(self.config.motion_radius), device=net.device)
@@ -161,7 +167,7 @@ class TileRollout:
         """The k frames that follow encoded actions [B, k, A]; updates `state`.
 
         Args:
-            steps: commit rounds per frame (default: the config's `sampler_steps`).
+            steps: commit rounds per frame (default: the sampler's `sampler_steps`).
             guidance: must be None or 1 (this model has no action guidance).
             given: per frame, what the step is told (a shift, committed tiles); None: nothing.
 
@@ -172,7 +178,7 @@ class TileRollout:
             raise WorldsimError(
                 f"guidance {guidance}: a tile world model has no action guidance; use 1"
             )
-        rounds = self.config.sampler_steps if steps is None else int(steps)
+        rounds = self.sampler.sampler_steps if steps is None else int(steps)
         if rounds < 1:
             raise WorldsimError(f"steps (commit rounds) must be at least 1, got {rounds}")
         xs, rewards, ends = [], [], []
@@ -193,7 +199,7 @@ class TileRollout:
         generator: torch.Generator | None,
         told: Given | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        net, cfg = self.net, self.config
+        net, cfg, sp = self.net, self.config, self.sampler
         K = cfg.codebook_size
         told = told or Given()
         shift = (
@@ -201,7 +207,7 @@ class TileRollout:
             if told.shift is not None
             else _choose(
                 net.shift_logits(state.code, state.pix, action),
-                cfg.shift_temperature,
+                sp.shift_temperature,
                 generator,
                 with_prob=False,
             )[0]
@@ -225,8 +231,8 @@ class TileRollout:
             target = torch.where(same & (code_sh != K), 1, code + 2)
             given = torch.where(told.mask.to(given.device), target, given)
         revealed = code_sh == K
-        temperature = torch.where(revealed, cfg.reveal_temperature, cfg.temperature)
-        temperature[:, net.moving :] = cfg.fixed_temperature
+        temperature = torch.where(revealed, sp.reveal_temperature, sp.temperature)
+        temperature[:, net.moving :] = sp.fixed_temperature
         for r in range(rounds):
             if not bool((given == 0).any()):
                 break  # every token was given
@@ -242,7 +248,7 @@ class TileRollout:
             if last:
                 commit = open_
             else:
-                sure = open_ & (conf >= cfg.commit_confidence)
+                sure = open_ & (conf >= sp.commit_confidence)
                 rest = open_ & ~sure
                 n = math.ceil(rest.sum(1).max().item() / (rounds - r)) if rest.any() else 0
                 ranked = conf.masked_fill(~rest, -1.0)
