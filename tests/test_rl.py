@@ -13,7 +13,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from training import rl_ppo
-from training.rl_common import field_docs, trainer_main, with_overrides
+from training.rl_common import trainer_main, with_overrides
 from training.rl_eval import crafter_score, crafter_score_ci95, evaluate, mean_ci95, success_rates
 from worldsim.agents import (
     ActorCritic,
@@ -129,7 +129,7 @@ def test_ppo_refuses_next_step_autoreset(checkpoint):
 
 
 def test_hyperparameter_overrides_are_typed_and_checked():
-    args = with_overrides(rl_ppo.PPOArgs(), ["learning_rate=1e-3", "channels=8,16,16",
+    args = with_overrides(rl_ppo.PPOArgs(), ["learning_rate=1e-3", "channels=[8,16,16]",
                                                     "target_kl=0.02", "anneal_lr=false"])  # fmt: skip
     assert (args.learning_rate, args.channels, args.target_kl, args.anneal_lr) == (
         1e-3,
@@ -137,9 +137,11 @@ def test_hyperparameter_overrides_are_typed_and_checked():
         0.02,
         False,
     )
+    assert args.num_envs == rl_ppo.PPOArgs().num_envs  # the rest keep their values
     with pytest.raises(AgentError, match="learning_rate"):
         with_overrides(args, ["learning_rat=1"])
-    assert "learning rate" in field_docs(rl_ppo.PPOArgs)["learning_rate"]
+    with pytest.raises(AgentError, match=r"num_envs.*int"):
+        with_overrides(args, ["num_envs=many"])
 
 
 def test_trainer_command_line_reads_options_and_a_yaml_config(tmp_path, capsys):
@@ -272,7 +274,7 @@ def test_loop_completes_and_resumes(tmp_path):
             "--out", str(run), "--world-model-config", "tiny", "--fit-steps-per-iteration", "4",
             "--fit-arg=--trainer.limit_val_batches=0", "--dream-steps-per-iteration", "128",
             "--num-envs", "8", "--device", "cpu", "--quiet"]  # fmt: skip
-    argv += [a for kv in ("num_steps=16", "channels=8,16,16", "hidden=64", "sampler_steps=1",
+    argv += [a for kv in ("num_steps=16", "channels=[8,16,16]", "hidden=64", "sampler_steps=1",
                           "max_episode_steps=12") for a in ("--hp", kv)]  # fmt: skip
     assert worldsim_main(argv) == 0
     state = json.loads((run / "loop.json").read_text())
@@ -308,7 +310,7 @@ def test_a_tile_model_loop_keeps_its_codebook_while_the_store_grows(tmp_path):
             "--out", str(run), "--world-model-config", "tiles_tiny", "--fit-steps-per-iteration",
             "4", "--fit-arg=--trainer.limit_val_batches=0", "--dream-steps-per-iteration", "64",
             "--num-envs", "8", "--device", "cpu", "--quiet"]  # fmt: skip
-    argv += [a for kv in ("num_steps=8", "channels=8,16,16", "hidden=64", "max_episode_steps=12",
+    argv += [a for kv in ("num_steps=8", "channels=[8,16,16]", "hidden=64", "max_episode_steps=12",
                           "start_store=" + str(run / "data")) for a in ("--hp", kv)]  # fmt: skip
     assert worldsim_main(argv) == 0
     book = load_release(run / "world_model" / "release")[0].codebook.clone()

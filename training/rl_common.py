@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
-import typing
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -20,62 +20,53 @@ from worldsim.errors import WorldsimError
 
 __all__ = [
     "MetricsLog",
+    "args_parser",
     "check_counts",
     "env_device",
-    "field_docs",
     "make_vector_env",
     "multiples",
-    "parse_value",
     "set_threads",
     "trainer_main",
     "with_overrides",
 ]
 
 
-def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings of a dataclass, by field name (CleanRL's --help texts)."""
-    import docstring_parser
+def args_parser(args_class: type, **kwargs: Any) -> Any:
+    """The jsonargparse parser of a trainer's dataclass: every field an option (`--name`),
+    typed, with its attribute docstring as help. Both the trainer's command line and
+    `with_overrides` (the loop's --hp) parse with it."""
+    from jsonargparse import ArgumentParser, set_parsing_settings
 
-    return {p.arg_name: p.description or "" for p in docstring_parser.parse_from_object(cls).params}
-
-
-def parse_value(text: str, hint: Any) -> Any:
-    """`text` as a value of the annotated type `hint` (int, float, bool, str, X | None, tuples)."""
-    args = typing.get_args(hint)
-    if type(None) in args:
-        if text.lower() in ("none", "null"):
-            return None
-        hint = next(a for a in args if a is not type(None))
-    if hint is bool:
-        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError(f"{text!r} is not a boolean (true/false)")
-        return text.lower() in ("true", "1", "yes")
-    if typing.get_origin(hint) is tuple:
-        inner = typing.get_args(hint)[0]
-        return tuple(inner(v) for v in text.strip("()[] ").split(",") if v.strip())
-    return hint(text)
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # the fields' help
+    parser = ArgumentParser(**kwargs)
+    parser.add_class_arguments(args_class)
+    return parser
 
 
 def with_overrides(args: Any, items: list[str]) -> Any:
-    """A copy of the dataclass `args` with KEY=VALUE items applied (typed by the fields).
+    """A copy of the dataclass `args` with KEY=VALUE items applied, parsed as the trainer's
+    own options (`--KEY VALUE`).
 
     Raises:
         AgentError: an unknown key or a value that does not parse.
     """
-    hints = typing.get_type_hints(type(args))
-    changes = {}
+    names = [f.name for f in dataclasses.fields(args)]
+    argv = []
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip().lstrip("-").replace("-", "_")
-        if not sep or key not in hints:
+        if not sep or key not in names:
             raise AgentError(
-                f"--hp {item!r}: expected KEY=VALUE with KEY one of {', '.join(hints)}"
+                f"--hp {item!r}: expected KEY=VALUE with KEY one of {', '.join(names)}"
             )
-        try:
-            changes[key] = parse_value(text, hints[key])
-        except (TypeError, ValueError) as e:
-            raise AgentError(f"--hp {item!r}: {e}") from None
-    return dataclasses.replace(args, **changes)
+        argv.append(f"--{key}={text}")
+    parser = args_parser(type(args), exit_on_error=False)
+    parser.set_defaults(dataclasses.asdict(args))
+    try:
+        cfg = parser.parse_args(argv)
+    except argparse.ArgumentError as e:  # names the option and what it expected
+        raise AgentError(f"--hp {' '.join(items)}: {' '.join(str(e).split())}") from None
+    return type(args)(**{n: cfg[n] for n in names})
 
 
 def check_counts(args: Any, counts: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
@@ -205,10 +196,9 @@ def trainer_main(
     `run(args, out, world=, checkpoint=, real_game=, init_agent=)` trains; bad
     hyperparameters, checkpoints or agents print one line and return 2.
     """
-    from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
+    from jsonargparse import ActionConfigFile
 
-    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # the fields' help
-    parser = ArgumentParser(prog=prog, description=description)
+    parser = args_parser(args_class, prog=prog, description=description)
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
     parser.add_argument("--world", default="worldsim/Crafter-v0", help="world-model env id")
     parser.add_argument("--checkpoint", type=str | None, default=None,
@@ -219,7 +209,6 @@ def trainer_main(
                         help="agent folder (same algo) to continue training")  # fmt: skip
     parser.add_argument("--out", default=out, help="agent folder to write")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    parser.add_class_arguments(args_class)
     cfg = parser.parse_args(argv)
     args = args_class(**{f.name: cfg[f.name] for f in dataclasses.fields(args_class)})
     world = cfg.world

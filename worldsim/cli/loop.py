@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="agent env steps in the dream per iteration (default: 50000)")  # fmt: skip
     p.add_argument("--num-envs", type=int, default=16, help="dream envs (default: 16)")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
-                   help="agent hyperparameter, e.g. --hp learning_rate=1e-4 (repeatable)")  # fmt: skip
+                   help="agent hyperparameter, any option of the trainer's own command line "
+                        "(`worldsim rl train --algo ALGO --help`), e.g. --hp learning_rate=1e-4 or "
+                        "--hp channels=[16,32,32] (repeatable)")  # fmt: skip
     p.add_argument("--max-episode-steps", type=int, default=None,
                    help="cut real episodes at this length (default: the game's)")  # fmt: skip
     p.add_argument("--eval-episodes", type=int, default=0,
