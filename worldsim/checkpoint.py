@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,6 +42,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "Release",
+    "ReleaseInfo",
     "load_release",
     "save_release",
     "with_sampler_defaults",
@@ -48,6 +50,37 @@ __all__ = [
 
 FORMAT = "worldsim-release"
 FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """What a release says about its world model besides the weights, typed (`WorldModel.release`).
+
+    The game, rate and names come from the release's metadata (unrecorded: None, 10 fps); the
+    sampler settings from its sampler config, the context window from the model's.
+    """
+
+    game: str | None = None  # the game it was trained on (None: not recorded)
+    fps: float = 10.0  # frames per second the game is shown at (10: not recorded)
+    action_names: list[str] | None = None  # names of Discrete actions (keymaps, headers)
+    sampler: str = "euler"  # the sampler's kind ("euler", "heun"; tile models: "rounds")
+    sampler_steps: int = 2  # default denoising steps (tile models: commit rounds) per frame
+    guidance: float = 1.0  # default classifier-free guidance scale on the action (1: off)
+    context: int = 16  # frames in the model's attention window
+
+    @classmethod
+    def of(cls, metadata: dict[str, Any], config: Any, sampler: Any) -> ReleaseInfo:
+        """From a release's metadata dict, its model config and its sampler config."""
+        names = metadata.get("action_names")
+        return cls(
+            game=metadata.get("game"),
+            fps=float(metadata.get("fps") or 10.0),
+            action_names=list(names) if names is not None else None,
+            sampler=str(sampler.sampler),
+            sampler_steps=int(sampler.sampler_steps),
+            guidance=float(sampler.guidance),
+            context=int(config.context),
+        )
 
 
 class Release(NamedTuple):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from worldsim.checkpoint import ReleaseInfo, load_release
 from worldsim.errors import ActionError, WorldsimError
 from worldsim.generate import Generation, animate, bridge, edit, extend
 from worldsim.model.net import FrameError, WorldModelNet
@@ -19,7 +19,7 @@ from worldsim.model.tile_net import TileWorldNet
 from worldsim.model.tile_rollout import TileRollout, TileRolloutState
 from worldsim.spaces import check_compatible
 
-__all__ = ["ReleaseInfo", "WorldModel"]
+__all__ = ["WorldModel"]
 
 
 def make_rollout(
@@ -30,37 +30,6 @@ def make_rollout(
     if isinstance(net, TileWorldNet):
         return TileRollout(net, use_cache=use_cache, sampler=sampler)
     return Rollout(net, use_cache=use_cache, sampler=sampler)
-
-
-@dataclass(frozen=True)
-class ReleaseInfo:
-    """What a release says about its world model besides the weights, typed (`WorldModel.release`).
-
-    The game, rate and names come from the release's metadata (unrecorded: None, 10 fps); the
-    sampler settings from its sampler config, the context window from the model's.
-    """
-
-    game: str | None = None  # the game it was trained on (None: not recorded)
-    fps: float = 10.0  # frames per second the game is shown at (10: not recorded)
-    action_names: list[str] | None = None  # names of Discrete actions (keymaps, headers)
-    sampler: str = "euler"  # the sampler's kind ("euler", "heun"; tile models: "rounds")
-    sampler_steps: int = 2  # default denoising steps (tile models: commit rounds) per frame
-    guidance: float = 1.0  # default classifier-free guidance scale on the action (1: off)
-    context: int = 16  # frames in the model's attention window
-
-    @classmethod
-    def of(cls, metadata: dict[str, Any], config: Any, sampler: Any) -> ReleaseInfo:
-        """From a release's metadata dict, its model config and its sampler config."""
-        names = metadata.get("action_names")
-        return cls(
-            game=metadata.get("game"),
-            fps=float(metadata.get("fps") or 10.0),
-            action_names=list(names) if names is not None else None,
-            sampler=str(sampler.sampler),
-            sampler_steps=int(sampler.sampler_steps),
-            guidance=float(sampler.guidance),
-            context=int(config.context),
-        )
 
 
 class WorldModel:
@@ -136,8 +105,6 @@ class WorldModel:
             action_space / observation_space: if given, the checkpoint must have been trained
                 for these (else CheckpointError: a model of another game).
         """
-        from worldsim.checkpoint import load_release
-
         release = load_release(
             path, device, action_space=action_space, observation_space=observation_space
         )
@@ -246,7 +213,7 @@ class WorldModel:
 
     @torch.inference_mode()
     def restart(self, rows: Any, frames: Any, actions: Any) -> None:
-        """Start the rollouts `rows` (indices, or a bool mask [B]) afresh from context frames
+        """Start the rollouts `rows` (indices into the batch) afresh from context frames
         [b, K, H, W, 3] and actions [b, K-1, ...], one per row; the others go on, their
         memory included. Needs `restarts_rows`; else `reset` them all."""
         if self._state is None:
@@ -255,14 +222,7 @@ class WorldModel:
             raise WorldsimError(
                 "this world model's rollouts share one state: reset(frames, actions) all of them"
             )
-        rows = torch.as_tensor(np.asarray(rows))
-        if rows.dtype == torch.bool:
-            if rows.shape != (self._batch,):
-                raise WorldsimError(
-                    f"a row mask must have shape ({self._batch},), got {tuple(rows.shape)}"
-                )
-            rows = rows.nonzero()[:, 0]
-        rows = rows.long()
+        rows = torch.as_tensor(np.asarray(rows, dtype=np.int64)).reshape(-1)
         if len(rows) and (rows.min() < 0 or rows.max() >= self._batch):
             raise WorldsimError(f"rows {rows.tolist()} out of range for {self._batch} rollouts")
         x, enc = self._context(frames, actions)
