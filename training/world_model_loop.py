@@ -306,7 +306,8 @@ class Loop:
             baseline=False,
         )
         report = reports["agent"]
-        return {"eval": {k: report.get(k) for k in ("return_mean", "length_mean", "crafter_score")}}
+        keys = ("return_mean", "return_ci95", "length_mean", "crafter_score", "crafter_score_ci95")
+        return {"eval": {k: report.get(k) for k in keys}}
 
 
 def run_loop(cfg: LoopConfig) -> dict[str, Any]:
