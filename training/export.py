@@ -88,6 +88,7 @@ def export_checkpoint(
     from training.module import WorldModelSystem
     from worldsim.checkpoint import save_release
     from worldsim.data import EpisodeStore
+    from worldsim.model.config import field_names
     from worldsim.spaces import check_compatible
 
     if contexts < 1 or (context_frames is not None and context_frames < 1):
@@ -127,7 +128,7 @@ def export_checkpoint(
     given = {"sampler_steps": sampler_steps, "guidance": guidance,
              "motion_temperature": motion_temperature}  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}
-    fields = {f.name for f in dataclasses.fields(sampler)}
+    fields = field_names(type(sampler))
     extra = sorted(set(given) - fields)
     if extra:
         key = extra[0]

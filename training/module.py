@@ -114,6 +114,7 @@ class WorldModelSystem(L.LightningModule):
         from worldsim.model.config import config_from_fields, field_names
 
         arch, h = self.ARCH, self.hparams
+        configs = []
         for name, part in (("loss", arch.LOSS), ("sampler", arch.SAMPLER)):
             misplaced = sorted(set(h.overrides or {}) & field_names(part))
             if misplaced:
@@ -121,8 +122,6 @@ class WorldModelSystem(L.LightningModule):
                     f"model.overrides {misplaced} are {part.__name__} settings, not the "
                     f"architecture's: set them under model.{name}"
                 )
-        configs = []
-        for name, part in (("loss", arch.LOSS), ("sampler", arch.SAMPLER)):
             try:
                 configs.append(config_from_fields(part, dict(h.get(name) or {})))
             except (TypeError, ValueError) as e:

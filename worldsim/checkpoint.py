@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from worldsim.errors import CheckpointError
-from worldsim.model.config import ModelConfig, config_from_fields, split_fields
+from worldsim.model.config import ModelConfig, config_from_fields, field_names, split_fields
 from worldsim.model.net import WorldModelNet
 from worldsim.model.tile_config import TileConfig
 from worldsim.model.tile_net import TileWorldNet
@@ -206,9 +206,7 @@ def save_release(
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_config": net.config.to_dict(),
-        "sampler_config": dataclasses.asdict(sampler),
-        "loss_config": None if loss is None else dataclasses.asdict(loss),
+        **_config_entries(net.config, sampler, loss),
         "observation_space": space_to_dict(observation_space),
         "action_space": space_to_dict(action_space),
         "metadata": metadata or {},
@@ -269,7 +267,7 @@ def with_sampler_defaults(src: str | Path, out: str | Path, settings: dict[str, 
     cls = type(sampler)
     kind = "tiles" if isinstance(model, TileConfig) else "diffusion"
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = field_names(cls)
     changed: dict[str, Any] = {}
     for key, text in settings.items():
         if key not in fields:
@@ -286,18 +284,22 @@ def with_sampler_defaults(src: str | Path, out: str | Path, settings: dict[str, 
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{settings}: {e}") from None
     shutil.copytree(src, out)
-    config.update(
-        format_version=FORMAT_VERSION,
-        model_config=model.to_dict(),
-        sampler_config=dataclasses.asdict(sampler),
-        loss_config=None if loss is None else dataclasses.asdict(loss),
-    )
+    config.update(format_version=FORMAT_VERSION, **_config_entries(model, sampler, loss))
     config["metadata"] = {
         **config.get("metadata", {}),
         "sampler_changed": {"from": str(src), **changed},
     }
     (out / "config.json").write_text(json.dumps(config, indent=1))
     return out
+
+
+def _config_entries(model: Any, sampler: Any, loss: Any) -> dict[str, Any]:
+    """The three config entries of a format-2 config.json (loss None: not recorded)."""
+    return {
+        "model_config": model.to_dict(),
+        "sampler_config": dataclasses.asdict(sampler),
+        "loss_config": None if loss is None else dataclasses.asdict(loss),
+    }
 
 
 def _configs_of(config: dict[str, Any]) -> tuple[Any, Any, Any]:

@@ -83,7 +83,7 @@ class WorldModel:
             raise WorldsimError(
                 f"sampler is a {type(sampler).__name__}; this model samples with a {kind.__name__}"
             )
-        self.rollout = make_rollout(net, use_cache, kind() if sampler is None else sampler)
+        self.rollout = make_rollout(net, use_cache, sampler)
         self._state: RolloutState | TileRolloutState | None = None
         self._batch = 0
 
