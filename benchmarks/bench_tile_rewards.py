@@ -8,8 +8,13 @@ the real action, and generates frame t+1 and its reward. Printed and written as 
   fidelity report's clips hold only a few of them);
 - how often the dream changes the inventory rows (the bottom two tile rows) when the real
   game does and when it does not;
+- with the store's `events` labels (Crafter's achievements), the recall of each kind of unlock;
 - for a tile model, the same unlocks scored by its reward head on the *real* next frame: what
   the head can do when the inventory is drawn right.
+
+A tile model with named events pays only the first time an event fires in the episode: its
+record of what it paid follows its own calls on the episode's transitions so far, as in a
+dream.
 """
 
 from __future__ import annotations
@@ -46,33 +51,63 @@ def main(argv: list[str] | None = None) -> int:
     from worldsim.world_model import WorldModel
 
     wm, K = WorldModel.from_checkpoint(args.checkpoint), args.context
+    net = wm.net
     store = EpisodeStore.open(args.data)
-    pred, real, hud_real, hud_gen, head_real = [], [], [], [], []
+    eps = [store.episode(i) for i in range(len(store))]
+    fr = [np.asarray(e.frames) for e in eps]
+    ac = [np.asarray(e.actions) for e in eps]
+    tile = isinstance(net, TileWorldNet)
+    E = len(net.config.events) if tile else 0
+    # Lockstep over the episodes: transition t of every episode long enough, each from its K
+    # real frames; a tile model's record of the events it has paid follows its own calls.
+    paid = torch.zeros(len(eps), E, dtype=torch.bool)
+    gen_r = [np.zeros(len(a), np.float32) for a in ac]
+    gen_hud = [np.zeros(len(a), bool) for a in ac]
     lo, hi = 63 - args.hud_rows, 63
-    for i in range(len(store)):
-        ep = store.episode(i)
-        fr, ac, r = np.asarray(ep.frames), np.asarray(ep.actions), np.asarray(ep.rewards)
-        ts = np.arange(K - 1, len(ac))
-        for j in range(0, len(ts), 64):
-            t = ts[j : j + 64]
-            ctx = np.stack([fr[x - K + 1 : x + 1] for x in t])
-            ca = np.stack([ac[x - K + 1 : x] for x in t])
-            gen = torch.Generator().manual_seed(i * 100_000 + j)
-            o = wm.generate(ctx, ca, ac[t][:, None], generator=gen)
-            pred.append(o["rewards"][:, 0])
-            real.append(r[t])
-            last, nxt, g = fr[t][:, lo:hi], fr[t + 1][:, lo:hi], o["frames"][:, 0, lo:hi]
-            hud_real.append((nxt != last).any((1, 2, 3)))
-            hud_gen.append((g != last).any((1, 2, 3)))
-        if isinstance(wm.net, TileWorldNet):  # the reward head on the real next frames
-            net = wm.net
+    for t in range(K - 1, max(len(a) for a in ac)):
+        alive = [i for i in range(len(eps)) if t < len(ac[i])]
+        for j in range(0, len(alive), 64):
+            rows = alive[j : j + 64]
+            x, enc = wm._context(
+                np.stack([fr[i][t - K + 1 : t + 1] for i in rows]),
+                np.stack([ac[i][t - K + 1 : t] for i in rows]),
+            )
+            gen = torch.Generator().manual_seed(t * 1_000 + j)
             with torch.no_grad():
-                codes = nearest_codes(frames_to_patches(fr, net.config.patch), net.codebook)[0]
+                state = wm.rollout.start(x, enc)
+                if tile:
+                    state.paid = paid[rows]
+                out, r, _ = wm.rollout.next(
+                    state, net.encode_actions(np.stack([ac[i][t] for i in rows])[:, None]),
+                    generator=gen,
+                )  # fmt: skip
+            if tile:
+                paid[rows] = state.paid
+            g = net.x_to_frames(out)[:, 0].cpu().numpy()
+            for k, i in enumerate(rows):
+                gen_r[i][t] = float(r[k, 0])
+                gen_hud[i][t] = (g[k, lo:hi] != fr[i][t, lo:hi]).any()
+    pred, real, hud_real, hud_gen, head_real, kinds = [], [], [], [], [], []
+    for i, e in enumerate(eps):
+        ts = np.arange(K - 1, len(ac[i]))
+        pred.append(gen_r[i][ts])
+        real.append(np.asarray(e.rewards)[ts])
+        hud_real.append((fr[i][ts + 1, lo:hi] != fr[i][ts, lo:hi]).any((1, 2, 3)))
+        hud_gen.append(gen_hud[i][ts])
+        counts = (e.labels or {}).get("events")
+        if counts is not None:  # which event each real unlock is (the first to leave 0)
+            counts = np.asarray(counts)
+            first = (counts[:-1] == 0) & (counts[1:] > 0)
+            kinds.append(np.where(first.any(1), first.argmax(1), -1)[ts])
+        if tile:  # the reward head on the real next frames, paying from its own record
+            with torch.no_grad():
+                codes = nearest_codes(frames_to_patches(fr[i], net.config.patch), net.codebook)[0]
                 seen = torch.zeros(1, codes.shape[1], net.config.codebook_size, dtype=torch.bool)
                 new = torch.stack([novelty(c[None], seen)[0] for c in codes])
-                rew, _ = net.predict_reward(
-                    codes[:-1], codes[1:], new[1:], net.encode_actions(torch.as_tensor(ac))
-                )
+                act = net.encode_actions(torch.as_tensor(ac[i]))
+                fired = net.predict_reward(codes[:-1], codes[1:], new[1:], act)[2]
+                before = torch.cumsum(fired.int(), 0) - fired.int() > 0
+                rew = net.predict_reward(codes[:-1], codes[1:], new[1:], act, before)[0]
             head_real.append(rew.numpy()[K - 1 :])
     pred, real = np.concatenate(pred), np.concatenate(real)
     hr, hg = np.concatenate(hud_real), np.concatenate(hud_gen)
@@ -83,15 +118,26 @@ def main(argv: list[str] | None = None) -> int:
         return {"unlocks": int(u.sum()), "predicted": int(pu.sum()),
                 "recall": tp / max(int(u.sum()), 1), "precision": tp / max(int(pu.sum()), 1)}  # fmt: skip
 
+    names = store.label_spec.get("events", {}).get("names", [])
+    kind = np.concatenate(kinds) if len(kinds) == len(eps) else None
+
+    def by_event(p_: np.ndarray) -> dict:
+        if kind is None:
+            return {}
+        return {names[k]: f"{int((p_[kind == k] >= 0.5).sum())}/{int((kind == k).sum())}"
+                for k in np.unique(kind[kind >= 0])}  # fmt: skip
+
     out = {
         "checkpoint": str(args.checkpoint), "data": args.data, "context": K, "transitions": len(real),
         "teacher_forced": pr(pred),
+        "recall_by_event": by_event(pred),
         "inventory_changes": {"real_share": float(hr.mean()), "dream_share": float(hg.mean()),
                               "dream_when_real_changes": float((hg & hr).sum() / max(hr.sum(), 1)),
                               "dream_when_real_does_not": float((hg & ~hr).sum() / max((~hr).sum(), 1))},
     }  # fmt: skip
     if head_real:
-        out["reward_head_on_real_next_frames"] = pr(np.concatenate(head_real))
+        on_real = np.concatenate(head_real)
+        out["reward_head_on_real_next_frames"] = {**pr(on_real), "by_event": by_event(on_real)}
     print(json.dumps(out, indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,9 @@ class CrafterEnv(FrameEnv):
     episode: ``semantic`` (uint8 [7, 9], the semantic id drawn in each map tile of the view,
     from the game's own semantic map: material, or the creature standing on it; 0 outside the
     world; names in ``label_spec``) and ``view_pos`` (int32 [2], world row and column of the
-    view's top-left map tile). All are copies, safe to keep.
+    view's top-left map tile) and ``events`` (int32 [22], the count of each achievement so far
+    in the episode, in the order of ``label_spec["events"]["names"]``: the first time one
+    leaves 0, Crafter pays its +1). All are copies, safe to keep.
 
     ## Arguments
     ``size`` (int or (H, W)), ``area`` (world size in tiles), ``view`` (tiles seen),
@@ -90,6 +92,7 @@ class CrafterEnv(FrameEnv):
         self.observation_space = image_space(self.size)
         self.action_space = spaces.Discrete(len(constants.actions))
         self.action_names: list[str] = list(constants.actions)
+        self._event_names = sorted(constants.achievements)
         self.label_spec = self._label_spec(view)
         self._frame: np.ndarray | None = None
 
@@ -111,7 +114,7 @@ class CrafterEnv(FrameEnv):
             "move_down": [1, 0],
         }
         return {
-            "arrays": ["semantic", "view_pos"],
+            "arrays": ["semantic", "view_pos", "events"],
             "semantic": {
                 "names": names,
                 "grid": [rows, cols],  # map tiles of the view, top-left first
@@ -123,6 +126,8 @@ class CrafterEnv(FrameEnv):
             },
             # action -> change of view_pos when the move is not blocked
             "moves": {str(self.action_names.index(k)): v for k, v in moves.items()},
+            # per-episode event counters; a step where any of them first leaves 0 pays `reward`
+            "events": {"names": list(self._event_names), "reward": 1.0, "pays": "first"},
         }
 
     def _labels(self) -> dict[str, np.ndarray]:
@@ -132,9 +137,11 @@ class CrafterEnv(FrameEnv):
         semantic = np.pad(self.game._sem_view(), max(rows, cols))  # [X, Y]; 0 outside
         pad = max(rows, cols)
         window = semantic[left + pad : left + pad + cols, top + pad : top + pad + rows]
+        counts = self.game._player.achievements
         return {
             "semantic": np.ascontiguousarray(window.T, dtype=np.uint8),
             "view_pos": np.array([top, left], np.int32),
+            "events": np.array([counts[k] for k in self._event_names], np.int32),
         }
 
     def _info(self) -> dict[str, Any]:

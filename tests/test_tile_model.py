@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
-from test_semantic import SPACE, TILE, ToyWorld, toy_store
+from test_semantic import SPACE, SPEC, TILE, ToyWorld, toy_store
 
 import envs.world_model_registry  # noqa: F401  (registers worldsim/WorldModel-v0)
 from envs.world_model_vector_env import WorldModelVectorEnv
@@ -24,6 +24,7 @@ from worldsim.data import EpisodeStore
 from worldsim.errors import WorldsimError
 from worldsim.model.tile_config import TileConfig, TileSampler
 from worldsim.model.tile_net import TileWorldNet
+from worldsim.model.tile_rollout import Given
 from worldsim.model.tiles import (
     NO_CODE,
     Canvas,
@@ -397,3 +398,82 @@ def test_the_tile_model_trains_and_plays_on_doom_and_atari_frames(
     acts = np.asarray(dm.store.episode(0).actions)[None, :1]
     out = wm.generate(frames, acts, np.zeros((1, 5), np.int64))
     assert out["frames"].shape == (1, 5, *shape) and out["frames"].dtype == np.uint8
+
+
+# ------------------------------------------------------------------ events that pay once
+def _resting_store(path, world: ToyWorld, episodes: int = 16, T: int = 40):
+    """The toy game where resting (noop) is a named event that pays +1 the first time in an
+    episode, as Crafter's achievements do: a later rest looks the same and pays nothing."""
+    spec = {**SPEC, "arrays": [*SPEC["arrays"], "events"],
+            "events": {"names": ["rest"], "reward": 1.0, "pays": "first"}}  # fmt: skip
+    obs = gym.spaces.Box(0, 255, (16, 20, 3), np.uint8)
+    store = EpisodeStore.create(path, game="toy", action_space=SPACE, observation_space=obs,
+                                fps=10, label_spec=spec)  # fmt: skip
+    rng = np.random.default_rng(11)
+    for _ in range(episodes):
+        frames, actions, labels, views = world.episode(rng, T)
+        counts = np.concatenate([[0], np.cumsum(actions == 0)])[:, None].astype(np.int32)
+        rewards = ((counts[1:, 0] == 1) & (counts[:-1, 0] == 0)).astype(np.float32)
+        store.append(frames, actions, rewards, np.zeros(T, bool), np.zeros(T, bool),
+                     labels={"semantic": labels, "view_pos": views, "events": counts})  # fmt: skip
+    return store
+
+
+def test_the_reward_net_alone_learns_events_that_pay_only_the_first_time(trained, tmp_path) -> None:
+    world, _dm, _system, net, obs, _path = trained
+    release = tmp_path / "release"
+    save_release(release, net, observation_space=obs, action_space=SPACE, metadata={"game": "toy"})
+    _resting_store(tmp_path / "store", world)
+    dm = TileDataModule(str(tmp_path / "store"), patch=TILE, fixed_rows=1, codebook_size=64,
+                        frequent_codes=32, batch_size=32, samples_per_epoch=32 * 150,
+                        val_samples=32, val_fraction=0.2, test_fraction=0.0,
+                        codebook_from=str(release), drawn_by=str(release))  # fmt: skip
+    system = TileWorldSystem(overrides=SMALL, lr=3e-3, warmup_steps=10, ema_decay=0.9,
+                             init_from=str(release),
+                             loss={"parts": ["reward"], "drawn_next": 0.5})  # fmt: skip
+    trainer = L.Trainer(max_steps=150, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, num_sanity_val_steps=0,
+                        limit_val_batches=0)  # fmt: skip
+    torch.manual_seed(0)
+    trainer.fit(system, dm)
+    # The data: every rest is an event; the reward class keeps what the event does not pay.
+    assert dm.event_names == ["rest"] and dm.event_reward == 1.0
+    assert (dm.train["events"][:, 0] == (np.asarray(dm.train["action"]) == 0)).all()
+    assert (dm.train["reward"] == 0).all()
+    # The drawn next frames are what the release's rollouts draw from the real first frame of
+    # each episode, told the real shift (one round, the likeliest tiles).
+    old = WorldModel.from_checkpoint(release)
+    firsts = np.flatnonzero(np.diff(np.concatenate([[-2], dm.train["last"]])) != 1)
+    store = EpisodeStore.open(tmp_path / "store")
+    train_eps = dm.split("train")
+    assert len(firsts) == len(train_eps)
+    for i, ep_index in zip(firsts, train_eps, strict=True):
+        ep = store.episode(ep_index)
+        xc, enc = old._context(np.asarray(ep.frames)[None, :1], np.zeros((1, 0), np.int64))
+        state = old.rollout.start(xc, enc)
+        shift = torch.as_tensor(dm.train["shift"][i : i + 1]).long()
+        act = old.net.encode_actions(np.asarray(ep.actions)[None, :1])
+        old.rollout.next(state, act, steps=1, given=[Given(shift=shift)])
+        assert torch.equal(state.code[0], dm.train["code_drawn"][i].long())
+    tuned = system.ema.module.eval()
+    assert tuned.config.events == ["rest"] and tuned.config.event_reward == 1.0
+    for name, p in tuned.named_parameters():  # only the reward net moved
+        if not name.startswith("r_"):
+            assert torch.equal(p, net.state_dict()[name]), name
+    save_release(tmp_path / "tuned", tuned, observation_space=obs, action_space=SPACE,
+                 metadata={"game": "toy"})  # fmt: skip
+    wm = WorldModel.from_checkpoint(tmp_path / "tuned")
+    frames, actions, _, _ = world.episode(np.random.default_rng(4), 4)
+    moves = np.array([[2, 0, 3, 0, 0, 1, 0]])
+    outs = [m.generate(frames[None, :2], actions[None, :1], moves,
+                       generator=torch.Generator().manual_seed(0)) for m in (wm, old)]  # fmt: skip
+    assert (outs[0]["frames"] == outs[1]["frames"]).all()  # the frames it draws: unchanged
+    assert outs[0]["rewards"][0].tolist() == [0, 1, 0, 0, 0, 0, 0]  # the first rest pays
+    # A rollout told that the episode had rested before its context pays none.
+    x, enc = wm._context(frames[None, :2], actions[None, :1])
+    state = wm.rollout.start(x, enc)
+    state.paid[:] = True
+    _, rewards, _ = wm.rollout.next(state, wm.net.encode_actions(moves))
+    assert (rewards == 0).all()
+    with pytest.raises(ValueError, match="parts"):
+        TileWorldSystem(loss={"parts": ["decoder"]})

@@ -190,10 +190,18 @@ class WorldModelSystem(L.LightningModule):
         source = load_release(
             folder, action_space=action_space, observation_space=observation_space
         )[0]
+        # A motion head may be added to a release without one: it starts as the identity;
+        # a net's OPTIONAL_KEYS (e.g. a tile net's event head) start fresh.
+        optional = ("backbone.motion.", *getattr(net, "OPTIONAL_KEYS", ()))
+        own = net.state_dict()
+        weights = {
+            k: v
+            for k, v in source.state_dict().items()
+            if not (k.startswith(optional) and k in own and own[k].shape != v.shape)
+        }
         try:
-            missing, unexpected = net.load_state_dict(source.state_dict(), strict=False)
-            # A motion head may be added to a release without one: it starts as the identity.
-            new = [k for k in missing if not k.startswith("backbone.motion.")]
+            missing, unexpected = net.load_state_dict(weights, strict=False)
+            new = [k for k in missing if not k.startswith(optional)]
             if new or unexpected:
                 raise RuntimeError(f"missing keys {new}, unexpected keys {unexpected}")
         except RuntimeError as e:

@@ -106,9 +106,9 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         val_samples: Transitions in the fixed validation set.
         val_fraction / test_fraction: Shares of episodes held out (by key hash, as in
             `training.data.EpisodeDataModule`).
-        event_weight: A transition with a non-zero reward or an episode end is drawn
-            1 + event_weight times as often (the model learns from rare events; its reward
-            head undoes the oversampling at inference).
+        event_weight: A transition with a non-zero reward, an episode end or one of the
+            store's named events is drawn 1 + event_weight times as often (the model learns
+            from rare events; its reward head undoes the oversampling at inference).
         seed: Seeds the codebook, the batches and the validation set.
         reverse: Play every episode backwards (frames and view positions reversed, each
             action kept on the transition it labels, rewards and ends dropped): a model that
@@ -118,6 +118,11 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             instead of ones built from this store. Set it to the release a run fine-tunes
             (model.init_from) or to a loop's own release, whose store grows: the tokens must
             mean what they meant when the release was trained.
+        drawn_by: A tile release folder (with this store's tokens: set codebook_from to it
+            too) whose tile net draws the next frame of every transition, as its rollouts
+            would from the real frames (the likeliest tiles, one round): batches then carry
+            them (`code_drawn`, `new_drawn`), and `model.loss.drawn_next` trains the reward
+            net on the frames the dream will show it. About 2 ms a transition on 2 threads.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         seed: int = 0,
         reverse: bool = False,
         codebook_from: str | None = None,
+        drawn_by: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -153,6 +159,8 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         self.path, self.batch_size = store, batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.codebook: np.ndarray | None = None
+        self.event_names: list[str] = []
+        self.event_reward = 0.0
         self.train: dict[str, Any] | None = None
         self.val: dict[str, Any] | None = None
 
@@ -171,6 +179,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             raise StoreError(
                 f"{self.path} has no training episodes: record more with `worldsim collect`"
             )
+        self.event_names, self.event_reward = self._event_spec()
         train = [self._read(i) for i in train_eps]
         given = self._release_vocabulary() if h.codebook_from else None
         if given is not None:
@@ -192,8 +201,13 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         for part in (self.train, self.val):
             if part is not None:
                 part["reward_class"] = np.abs(part["reward"][:, None] - keep[None]).argmin(1)
-        event = (self.train["reward"] != 0) | self.train["terminated"]
+        events = self.train["events"]
+        event = (self.train["reward"] != 0) | self.train["terminated"] | events.any(1)
         self.weights = 1.0 + h.event_weight * event
+        n, w = len(events), self.weights
+        p_real = (events.sum(0) + 1) / (n + 2)
+        p_drawn = ((w[:, None] * events).sum(0) + 1) / (w.sum() + 2)
+        self.event_prior = np.log(p_real / (1 - p_real)) - np.log(p_drawn / (1 - p_drawn))
         # log(real share / training share) per reward class, and the same log-odds for the end.
         real = np.bincount(self.train["reward_class"], minlength=len(keep)) + 1.0
         drawn = (
@@ -204,6 +218,8 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         p_real = (end.sum() + 1) / (len(end) + 2)
         p_drawn = (self.weights[end].sum() + 1) / (self.weights.sum() + 2)
         self.end_prior = float(np.log(p_real / (1 - p_real)) - np.log(p_drawn / (1 - p_drawn)))
+        if h.drawn_by:
+            self._draw_next_frames()
         n_val = 0 if self.val is None else len(self.val["reward"])
         rng = np.random.default_rng(h.seed)
         self.val_index = np.sort(rng.choice(n_val, min(h.val_samples, n_val), replace=False))
@@ -215,6 +231,67 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             shifts.tolist(),
             self.reward_values.tolist(),
         )
+
+    def _draw_next_frames(self) -> None:
+        """`code_drawn` / `new_drawn` [T] of every part: the next frame as the release
+        `drawn_by` draws it from the real last frames, real action and real shift, and which
+        of its tiles are new in the episode."""
+        from training.module import ConfigError
+        from worldsim.checkpoint import load_release
+
+        folder = self.hparams.drawn_by
+        net = load_release(folder, observation_space=self.observation_space)[0].eval()
+        if not torch.equal(net.codebook, torch.from_numpy(self.codebook)):
+            raise ConfigError(
+                f"data.drawn_by {folder} has other tokens than this data: set "
+                f"data.codebook_from: {folder}"
+            )
+        K = net.config.codebook_size
+        for part in (self.train, self.val):
+            if part is None:
+                continue
+            n = len(part["last"])
+            drawn = torch.empty(n, part["code"].shape[1], dtype=torch.long)
+            with torch.no_grad():
+                for i in range(0, n, 256):
+                    b = self.batch(part, np.arange(i, min(i + 256, n)))
+                    pix_sh, code_sh, prev_sh = net.shift_inputs(
+                        b["pix"], b["code"], b["prev_code"], b["prev_shift"], b["shift"]
+                    )
+                    given = torch.zeros_like(code_sh)
+                    act = net.encode_actions(b["action"])
+                    logits = net.tile_logits(code_sh, pix_sh, prev_sh, b["mem_code"],
+                                             b["mem_age"], given, act, b["shift"])  # fmt: skip
+                    choice = logits.argmax(-1)
+                    drawn[i : i + len(choice)] = torch.where(choice == 0, code_sh, choice - 1)
+            drawn = drawn.clamp(0, K - 1)  # a kept unknown tile cannot happen: the net masks it
+            # Novelty of the drawn tiles: against every real frame of the episode so far.
+            new = torch.zeros_like(drawn, dtype=torch.bool)
+            codes, N = part["code"].long(), drawn.shape[1]
+            seen = torch.zeros(N, K, dtype=torch.bool)
+            for t in range(n):
+                last = int(part["last"][t])
+                if t == 0 or last != int(part["last"][t - 1]) + 1:  # an episode starts
+                    seen.zero_()
+                    seen[torch.arange(N), codes[last]] = True
+                new[t] = ~seen[torch.arange(N), drawn[t]]
+                seen[torch.arange(N), codes[last + 1]] = True
+            part["code_drawn"], part["new_drawn"] = drawn.to(torch.int16), new
+
+    def _event_spec(self) -> tuple[list[str], float]:
+        """The store's named events (label `events`: per-episode counters, a first increase
+        pays `reward`) as (names, reward); ([], 0) for a store without them."""
+        spec = self.store.label_spec.get("events")
+        if not spec or "events" not in self.store.label_spec.get("arrays", []):
+            return [], 0.0
+        if self.hparams.reverse:  # a backward model has no rewards to pay
+            return [], 0.0
+        if spec.get("pays") != "first":
+            raise StoreError(
+                f"{self.path}: its events label pays {spec.get('pays')!r}; the tile model "
+                "knows events whose first occurrence in an episode pays (pays: first)"
+            )
+        return list(spec["names"]), float(spec["reward"])
 
     def _release_vocabulary(self) -> tuple[np.ndarray, np.ndarray]:
         """(codebook, reward values) of the release `codebook_from`, checked against this
@@ -258,8 +335,19 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         labels = ep.labels or {}
         if "view_pos" in labels:
             out["view_pos"] = np.asarray(labels["view_pos"])
+        T, E = len(out["rewards"]), len(self.event_names)
+        out["events"] = np.zeros((T, E), bool)
+        if E:  # counters [T+1, E]: which count up in each step; the first ones are paid
+            if "events" not in labels:
+                raise StoreError(
+                    f"{self.path}: episode {index} has no `events` label though the store "
+                    "declares events: record it again with `worldsim collect`"
+                )
+            counts = np.asarray(labels["events"])
+            out["events"] = counts[1:] > counts[:-1]
+            first = ((counts[:-1] == 0) & (counts[1:] > 0)).any(1)
+            out["rewards"] = out["rewards"] - self.event_reward * first  # what else it pays
         if self.hparams.reverse:  # transition t of the reversed episode is T-1-t played back
-            T = len(out["rewards"])
             out["patches"] = out["patches"][::-1].copy()
             out["actions"] = tree_index(out["actions"], np.arange(T)[::-1])
             out["rewards"], out["terminated"] = np.zeros(T, np.float32), np.zeros(T, bool)
@@ -303,6 +391,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 action=ep["actions"],
                 reward=ep["rewards"],
                 terminated=ep["terminated"],
+                events=ep["events"],
             )
             offset += T + 1
         return acc.cat()
@@ -327,6 +416,12 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             "new_next": part["new"][nxt],
             "reward_class": torch.as_tensor(part["reward_class"][idx]),
             "terminated": torch.as_tensor(part["terminated"][idx]),
+            "events": torch.as_tensor(part["events"][idx]),
+            **(
+                {"code_drawn": part["code_drawn"][idx].long(), "new_drawn": part["new_drawn"][idx]}
+                if "code_drawn" in part
+                else {}
+            ),
         }
 
     def train_dataloader(self) -> DataLoader:

@@ -40,7 +40,8 @@ class TileWorldSystem(WorldModelSystem):
         overrides: TileConfig (architecture) fields, e.g. {dim: 128, depth: 4}. The frame
             size and the data-layout fields (patch, fixed_rows, motion_radius, codebook_size,
             frequent_codes, reward_classes) come from the data module.
-        loss: TileLoss fields, e.g. {change_weight: 3}.
+        loss: TileLoss fields, e.g. {change_weight: 3}, or {parts: [reward]} to train the
+            reward net alone from init_from (the frames the model draws stay the same).
         sampler: TileSampler fields: the defaults an export gives its release, e.g.
             {fixed_temperature: 0.5}.
         init_from: A tile release folder whose weights start a new run (same shapes).
@@ -94,6 +95,8 @@ class TileWorldSystem(WorldModelSystem):
                         f"{dm.hparams[name]}: set it once, under data"
                     )
                 fields[name] = dm.hparams[name]
+        if dm is not None and hasattr(dm, "event_names"):  # the store's named events
+            fields["events"], fields["event_reward"] = list(dm.event_names), dm.event_reward
         try:
             return TileConfig(**fields)
         except (TypeError, ValueError) as e:
@@ -117,8 +120,13 @@ class TileWorldSystem(WorldModelSystem):
             net.reward_prior.fill_(-30.0)  # classes beyond the data's reward values: never
             net.reward_prior[: len(prior)] = prior
             net.end_prior.fill_(dm.end_prior)
+            if len(config.events):
+                net.event_prior.copy_(torch.as_tensor(dm.event_prior, dtype=torch.float32))
         if self.hparams.init_from and fresh:
             self._init_tile_weights(net, action_space, observation_space)
+        for part in {"shift", "tile", "reward"} - set(self.loss_config.parts):
+            for p in net.part_parameters(part):  # kept as init_from gave them
+                p.requires_grad_(False)
         self.action_space, self.observation_space = action_space, observation_space
         self.net = net
         ema = AveragedModel(net, multi_avg_fn=ema_update(self.hparams.ema_decay), use_buffers=True)
@@ -131,7 +139,8 @@ class TileWorldSystem(WorldModelSystem):
         reward priors stay the data's own."""
         folder = self.hparams.init_from
         book = net.codebook.clone()
-        priors = net.reward_prior.clone(), net.end_prior.clone()
+        events = getattr(net, "event_prior", torch.zeros(0))
+        priors = net.reward_prior.clone(), net.end_prior.clone(), events.clone()
         self._init_weights(net, folder, action_space, observation_space)
         if not torch.equal(book, net.codebook):
             raise ConfigError(
@@ -140,6 +149,8 @@ class TileWorldSystem(WorldModelSystem):
             )
         net.reward_prior.copy_(priors[0])
         net.end_prior.copy_(priors[1])
+        if len(priors[2]):
+            net.event_prior.copy_(priors[2])
 
     def configure_model(self) -> None:
         if self._trainer is None:

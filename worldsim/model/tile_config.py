@@ -5,7 +5,7 @@ TileSampler (rollouts; a release stores its defaults)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from worldsim.model.config import config_from_fields
@@ -20,11 +20,24 @@ class TileLoss:
     (a release records it in its metadata)."""
 
     reward_weight: float = 1.0
+    # The networks trained (shift, tile, reward); the others keep the weights the run starts
+    # from (model.init_from) and their losses are not computed, e.g. [reward] retrains the
+    # reward net alone on new labels and leaves the frames the model draws untouched.
+    parts: tuple[str, ...] = ("shift", "tile", "reward")
+    # Share of transitions whose reward net reads the next frame as the tile net draws it
+    # (the data's `drawn_by`) instead of the real one: a dream shows it drawn frames only.
+    drawn_next: float = 0.0
     # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
     # rare next to the many kept tiles, and what the game's events show on screen.
     change_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        self.parts = tuple(self.parts)
+        unknown = sorted(set(self.parts) - {"shift", "tile", "reward"})
+        if unknown or not self.parts:
+            raise ValueError(f"parts {list(self.parts)}: name at least one of shift, tile, reward")
+        if not 0.0 <= self.drawn_next <= 1.0:
+            raise ValueError(f"drawn_next must be a share in [0, 1], got {self.drawn_next}")
         if self.change_weight <= 0:
             raise ValueError(f"change_weight must be positive, got {self.change_weight}")
         if self.reward_weight < 0:
@@ -86,6 +99,12 @@ class TileConfig:
     frequent_codes: int = 1024  # exact most-frequent patches; the rest are k-means centroids
     memory_buckets: int = 8  # memory ages, log2-bucketed
     reward_classes: int = 16  # the most frequent reward values of the training data
+    # Named per-episode events (the store's `events` label, e.g. Crafter's achievements): the
+    # reward net tells which of them happen in a step, and a step where one happens for the
+    # first time in the rollout pays `event_reward` on top of the reward class. The rollout
+    # remembers what it has paid, so a repeat (a second drink) pays nothing.
+    events: list[str] = field(default_factory=list)
+    event_reward: float = 0.0
     # A patch within this RMS (0-255 units) of another counts as the same tile: what the loss
     # counts as right, and what a rollout told a patch keeps as unchanged.
     match_rms: float = 3.0
@@ -136,6 +155,8 @@ class TileConfig:
                 raise ValueError(
                     f"{name} {getattr(self, name)} must divide into {self.heads} heads"
                 )
+        if len(set(self.events)) != len(self.events):
+            raise ValueError(f"events must be distinct names, got {self.events}")
         if self.codebook_size < 2 or self.context < 1:
             raise ValueError("codebook_size must be >= 2 and context >= 1")
 

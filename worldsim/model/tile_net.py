@@ -12,7 +12,11 @@ One token per p x p patch of the frame. A step is three decisions:
    so a newly revealed row is drawn as a whole and not tile by tile.
 3. **Reward and end.** A third transformer reads the last and the next frame's codes, which
    tiles show something never shown there before in the episode, and the action, and gives a
-   categorical over the reward values seen in training, and a termination logit.
+   categorical over the reward values seen in training, and a termination logit. With named
+   events (`TileConfig.events`, e.g. Crafter's achievements) it also tells which events
+   happen in the step; the first time one happens in a rollout pays `event_reward`
+   (`pay_events`), so the reward of a repeat, which two frames cannot tell apart from a first
+   time, comes from the rollout's memory of what it has paid.
 
 Design search and measurements: docs/tile_model_search.md.
 """
@@ -32,7 +36,16 @@ from worldsim.model.net import check_frames, pixels_to_x, x_to_pixels
 from worldsim.model.tile_config import TileConfig, TileLoss
 from worldsim.model.tiles import NO_CODE, age_bucket, shift_table
 
-__all__ = ["TileWorldNet"]
+__all__ = ["TileWorldNet", "pay_events"]
+
+PARTS = {"shift": "s_", "tile": "t_", "reward": "r_"}  # network -> its parameters' prefix
+
+
+def pay_events(fired: Tensor, paid: Tensor, event_reward: float) -> tuple[Tensor, Tensor]:
+    """What events bool [B, E] firing pays, given those `paid` [B, E] before in the rollout:
+    (`event_reward` where any fires for the first time, else 0 [B]; paid after the step)."""
+    first = (fired & ~paid).any(-1)
+    return first.float() * event_reward, paid | fired
 
 
 def _encoder(dim: int, depth: int, heads: int) -> nn.TransformerEncoder:
@@ -85,6 +98,9 @@ class TileWorldNet(nn.Module):
         # undoes the oversampling of rare events at inference.
         self.register_buffer("reward_prior", torch.zeros(V))
         self.register_buffer("end_prior", torch.zeros(()))
+        E = len(config.events)
+        if E:  # the same, per event (a net without events has none: releases before them)
+            self.register_buffer("event_prior", torch.zeros(E))
         source, valid = shift_table(*config.grid, config.fixed_rows, config.motion_radius)
         self.register_buffer("source", source, persistent=False)
         self.register_buffer("valid", valid, persistent=False)
@@ -122,6 +138,14 @@ class TileWorldNet(nn.Module):
         self.r_pos = nn.Parameter(torch.randn(N + 1, dr) * 0.02)
         self.r_body = _encoder(dr, config.reward_depth, config.heads)
         self.r_head = nn.Linear(dr, V + 1)
+        self.r_events = nn.Linear(dr, E) if E else None
+
+    # Parameters a release of the same net without them (trained before events) leaves fresh.
+    OPTIONAL_KEYS = ("r_events.", "event_prior")
+
+    def part_parameters(self, part: str) -> list[nn.Parameter]:
+        """The parameters of one of the three networks (shift, tile, reward)."""
+        return [p for k, p in self.named_parameters() if k.startswith(PARTS[part])]
 
     # ------------------------------------------------------------------ frames and actions
     @property
@@ -211,20 +235,33 @@ class TileWorldNet(nn.Module):
 
     def reward_logits(
         self, code_last: Tensor, code_next: Tensor, new: Tensor, action: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Reward-class logits [B, V] and termination logit [B] (priors not applied)."""
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Reward-class logits [B, V], termination logit [B] and event logits [B, E] (priors
+        not applied)."""
         x = self.r_last(code_last) + self.r_next(code_next) + self.r_new(new.long())
         x = torch.cat([x, self.r_act(action)[:, None]], 1) + self.r_pos
-        out = self.r_head(self.r_body(x)[:, -1])
-        return out[:, :-1], out[:, -1]
+        h = self.r_body(x)[:, -1]
+        out = self.r_head(h)
+        events = self.r_events(h) if self.r_events is not None else h[:, :0]
+        return out[:, :-1], out[:, -1], events
 
     def predict_reward(
-        self, code_last: Tensor, code_next: Tensor, new: Tensor, action: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Rewards [B] (the likeliest value) and termination probabilities [B]."""
-        logits, end = self.reward_logits(code_last, code_next, new, action)
+        self,
+        code_last: Tensor,
+        code_next: Tensor,
+        new: Tensor,
+        action: Tensor,
+        paid: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Rewards [B] (the likeliest value, plus `event_reward` where an event not in `paid`
+        bool [B, E] fires; None: none paid yet), termination probabilities [B] and the events
+        that fire bool [B, E] (the likelier outcome of each)."""
+        logits, end, ev = self.reward_logits(code_last, code_next, new, action)
         cls = (logits + self.reward_prior).argmax(-1)
-        return self.reward_values[cls], torch.sigmoid(end + self.end_prior)
+        fired = (ev + self.event_prior) > 0 if ev.shape[-1] else ev > 0
+        paid = torch.zeros_like(fired) if paid is None else paid.to(fired.device)
+        bonus, _ = pay_events(fired, paid, self.config.event_reward)
+        return self.reward_values[cls] + bonus, torch.sigmoid(end + self.end_prior), fired
 
     # ------------------------------------------------------------------ training
     def training_loss(
@@ -235,14 +272,62 @@ class TileWorldNet(nn.Module):
         loss: TileLoss | None = None,
     ) -> dict:
         """Losses of a batch of transitions (see training/tile_data.py for the fields), with
-        the settings `loss` (None: TileLoss's defaults)."""
-        cfg, K = self.config, self.config.codebook_size
+        the settings `loss` (None: TileLoss's defaults); the networks not in its `parts` are
+        skipped."""
         lc = TileLoss() if loss is None else loss
         action = self.encode_actions(batch["action"]).to(self.device)
         pix, code = batch["pix"], batch["code"].long()
         shift = batch["shift"].long()
-        s_logits = self.shift_logits(code, pix, action)
-        shift_loss = F.cross_entropy(s_logits, shift)
+        out: dict[str, Tensor] = {}
+        total = torch.zeros((), device=self.device)
+        if "shift" in lc.parts:
+            s_logits = self.shift_logits(code, pix, action)
+            shift_loss = F.cross_entropy(s_logits, shift)
+            total = total + shift_loss
+            out["shift"] = shift_loss.detach()
+            out["shift_acc"] = (s_logits.argmax(-1) == shift).float().mean()
+        if "tile" in lc.parts:
+            tile = self._tile_loss(batch, action, lc, generator)
+            total = total + tile.pop("loss")
+            out.update(tile)
+        if "reward" in lc.parts:
+            code_next, new = batch["code_next"].long(), batch["new_next"]
+            if lc.drawn_next > 0:  # read the next frame as the tile net draws it
+                if "code_drawn" not in batch:
+                    raise ValueError(
+                        "loss.drawn_next needs the drawn next frames: set data.drawn_by to the "
+                        "release whose tile net draws them"
+                    )
+                rand = torch.rand(len(code), 1, generator=generator, device=code.device)
+                use = rand < lc.drawn_next
+                code_next = torch.where(use, batch["code_drawn"].long(), code_next)
+                new = torch.where(use, batch["new_drawn"], new)
+            r_logits, end_logit, ev_logits = self.reward_logits(code, code_next, new, action)
+            reward_loss = F.cross_entropy(r_logits, batch["reward_class"].long())
+            end_loss = F.binary_cross_entropy_with_logits(end_logit, batch["terminated"].float())
+            total = total + lc.reward_weight * (reward_loss + end_loss)
+            out["reward"], out["termination"] = reward_loss.detach(), end_loss.detach()
+            out["reward_acc"] = (r_logits.argmax(-1) == batch["reward_class"]).float().mean()
+            if ev_logits.shape[-1]:
+                events = batch["events"].float().to(ev_logits.device)
+                ev_loss = F.binary_cross_entropy_with_logits(
+                    ev_logits, events, reduction="sum"
+                ) / len(events)  # summed over events: one event weighs like one class choice
+                total = total + lc.reward_weight * ev_loss
+                out["events"] = ev_loss.detach()
+        return {"loss": total, **out}
+
+    def _tile_loss(
+        self,
+        batch: dict[str, Any],
+        action: Tensor,
+        lc: TileLoss,
+        generator: torch.Generator | None,
+    ) -> dict[str, Tensor]:
+        """The tile net's loss (likelihood of the right choices) and accuracies."""
+        cfg, K = self.config, self.config.codebook_size
+        pix, code = batch["pix"], batch["code"].long()
+        shift = batch["shift"].long()
 
         pix_sh, code_sh, prev_sh = self.shift_inputs(
             pix, code, batch["prev_code"].long(), batch["prev_shift"].long(), shift
@@ -284,22 +369,12 @@ class TileWorldNet(nn.Module):
         changed = ~keep_ok & ~revealed
         todo = (~committed).float() * torch.where(changed, lc.change_weight, 1.0)
         tile_loss = (per_token * todo).sum() / todo.sum().clamp(min=1)
-
-        r_logits, end_logit = self.reward_logits(code, code_next, batch["new_next"], action)
-        reward_loss = F.cross_entropy(r_logits, batch["reward_class"].long())
-        end_loss = F.binary_cross_entropy_with_logits(end_logit, batch["terminated"].float())
-        total = tile_loss + shift_loss + lc.reward_weight * (reward_loss + end_loss)
         with torch.no_grad():
             choice = logits.argmax(-1)
             right_choice = torch.where(choice == 0, keep_ok, code_ok & (choice - 1 == code_next))
         return {
-            "loss": total,
+            "loss": tile_loss,
             "tile": tile_loss.detach(),
-            "shift": shift_loss.detach(),
-            "reward": reward_loss.detach(),
-            "termination": end_loss.detach(),
-            "shift_acc": (s_logits.argmax(-1) == shift).float().mean(),
             "tile_acc": right_choice.float().mean(),
             "revealed_acc": (right_choice & revealed).float().sum() / revealed.sum().clamp(min=1),
-            "reward_acc": (r_logits.argmax(-1) == batch["reward_class"]).float().mean(),
         }

@@ -33,7 +33,9 @@ __all__ = ["Given", "TileRollout", "TileRolloutState"]
 @dataclass
 class TileRolloutState:
     """The last frame (pixels, patches, codes), the codes and shift before it, the memory of
-    the world seen so far and which code each token has shown in this rollout."""
+    the world seen so far, which code each token has shown in this rollout, and which of the
+    model's events (TileConfig.events) the rollout has paid: `paid` may be set to what the
+    real episode had unlocked before the context, else a rollout starts with none paid."""
 
     frame: Tensor  # uint8 [B, H, W, C]
     pix: Tensor  # uint8 [B, N, D]
@@ -42,10 +44,11 @@ class TileRolloutState:
     prev_shift: Tensor  # long [B]
     canvas: Canvas
     seen: Tensor  # bool [B, N, K]
+    paid: Tensor  # bool [B, E]
 
     def assign(self, rows: Tensor, other: TileRolloutState) -> None:
         """Replace the rollouts `rows` (long [b]) with those of `other` (b rollouts)."""
-        for name in ("frame", "pix", "code", "prev_code", "prev_shift", "seen"):
+        for name in ("frame", "pix", "code", "prev_code", "prev_shift", "seen", "paid"):
             getattr(self, name)[rows] = getattr(other, name)
         self.canvas.assign(rows, other.canvas)
 
@@ -133,8 +136,9 @@ class TileRollout:
         remember(codes, shifts, canvas, seen, self.disp)
         prev = codes[:, -2] if K > 1 else codes[:, -1]
         prev_shift = shifts[:, -1] if K > 1 else torch.zeros(B, dtype=torch.long, device=x.device)
+        paid = torch.zeros(B, len(cfg.events), dtype=torch.bool, device=x.device)
         return TileRolloutState(
-            frames[:, -1], patches[:, -1], codes[:, -1], prev, prev_shift, canvas, seen
+            frames[:, -1], patches[:, -1], codes[:, -1], prev, prev_shift, canvas, seen, paid
         )
 
     def remember_at(self, state: TileRolloutState, x: Tensor, offset: Tensor) -> None:
@@ -263,7 +267,8 @@ class TileRollout:
         pix_next = torch.where(keep[..., None], pix_sh, net.codebook[code_next.clamp(0, K - 1)])
         frame = patches_to_frames(pix_next, state.frame, cfg.patch)
         new = novelty(code_next, state.seen)
-        reward, end = net.predict_reward(state.code, code_next, new, action)
+        reward, end, fired = net.predict_reward(state.code, code_next, new, action, state.paid)
+        state.paid = state.paid | fired
         state.canvas.write(code_next[:, : net.moving])
         state.prev_code, state.prev_shift = state.code, shift
         state.code, state.pix, state.frame = code_next, pix_next, frame
