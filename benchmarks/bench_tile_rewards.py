@@ -105,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                 seen = torch.zeros(1, codes.shape[1], net.config.codebook_size, dtype=torch.bool)
                 new = torch.stack([novelty(c[None], seen)[0] for c in codes])
                 act = net.encode_actions(torch.as_tensor(ac[i]))
-                fired = net.predict_reward(codes[:-1], codes[1:], new[1:], act)[2]
+                pix = frames_to_patches(fr[i][:-1], net.config.patch)
+                fired = net.fire_events(net.step_logits(codes[:-1], pix, act)[1])
                 before = torch.cumsum(fired.int(), 0) - fired.int() > 0
-                rew = net.predict_reward(codes[:-1], codes[1:], new[1:], act, before)[0]
+                rew = net.predict_reward(codes[:-1], codes[1:], new[1:], act, fired, before)[0]
             head_real.append(rew.numpy()[K - 1 :])
     pred, real = np.concatenate(pred), np.concatenate(real)
     hr, hg = np.concatenate(hud_real), np.concatenate(hud_gen)

@@ -23,8 +23,7 @@ from worldsim.checkpoint import load_release, save_release
 from worldsim.data import EpisodeStore
 from worldsim.errors import WorldsimError
 from worldsim.model.tile_config import TileConfig, TileSampler
-from worldsim.model.tile_net import TileWorldNet
-from worldsim.model.tile_rollout import Given
+from worldsim.model.tile_net import TileWorldNet, pay_events
 from worldsim.model.tiles import (
     NO_CODE,
     Canvas,
@@ -419,7 +418,7 @@ def _resting_store(path, world: ToyWorld, episodes: int = 16, T: int = 40):
     return store
 
 
-def test_the_reward_net_alone_learns_events_that_pay_only_the_first_time(trained, tmp_path) -> None:
+def test_events_are_told_before_the_frame_and_pay_only_the_first_time(trained, tmp_path) -> None:
     world, _dm, _system, net, obs, _path = trained
     release = tmp_path / "release"
     save_release(release, net, observation_space=obs, action_space=SPACE, metadata={"game": "toy"})
@@ -427,10 +426,11 @@ def test_the_reward_net_alone_learns_events_that_pay_only_the_first_time(trained
     dm = TileDataModule(str(tmp_path / "store"), patch=TILE, fixed_rows=1, codebook_size=64,
                         frequent_codes=32, batch_size=32, samples_per_epoch=32 * 150,
                         val_samples=32, val_fraction=0.2, test_fraction=0.0,
-                        codebook_from=str(release), drawn_by=str(release))  # fmt: skip
+                        codebook_from=str(release))  # fmt: skip
+    # The shift net learns the events and the reward net what they do not pay; the tile net
+    # keeps the release's weights (loss.parts).
     system = TileWorldSystem(overrides=SMALL, lr=3e-3, warmup_steps=10, ema_decay=0.9,
-                             init_from=str(release),
-                             loss={"parts": ["reward"], "drawn_next": 0.5})  # fmt: skip
+                             init_from=str(release), loss={"parts": ["shift", "reward"]})  # fmt: skip
     trainer = L.Trainer(max_steps=150, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, num_sanity_val_steps=0,
                         limit_val_batches=0)  # fmt: skip
@@ -440,29 +440,17 @@ def test_the_reward_net_alone_learns_events_that_pay_only_the_first_time(trained
     assert dm.event_names == ["rest"] and dm.event_reward == 1.0
     assert (dm.train["events"][:, 0] == (np.asarray(dm.train["action"]) == 0)).all()
     assert (dm.train["reward"] == 0).all()
-    # The drawn next frames are what the release's rollouts draw from the real first frame of
-    # each episode, told the real shift (one round, the likeliest tiles).
-    old = WorldModel.from_checkpoint(release)
-    firsts = np.flatnonzero(np.diff(np.concatenate([[-2], dm.train["last"]])) != 1)
-    store = EpisodeStore.open(tmp_path / "store")
-    train_eps = dm.split("train")
-    assert len(firsts) == len(train_eps)
-    for i, ep_index in zip(firsts, train_eps, strict=True):
-        ep = store.episode(ep_index)
-        xc, enc = old._context(np.asarray(ep.frames)[None, :1], np.zeros((1, 0), np.int64))
-        state = old.rollout.start(xc, enc)
-        shift = torch.as_tensor(dm.train["shift"][i : i + 1]).long()
-        act = old.net.encode_actions(np.asarray(ep.actions)[None, :1])
-        old.rollout.next(state, act, steps=1, given=[Given(shift=shift)])
-        assert torch.equal(state.code[0], dm.train["code_drawn"][i].long())
     tuned = system.ema.module.eval()
     assert tuned.config.events == ["rest"] and tuned.config.event_reward == 1.0
-    for name, p in tuned.named_parameters():  # only the reward net moved
-        if not name.startswith("r_"):
+    for name, p in tuned.named_parameters():  # the tile net did not move
+        if name.startswith("t_") and name in net.state_dict():
             assert torch.equal(p, net.state_dict()[name]), name
+    assert not tuned.t_events.weight.any()  # nor did its new event input: it draws as before
     save_release(tmp_path / "tuned", tuned, observation_space=obs, action_space=SPACE,
                  metadata={"game": "toy"})  # fmt: skip
-    wm = WorldModel.from_checkpoint(tmp_path / "tuned")
+    sure = TileSampler(sampler_steps=1, shift_temperature=0.0)
+    wm = WorldModel.from_net(load_release(tmp_path / "tuned")[0], obs, SPACE, sampler=sure)
+    old = WorldModel.from_net(net, obs, SPACE, sampler=sure)
     frames, actions, _, _ = world.episode(np.random.default_rng(4), 4)
     moves = np.array([[2, 0, 3, 0, 0, 1, 0]])
     outs = [m.generate(frames[None, :2], actions[None, :1], moves,
@@ -477,3 +465,17 @@ def test_the_reward_net_alone_learns_events_that_pay_only_the_first_time(trained
     assert (rewards == 0).all()
     with pytest.raises(ValueError, match="parts"):
         TileWorldSystem(loss={"parts": ["decoder"]})
+
+
+def test_events_fire_as_likely_as_the_model_says_at_temperature_one() -> None:
+    cfg = TileConfig(height=16, width=20, patch=TILE, fixed_rows=1, codebook_size=8,
+                     events=["a", "b"], event_reward=1.0, **SMALL)  # fmt: skip
+    net = TileWorldNet(cfg, SPACE)
+    logits = torch.tensor([[-1.3863, 3.0]]).repeat(20_000, 1)  # p = 0.2 and 0.95
+    assert net.fire_events(logits).float().mean(0).tolist() == [0.0, 1.0]  # the likelier
+    drawn = net.fire_events(logits, 1.0, torch.Generator().manual_seed(0)).float().mean(0)
+    assert abs(drawn[0] - 0.2) < 0.01 and abs(drawn[1] - 0.95) < 0.01
+    paid = torch.tensor([[True, False], [False, False], [True, True]])
+    fired = torch.tensor([[True, False], [True, True], [True, True]])
+    pay, after = pay_events(fired, paid, 1.0)
+    assert pay.tolist() == [0.0, 1.0, 0.0] and after.all(-1).tolist() == [False, True, True]

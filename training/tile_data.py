@@ -118,11 +118,6 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             instead of ones built from this store. Set it to the release a run fine-tunes
             (model.init_from) or to a loop's own release, whose store grows: the tokens must
             mean what they meant when the release was trained.
-        drawn_by: A tile release folder (with this store's tokens: set codebook_from to it
-            too) whose tile net draws the next frame of every transition, as its rollouts
-            would from the real frames (the likeliest tiles, one round): batches then carry
-            them (`code_drawn`, `new_drawn`), and `model.loss.drawn_next` trains the reward
-            net on the frames the dream will show it. About 2 ms a transition on 2 threads.
     """
 
     def __init__(
@@ -143,7 +138,6 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         seed: int = 0,
         reverse: bool = False,
         codebook_from: str | None = None,
-        drawn_by: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -218,8 +212,6 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         p_real = (end.sum() + 1) / (len(end) + 2)
         p_drawn = (self.weights[end].sum() + 1) / (self.weights.sum() + 2)
         self.end_prior = float(np.log(p_real / (1 - p_real)) - np.log(p_drawn / (1 - p_drawn)))
-        if h.drawn_by:
-            self._draw_next_frames()
         n_val = 0 if self.val is None else len(self.val["reward"])
         rng = np.random.default_rng(h.seed)
         self.val_index = np.sort(rng.choice(n_val, min(h.val_samples, n_val), replace=False))
@@ -231,52 +223,6 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             shifts.tolist(),
             self.reward_values.tolist(),
         )
-
-    def _draw_next_frames(self) -> None:
-        """`code_drawn` / `new_drawn` [T] of every part: the next frame as the release
-        `drawn_by` draws it from the real last frames, real action and real shift, and which
-        of its tiles are new in the episode."""
-        from training.module import ConfigError
-        from worldsim.checkpoint import load_release
-
-        folder = self.hparams.drawn_by
-        net = load_release(folder, observation_space=self.observation_space)[0].eval()
-        if not torch.equal(net.codebook, torch.from_numpy(self.codebook)):
-            raise ConfigError(
-                f"data.drawn_by {folder} has other tokens than this data: set "
-                f"data.codebook_from: {folder}"
-            )
-        K = net.config.codebook_size
-        for part in (self.train, self.val):
-            if part is None:
-                continue
-            n = len(part["last"])
-            drawn = torch.empty(n, part["code"].shape[1], dtype=torch.long)
-            with torch.no_grad():
-                for i in range(0, n, 256):
-                    b = self.batch(part, np.arange(i, min(i + 256, n)))
-                    pix_sh, code_sh, prev_sh = net.shift_inputs(
-                        b["pix"], b["code"], b["prev_code"], b["prev_shift"], b["shift"]
-                    )
-                    given = torch.zeros_like(code_sh)
-                    act = net.encode_actions(b["action"])
-                    logits = net.tile_logits(code_sh, pix_sh, prev_sh, b["mem_code"],
-                                             b["mem_age"], given, act, b["shift"])  # fmt: skip
-                    choice = logits.argmax(-1)
-                    drawn[i : i + len(choice)] = torch.where(choice == 0, code_sh, choice - 1)
-            drawn = drawn.clamp(0, K - 1)  # a kept unknown tile cannot happen: the net masks it
-            # Novelty of the drawn tiles: against every real frame of the episode so far.
-            new = torch.zeros_like(drawn, dtype=torch.bool)
-            codes, N = part["code"].long(), drawn.shape[1]
-            seen = torch.zeros(N, K, dtype=torch.bool)
-            for t in range(n):
-                last = int(part["last"][t])
-                if t == 0 or last != int(part["last"][t - 1]) + 1:  # an episode starts
-                    seen.zero_()
-                    seen[torch.arange(N), codes[last]] = True
-                new[t] = ~seen[torch.arange(N), drawn[t]]
-                seen[torch.arange(N), codes[last + 1]] = True
-            part["code_drawn"], part["new_drawn"] = drawn.to(torch.int16), new
 
     def _event_spec(self) -> tuple[list[str], float]:
         """The store's named events (label `events`: per-episode counters, a first increase
@@ -417,11 +363,6 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             "reward_class": torch.as_tensor(part["reward_class"][idx]),
             "terminated": torch.as_tensor(part["terminated"][idx]),
             "events": torch.as_tensor(part["events"][idx]),
-            **(
-                {"code_drawn": part["code_drawn"][idx].long(), "new_drawn": part["new_drawn"][idx]}
-                if "code_drawn" in part
-                else {}
-            ),
         }
 
     def train_dataloader(self) -> DataLoader:

@@ -24,9 +24,6 @@ class TileLoss:
     # from (model.init_from) and their losses are not computed, e.g. [reward] retrains the
     # reward net alone on new labels and leaves the frames the model draws untouched.
     parts: tuple[str, ...] = ("shift", "tile", "reward")
-    # Share of transitions whose reward net reads the next frame as the tile net draws it
-    # (the data's `drawn_by`) instead of the real one: a dream shows it drawn frames only.
-    drawn_next: float = 0.0
     # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
     # rare next to the many kept tiles, and what the game's events show on screen.
     change_weight: float = 1.0
@@ -36,8 +33,6 @@ class TileLoss:
         unknown = sorted(set(self.parts) - {"shift", "tile", "reward"})
         if unknown or not self.parts:
             raise ValueError(f"parts {list(self.parts)}: name at least one of shift, tile, reward")
-        if not 0.0 <= self.drawn_next <= 1.0:
-            raise ValueError(f"drawn_next must be a share in [0, 1], got {self.drawn_next}")
         if self.change_weight <= 0:
             raise ValueError(f"change_weight must be positive, got {self.change_weight}")
         if self.reward_weight < 0:
@@ -58,6 +53,9 @@ class TileSampler:
     # the model expects one; 0 only when it is the likeliest outcome, so rare events vanish.
     fixed_temperature: float = 0.0
     shift_temperature: float = 1.0
+    # Of the named events (TileConfig.events): 0 takes the likelier outcome of each, 1 draws
+    # it as often as the model expects (Crafter's sapling: a tenth of the tries on grass).
+    event_temperature: float = 0.0
     commit_confidence: float = 0.9  # a round commits every token at least this sure
 
     def __post_init__(self) -> None:
@@ -70,11 +68,11 @@ class TileSampler:
         if self.guidance != 1.0:
             raise ValueError("tile models have no action guidance: guidance must be 1")
         temps = (self.temperature, self.reveal_temperature, self.fixed_temperature,
-                 self.shift_temperature)  # fmt: skip
+                 self.shift_temperature, self.event_temperature)  # fmt: skip
         if min(temps) < 0:
             raise ValueError(
-                "temperature, reveal_temperature, fixed_temperature and shift_temperature must "
-                "be >= 0 (0: the likeliest)"
+                "temperature, reveal_temperature, fixed_temperature, shift_temperature and "
+                "event_temperature must be >= 0 (0: the likeliest)"
             )
 
 
@@ -100,9 +98,9 @@ class TileConfig:
     memory_buckets: int = 8  # memory ages, log2-bucketed
     reward_classes: int = 16  # the most frequent reward values of the training data
     # Named per-episode events (the store's `events` label, e.g. Crafter's achievements): the
-    # reward net tells which of them happen in a step, and a step where one happens for the
-    # first time in the rollout pays `event_reward` on top of the reward class. The rollout
-    # remembers what it has paid, so a repeat (a second drink) pays nothing.
+    # shift net tells which of them the action causes, the tile net draws them, and a step
+    # where one happens for the first time in the rollout pays `event_reward` on top of the
+    # reward class. The rollout remembers what it has paid: a repeat (a second drink) pays 0.
     events: list[str] = field(default_factory=list)
     event_reward: float = 0.0
     # A patch within this RMS (0-255 units) of another counts as the same tile: what the loss

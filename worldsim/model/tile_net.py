@@ -1,22 +1,25 @@
 """TileWorldNet: a world model over tile tokens that shifts the view exactly, then fixes tiles.
 
 One token per p x p patch of the frame. A step is three decisions:
-1. **Shift.** A small transformer reads the last frame and the action and gives one categorical
-   over the view displacements (none, and every one within `motion_radius` tokens). One shift
-   is sampled for the whole frame and applied exactly: scrolling is copying, never redrawing.
+1. **Shift and events.** A small transformer reads the last frame and the action and gives one
+   categorical over the view displacements (none, and every one within `motion_radius`
+   tokens). One shift is sampled for the whole frame and applied exactly: scrolling is
+   copying, never redrawing. With named events (`TileConfig.events`, e.g. Crafter's
+   achievements: collect wood, drink) it also tells which of them the action causes: the last
+   frame shows what the player faces, so the event is known before the frame is drawn.
 2. **Tiles.** A transformer reads the shifted frame (tiles that came into view are unknown),
    the frame before it, the memory of what was seen at each world position (so walking back
-   restores the world), the action and the shift. Each token gets a categorical over "keep the
+   restores the world), the action, the shift and the events (so the inventory counts up
+   when wood is collected). Each token gets a categorical over "keep the
    shifted tile" plus the codebook of real tiles. Tokens are committed over `sampler_steps`
    rounds, most confident first, each round seeing what the earlier ones committed (MaskGIT),
    so a newly revealed row is drawn as a whole and not tile by tile.
 3. **Reward and end.** A third transformer reads the last and the next frame's codes, which
    tiles show something never shown there before in the episode, and the action, and gives a
-   categorical over the reward values seen in training, and a termination logit. With named
-   events (`TileConfig.events`, e.g. Crafter's achievements) it also tells which events
-   happen in the step; the first time one happens in a rollout pays `event_reward`
-   (`pay_events`), so the reward of a repeat, which two frames cannot tell apart from a first
-   time, comes from the rollout's memory of what it has paid.
+   categorical over the reward values seen in training, and a termination logit. The first
+   time an event happens in a rollout pays `event_reward` on top (`pay_events`): the rollout
+   remembers what it has paid, so a repeat (a second drink), which frames cannot tell apart
+   from a first time, pays nothing.
 
 Design search and measurements: docs/tile_model_search.md.
 """
@@ -115,6 +118,8 @@ class TileWorldNet(nn.Module):
         self.s_pos = nn.Parameter(torch.randn(N + 1, ds) * 0.02)
         self.s_body = _encoder(ds, config.shift_depth, config.heads)
         self.s_head = nn.Linear(ds, S)
+        E = len(config.events)
+        self.s_events = nn.Linear(ds, E) if E else None
         # 2. tile net
         self.t_code = nn.Embedding(K + 1, d)  # K: unknown (came into view)
         self.t_pix = nn.Linear(D, d)
@@ -124,6 +129,9 @@ class TileWorldNet(nn.Module):
         self.t_given = nn.Embedding(K + 2, d)  # 0: not committed, 1: kept, 2 + c: code c
         self.t_act = nn.Linear(A, d)
         self.t_shift = nn.Embedding(S, d)
+        self.t_events = nn.Linear(E, d, bias=False) if E else None
+        if E:
+            nn.init.zeros_(self.t_events.weight)  # a release without events draws as before
         self.t_pos = nn.Parameter(torch.randn(N + 1, d) * 0.02)
         self.t_body = _encoder(d, config.depth, config.heads)
         self.t_keep = nn.Linear(d, 1)
@@ -138,10 +146,9 @@ class TileWorldNet(nn.Module):
         self.r_pos = nn.Parameter(torch.randn(N + 1, dr) * 0.02)
         self.r_body = _encoder(dr, config.reward_depth, config.heads)
         self.r_head = nn.Linear(dr, V + 1)
-        self.r_events = nn.Linear(dr, E) if E else None
 
     # Parameters a release of the same net without them (trained before events) leaves fresh.
-    OPTIONAL_KEYS = ("r_events.", "event_prior")
+    OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior")
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
         """The parameters of one of the three networks (shift, tile, reward)."""
@@ -170,9 +177,31 @@ class TileWorldNet(nn.Module):
     def shift_logits(self, code: Tensor, pix: Tensor, action: Tensor) -> Tensor:
         """[B, S] logits of the view shift from the last frame (codes [B, N], uint8 pixels
         [B, N, D]) and the encoded action [B, A]."""
+        return self.step_logits(code, pix, action)[0]
+
+    def step_logits(self, code: Tensor, pix: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """The shift net's logits: of the view shift [B, S] and of each event [B, E] (priors
+        not applied), from the last frame and the encoded action (as `shift_logits`)."""
         x = self.s_code(code) + self.s_pix(pix.float() / 127.5 - 1)
         x = torch.cat([x, self.s_act(action)[:, None]], 1) + self.s_pos
-        return self.s_head(self.s_body(x)[:, -1])
+        h = self.s_body(x)[:, -1]
+        events = self.s_events(h) if self.s_events is not None else h[:, :0]
+        return self.s_head(h), events
+
+    def fire_events(
+        self, logits: Tensor, temperature: float = 0.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Which events happen, bool [B, E], from `step_logits`' event logits: the likelier
+        outcome of each at temperature 0, else drawn with its probability (at 1: as often as
+        the model expects, e.g. Crafter's sapling, given on a tenth of the tries)."""
+        if not logits.shape[-1]:
+            return logits > 0
+        z = logits + self.event_prior
+        if temperature <= 0:
+            return z > 0
+        where = generator.device if generator is not None else z.device
+        u = torch.rand(z.shape, generator=generator, device=where).to(z.device)
+        return u < torch.sigmoid(z / temperature)
 
     def shifted(self, tensor: Tensor, shift: Tensor, fill: Any) -> Tensor:
         """Tokens [B, N, ...] moved by shift classes [B]; revealed tokens get `fill`."""
@@ -206,13 +235,14 @@ class TileWorldNet(nn.Module):
         given: Tensor,
         action: Tensor,
         shift: Tensor,
+        events: Tensor | None = None,
     ) -> Tensor:
         """[B, N, 1 + K] logits (keep the shifted tile, or each code) for every token.
 
         Args: shifted last codes [B, N] (K: unknown) and pixels [B, N, D]; the frame before,
         shifted to the same view [B, N]; memory codes/ages of the scrolling tokens [B, n]
         (NO_CODE / 0: none); committed choices [B, N] (0 none, 1 keep, 2 + c code c); encoded
-        action [B, A]; shift classes [B].
+        action [B, A]; shift classes [B]; the events that happen, bool [B, E] (None: none).
         """
         K, cfg = self.config.codebook_size, self.config
         B, N = code_sh.shape
@@ -228,22 +258,22 @@ class TileWorldNet(nn.Module):
             + self.t_age(age)
             + self.t_given(given)
         )
-        x = torch.cat([x, (self.t_act(action) + self.t_shift(shift))[:, None]], 1) + self.t_pos
+        step = self.t_act(action) + self.t_shift(shift)
+        if self.t_events is not None and events is not None:
+            step = step + self.t_events(events.float())
+        x = torch.cat([x, step[:, None]], 1) + self.t_pos
         h = self.t_body(x)[:, :N]
         keep = self.t_keep(h).masked_fill((code_sh == K)[..., None], -1e4)
         return torch.cat([keep, self.t_codes(h)], -1)
 
     def reward_logits(
         self, code_last: Tensor, code_next: Tensor, new: Tensor, action: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Reward-class logits [B, V], termination logit [B] and event logits [B, E] (priors
-        not applied)."""
+    ) -> tuple[Tensor, Tensor]:
+        """Reward-class logits [B, V] and termination logit [B] (priors not applied)."""
         x = self.r_last(code_last) + self.r_next(code_next) + self.r_new(new.long())
         x = torch.cat([x, self.r_act(action)[:, None]], 1) + self.r_pos
-        h = self.r_body(x)[:, -1]
-        out = self.r_head(h)
-        events = self.r_events(h) if self.r_events is not None else h[:, :0]
-        return out[:, :-1], out[:, -1], events
+        out = self.r_head(self.r_body(x)[:, -1])
+        return out[:, :-1], out[:, -1]
 
     def predict_reward(
         self,
@@ -251,17 +281,18 @@ class TileWorldNet(nn.Module):
         code_next: Tensor,
         new: Tensor,
         action: Tensor,
+        events: Tensor | None = None,
         paid: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Rewards [B] (the likeliest value, plus `event_reward` where an event not in `paid`
-        bool [B, E] fires; None: none paid yet), termination probabilities [B] and the events
-        that fire bool [B, E] (the likelier outcome of each)."""
-        logits, end, ev = self.reward_logits(code_last, code_next, new, action)
-        cls = (logits + self.reward_prior).argmax(-1)
-        fired = (ev + self.event_prior) > 0 if ev.shape[-1] else ev > 0
-        paid = torch.zeros_like(fired) if paid is None else paid.to(fired.device)
-        bonus, _ = pay_events(fired, paid, self.config.event_reward)
-        return self.reward_values[cls] + bonus, torch.sigmoid(end + self.end_prior), fired
+    ) -> tuple[Tensor, Tensor]:
+        """Rewards [B] (the likeliest value, plus `event_reward` where one of the `events`
+        bool [B, E] that happen is not in `paid` [B, E]; None: none) and termination
+        probabilities [B]."""
+        logits, end = self.reward_logits(code_last, code_next, new, action)
+        reward = self.reward_values[(logits + self.reward_prior).argmax(-1)]
+        if events is not None and events.shape[-1]:
+            paid = torch.zeros_like(events) if paid is None else paid.to(events.device)
+            reward = reward + pay_events(events, paid, self.config.event_reward)[0]
+        return reward, torch.sigmoid(end + self.end_prior)
 
     # ------------------------------------------------------------------ training
     def training_loss(
@@ -281,40 +312,33 @@ class TileWorldNet(nn.Module):
         out: dict[str, Tensor] = {}
         total = torch.zeros((), device=self.device)
         if "shift" in lc.parts:
-            s_logits = self.shift_logits(code, pix, action)
+            s_logits, ev_logits = self.step_logits(code, pix, action)
             shift_loss = F.cross_entropy(s_logits, shift)
             total = total + shift_loss
             out["shift"] = shift_loss.detach()
             out["shift_acc"] = (s_logits.argmax(-1) == shift).float().mean()
-        if "tile" in lc.parts:
-            tile = self._tile_loss(batch, action, lc, generator)
-            total = total + tile.pop("loss")
-            out.update(tile)
-        if "reward" in lc.parts:
-            code_next, new = batch["code_next"].long(), batch["new_next"]
-            if lc.drawn_next > 0:  # read the next frame as the tile net draws it
-                if "code_drawn" not in batch:
-                    raise ValueError(
-                        "loss.drawn_next needs the drawn next frames: set data.drawn_by to the "
-                        "release whose tile net draws them"
-                    )
-                rand = torch.rand(len(code), 1, generator=generator, device=code.device)
-                use = rand < lc.drawn_next
-                code_next = torch.where(use, batch["code_drawn"].long(), code_next)
-                new = torch.where(use, batch["new_drawn"], new)
-            r_logits, end_logit, ev_logits = self.reward_logits(code, code_next, new, action)
-            reward_loss = F.cross_entropy(r_logits, batch["reward_class"].long())
-            end_loss = F.binary_cross_entropy_with_logits(end_logit, batch["terminated"].float())
-            total = total + lc.reward_weight * (reward_loss + end_loss)
-            out["reward"], out["termination"] = reward_loss.detach(), end_loss.detach()
-            out["reward_acc"] = (r_logits.argmax(-1) == batch["reward_class"]).float().mean()
             if ev_logits.shape[-1]:
                 events = batch["events"].float().to(ev_logits.device)
                 ev_loss = F.binary_cross_entropy_with_logits(
                     ev_logits, events, reduction="sum"
                 ) / len(events)  # summed over events: one event weighs like one class choice
-                total = total + lc.reward_weight * ev_loss
+                total = total + ev_loss
                 out["events"] = ev_loss.detach()
+                hit = (ev_logits > 0) == events.bool()
+                out["events_acc"] = hit.all(-1).float().mean()
+        if "tile" in lc.parts:
+            tile = self._tile_loss(batch, action, lc, generator)
+            total = total + tile.pop("loss")
+            out.update(tile)
+        if "reward" in lc.parts:
+            r_logits, end_logit = self.reward_logits(
+                code, batch["code_next"].long(), batch["new_next"], action
+            )
+            reward_loss = F.cross_entropy(r_logits, batch["reward_class"].long())
+            end_loss = F.binary_cross_entropy_with_logits(end_logit, batch["terminated"].float())
+            total = total + lc.reward_weight * (reward_loss + end_loss)
+            out["reward"], out["termination"] = reward_loss.detach(), end_loss.detach()
+            out["reward_acc"] = (r_logits.argmax(-1) == batch["reward_class"]).float().mean()
         return {"loss": total, **out}
 
     def _tile_loss(
@@ -353,6 +377,7 @@ class TileWorldNet(nn.Module):
             given,
             action,
             shift,
+            batch.get("events"),  # the real events: the net learns to draw what they show
         )
         code_logit = logits[..., 1:].gather(-1, code_next[..., None])[..., 0]
         right = torch.logsumexp(

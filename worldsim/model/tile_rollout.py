@@ -206,16 +206,13 @@ class TileRollout:
         net, cfg, sp = self.net, self.config, self.sampler
         K = cfg.codebook_size
         told = told or Given()
+        s_logits, ev_logits = net.step_logits(state.code, state.pix, action)
         shift = (
             told.shift
             if told.shift is not None
-            else _choose(
-                net.shift_logits(state.code, state.pix, action),
-                sp.shift_temperature,
-                generator,
-                with_prob=False,
-            )[0]
+            else _choose(s_logits, sp.shift_temperature, generator, with_prob=False)[0]
         )
+        events = net.fire_events(ev_logits, sp.event_temperature, generator)
         state.canvas.move(self.disp[shift])
         mem_code, mem_age = state.canvas.read()
         pix_sh, code_sh, prev_sh = net.shift_inputs(
@@ -241,7 +238,7 @@ class TileRollout:
             if not bool((given == 0).any()):
                 break  # every token was given
             logits = net.tile_logits(
-                code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift
+                code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift, events
             )
             if told.allowed is not None:
                 codes = logits[..., 1:].masked_fill(~told.allowed.to(logits.device), -1e4)
@@ -267,8 +264,8 @@ class TileRollout:
         pix_next = torch.where(keep[..., None], pix_sh, net.codebook[code_next.clamp(0, K - 1)])
         frame = patches_to_frames(pix_next, state.frame, cfg.patch)
         new = novelty(code_next, state.seen)
-        reward, end, fired = net.predict_reward(state.code, code_next, new, action, state.paid)
-        state.paid = state.paid | fired
+        reward, end = net.predict_reward(state.code, code_next, new, action, events, state.paid)
+        state.paid = state.paid | events
         state.canvas.write(code_next[:, : net.moving])
         state.prev_code, state.prev_shift = state.code, shift
         state.code, state.pix, state.frame = code_next, pix_next, frame
