@@ -275,6 +275,7 @@ class WorldModel:
         guidance: float | None = None,
         generator: torch.Generator | None = None,
         chunk: int = 1,
+        paid: Any | None = None,
     ) -> dict[str, np.ndarray]:
         """Open-loop rollout of N frames after a context, leaving `reset` state untouched.
 
@@ -283,6 +284,9 @@ class WorldModel:
             future_actions: [B, N, ...] actions, the first leading from the last context frame.
             chunk: frames denoised jointly per sampler run (1: one at a time; N: the whole
                 future as one clip).
+            paid: bool [B, E]: which of a tile model's named events (`config.events`) the
+                episode had already had before the context, so they do not pay again (None:
+                none; a clip from the middle of an episode should say).
 
         Returns:
             dict(frames uint8 [B, N, H, W, 3], rewards float32 [B, N], terminated bool [B, N]).
@@ -296,6 +300,8 @@ class WorldModel:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         state = self.rollout.start(x, enc)
+        if paid is not None:
+            self._set_paid(state, paid)
         xs, rewards, ends = [], [], []
         for i in range(0, future.shape[1], chunk):
             out, r, p = self.rollout.next(
@@ -311,6 +317,17 @@ class WorldModel:
             "rewards": torch.cat(rewards, 1).float().cpu().numpy(),
             "terminated": torch.cat(ends, 1).cpu().numpy(),
         }
+
+    def _set_paid(self, state: Any, paid: Any) -> None:
+        want = getattr(state, "paid", None)
+        given = torch.as_tensor(np.asarray(paid, dtype=bool), device=self.device)
+        if want is None or given.shape != want.shape:
+            raise ValueError(
+                f"paid has shape {tuple(given.shape)}; this model takes "
+                + (f"bool [B, E] = {tuple(want.shape)}, one per named event" if want is not None
+                   else "none (it has no named events): leave it out")
+            )  # fmt: skip
+        state.paid = given
 
     @torch.inference_mode()
     def sample_clip(

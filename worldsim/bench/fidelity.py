@@ -75,6 +75,18 @@ def _fvd_window(context: np.ndarray, frames: np.ndarray) -> np.ndarray:
     return seq[:, end - FVD_FRAMES : end]
 
 
+def _events_had(
+    world_model: Any, labels: dict[str, np.ndarray] | None, label_spec: dict[str, Any] | None
+) -> np.ndarray | None:
+    """bool [N, T, E]: which of the model's named events each clip's episode had had by each
+    frame (its `events` counters above 0), when the clips carry them under the same names."""
+    names = list(getattr(getattr(getattr(world_model, "net", None), "config", None), "events", []))
+    spec = (label_spec or {}).get("events") or {}
+    if not names or labels is None or "events" not in labels or spec.get("names") != names:
+        return None
+    return np.asarray(labels["events"]) > 0
+
+
 def evaluate_rollouts(
     world_model: Any,
     frames: np.ndarray,
@@ -175,6 +187,8 @@ def evaluate_rollouts(
         pred_labels = np.zeros((S, N, H, R, C), np.uint8)
     realism = np.zeros((S, N, H)) if tiles is not None else None
 
+    had = _events_had(world_model, labels, label_spec)  # [N, T, E] or None
+
     def rollout(acts: Any, s: int, b0: int, h: int) -> dict[str, np.ndarray]:
         nonlocal gen_seconds
         sl = slice(b0, b0 + batch_size)
@@ -187,6 +201,7 @@ def evaluate_rollouts(
             steps=steps,
             guidance=guidance,
             generator=g,
+            **({} if had is None else {"paid": had[sl, K - 1]}),
         )
         gen_seconds += time.perf_counter() - t0
         return out
@@ -242,6 +257,7 @@ def evaluate_rollouts(
         tf_frames, tf_r, tf_t, tf_seconds = rollouts.teacher_forced(
             world_model, frames, actions, K, clip_idx, step_idx, steps=steps,
             guidance=guidance, seed=seed, batch_size=batch_size,
+            paid=None if had is None else had[clip_idx, step_idx + K - 1],
         )  # fmt: skip
         tf_frames = tf_frames.reshape(N, H, *frames.shape[2:])
         tf_r, tf_t = tf_r.reshape(N, H), tf_t.reshape(N, H)

@@ -42,6 +42,7 @@ def teacher_forced(
     guidance: float | None = None,
     seed: int = 0,
     batch_size: int = 16,
+    paid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """The next frame after K real frames, for chosen (clip, step) pairs.
 
@@ -52,6 +53,8 @@ def teacher_forced(
         frames: real clips uint8 [N, T, H, W, 3]; actions [N, T-1, ...].
         clip, step: int [P] each.
         next_actions: [P, ...] actions to take instead of the logged ones (counterfactuals).
+        paid: bool [P, E]: the named events each pair's episode had had before it (a tile
+            model with events pays only new ones; `WorldModel.generate`'s `paid`).
 
     Returns:
         frames uint8 [P, H, W, 3], rewards [P], terminated [P], seconds spent generating.
@@ -72,7 +75,10 @@ def teacher_forced(
             fut = tree_index(fut, (slice(None), None))  # [b, 1, ...]
         g = torch.Generator().manual_seed(rollout_seed(seed, 77, p0))
         t0 = time.perf_counter()
-        out = world_model.generate(ctx, ctx_a, fut, steps=steps, guidance=guidance, generator=g)
+        more = {} if paid is None else {"paid": paid[p0 : p0 + batch_size]}
+        out = world_model.generate(
+            ctx, ctx_a, fut, steps=steps, guidance=guidance, generator=g, **more
+        )
         seconds += time.perf_counter() - t0
         out_f[p0 : p0 + batch_size] = out["frames"][:, 0]
         out_r[p0 : p0 + batch_size] = out["rewards"][:, 0]
