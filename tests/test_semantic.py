@@ -365,6 +365,12 @@ def test_commands_train_tiles_and_report_semantics(toy, tmp_path, capsys) -> Non
 
 
 # ------------------------------------------------------------------ real Crafter recordings
+def constants_achievements() -> list[str]:
+    from crafter import constants
+
+    return list(constants.achievements)
+
+
 def test_crafter_records_tile_labels(tmp_path, capsys) -> None:
     pytest.importorskip("crafter")
     from envs.collect import CollectConfig, collect
@@ -387,5 +393,11 @@ def test_crafter_records_tile_labels(tmp_path, capsys) -> None:
     assert any(d != (0, 0) for d in map(tuple, np.diff(views, axis=0)))
     clip = store.clip(0, 10, 5)
     assert (clip.labels["semantic"] == sem[10:15]).all()
+    # Achievement counters: a step pays its +1 exactly where one of them first leaves 0.
+    counts = ep.labels["events"]
+    assert counts.shape == (61, 22) and (np.diff(counts, axis=0) >= 0).all()
+    first = ((counts[:-1] == 0) & (counts[1:] > 0)).any(1)
+    assert ((np.asarray(ep.rewards) >= 0.5) == first).all()
+    assert spec["events"]["names"] == sorted(constants_achievements())
     assert main(["data", "info", out]) == 0
-    assert "semantic, view_pos (1 episodes)" in capsys.readouterr().out
+    assert "semantic, view_pos, events (1 episodes)" in capsys.readouterr().out
