@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from worldsim.data import EpisodeStore
     from worldsim.model.tile_net import TileWorldNet
-    from worldsim.model.tiles import frames_to_patches, nearest_codes, novelty
+    from worldsim.model.tiles import first_events, frames_to_patches, nearest_codes, novelty
     from worldsim.world_model import WorldModel
 
     wm, K = WorldModel.from_checkpoint(args.checkpoint), args.context
@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         hud_gen.append(gen_hud[i][ts])
         counts = (e.labels or {}).get("events")
         if counts is not None:  # which event each real unlock is (the first to leave 0)
-            counts = np.asarray(counts)
-            first = (counts[:-1] == 0) & (counts[1:] > 0)
+            first = first_events(counts)
             kinds.append(np.where(first.any(1), first.argmax(1), -1)[ts])
         if tile:  # the reward head on the real next frames, paying from its own record
             with torch.no_grad():

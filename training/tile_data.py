@@ -24,6 +24,7 @@ from worldsim.model.tiles import (
     Canvas,
     build_codebook,
     displacements,
+    first_events,
     frames_to_patches,
     nearest_codes,
     remember,
@@ -291,7 +292,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 )
             counts = np.asarray(labels["events"])
             out["events"] = counts[1:] > counts[:-1]
-            first = ((counts[:-1] == 0) & (counts[1:] > 0)).any(1)
+            first = first_events(counts).any(1)
             out["rewards"] = out["rewards"] - self.event_reward * first  # what else it pays
         if self.hparams.reverse:  # transition t of the reversed episode is T-1-t played back
             out["patches"] = out["patches"][::-1].copy()

@@ -107,7 +107,7 @@ class TileWorldSystem(WorldModelSystem):
     ) -> None:
         if self.net is not None:
             return
-        from worldsim.model.tile_net import TileWorldNet
+        from worldsim.model.tile_net import PARTS, TileWorldNet
 
         dm = self._trainer.datamodule if self._trainer is not None else None
         fresh = config is None  # a new run; a checkpoint brings its config and weights
@@ -124,7 +124,7 @@ class TileWorldSystem(WorldModelSystem):
                 net.event_prior.copy_(torch.as_tensor(dm.event_prior, dtype=torch.float32))
         if self.hparams.init_from and fresh:
             self._init_tile_weights(net, action_space, observation_space)
-        for part in {"shift", "tile", "reward"} - set(self.loss_config.parts):
+        for part in set(PARTS) - set(self.loss_config.parts):
             for p in net.part_parameters(part):  # kept as init_from gave them
                 p.requires_grad_(False)
         self.action_space, self.observation_space = action_space, observation_space

@@ -118,7 +118,6 @@ class TileWorldNet(nn.Module):
         self.s_pos = nn.Parameter(torch.randn(N + 1, ds) * 0.02)
         self.s_body = _encoder(ds, config.shift_depth, config.heads)
         self.s_head = nn.Linear(ds, S)
-        E = len(config.events)
         self.s_events = nn.Linear(ds, E) if E else None
         # 2. tile net
         self.t_code = nn.Embedding(K + 1, d)  # K: unknown (came into view)

@@ -19,6 +19,7 @@ __all__ = [
     "age_bucket",
     "build_codebook",
     "displacements",
+    "first_events",
     "frames_to_patches",
     "nearest_codes",
     "novelty",
@@ -302,6 +303,13 @@ def remember(
         new.append(novelty(codes[:, t], seen))
         canvas.write(codes[:, t, :moving])
     return torch.stack(mem_code, 1), torch.stack(mem_age, 1), torch.stack(new, 1)
+
+
+def first_events(counts: np.ndarray) -> np.ndarray:
+    """Per-episode event counters [T+1, E] (a store's `events` label) -> bool [T, E]: the
+    steps where each counter first leaves 0 (what pays once, e.g. Crafter's unlocks)."""
+    counts = np.asarray(counts)
+    return (counts[:-1] == 0) & (counts[1:] > 0)
 
 
 def novelty(codes: Tensor, seen: Tensor) -> Tensor:
