@@ -479,3 +479,20 @@ def test_events_fire_as_likely_as_the_model_says_at_temperature_one() -> None:
     fired = torch.tensor([[True, False], [True, True], [True, True]])
     pay, after = pay_events(fired, paid, 1.0)
     assert pay.tolist() == [0.0, 1.0, 0.0] and after.all(-1).tolist() == [False, True, True]
+
+
+def test_tile_choices_from_the_split_logits_equal_those_of_the_joined_ones() -> None:
+    from worldsim.model.tile_rollout import _choose, _choose_tiles
+
+    gen = torch.Generator().manual_seed(0)
+    keep, codes = torch.randn(4, 30, generator=gen), torch.randn(4, 30, 16, generator=gen)
+    keep[0, :5] = codes[0, :5].max(-1).values  # ties keep, as argmax takes the first
+    joined = torch.cat([keep[..., None], codes], -1)
+    temperature = torch.zeros(4, 30)
+    temperature[1:, ::2] = 0.7  # some tokens sampled, the others argmax
+    for t in (torch.zeros(4, 30), temperature):
+        choice, prob = _choose_tiles(keep, codes, t, torch.Generator().manual_seed(1))
+        assert torch.equal(choice, _choose(joined, t, torch.Generator().manual_seed(1)))
+        want = torch.softmax(joined, -1).gather(-1, choice[..., None])[..., 0]
+        assert torch.allclose(prob, want, atol=1e-6)
+    assert (_choose_tiles(keep, codes, torch.zeros(4, 30), None)[0][0, :5] == 0).all()

@@ -39,7 +39,7 @@ from worldsim.model.net import check_frames, pixels_to_x, x_to_pixels
 from worldsim.model.tile_config import TileConfig, TileLoss
 from worldsim.model.tiles import NO_CODE, age_bucket, shift_table
 
-__all__ = ["TileWorldNet", "pay_events"]
+__all__ = ["TileWorldNet", "pay_events", "tile_choice"]
 
 PARTS = {"shift": "s_", "tile": "t_", "reward": "r_"}  # network -> its parameters' prefix
 
@@ -49,6 +49,13 @@ def pay_events(fired: Tensor, paid: Tensor, event_reward: float) -> tuple[Tensor
     (`event_reward` where any fires for the first time, else 0 [B]; paid after the step)."""
     first = (fired & ~paid).any(-1)
     return first.float() * event_reward, paid | fired
+
+
+def tile_choice(keep: Tensor, codes: Tensor) -> Tensor:
+    """The likeliest choice of every token from `tile_logits` (keep [...], codes [..., K]):
+    0 to keep the shifted tile (also on a tie), else 1 + the code."""
+    best, code = codes.max(-1)
+    return torch.where(keep >= best, 0, code + 1)
 
 
 def _encoder(dim: int, depth: int, heads: int) -> nn.TransformerEncoder:
@@ -235,8 +242,9 @@ class TileWorldNet(nn.Module):
         action: Tensor,
         shift: Tensor,
         events: Tensor | None = None,
-    ) -> Tensor:
-        """[B, N, 1 + K] logits (keep the shifted tile, or each code) for every token.
+    ) -> tuple[Tensor, Tensor]:
+        """Every token's logits of keeping the shifted tile [B, N] and of each code [B, N, K]
+        (apart: one [B, N, 1 + K] tensor would be a copy of the largest tensor of a step).
 
         Args: shifted last codes [B, N] (K: unknown) and pixels [B, N, D]; the frame before,
         shifted to the same view [B, N]; memory codes/ages of the scrolling tokens [B, n]
@@ -262,8 +270,8 @@ class TileWorldNet(nn.Module):
             step = step + self.t_events(events.float())
         x = torch.cat([x, step[:, None]], 1) + self.t_pos
         h = self.t_body(x)[:, :N]
-        keep = self.t_keep(h).masked_fill((code_sh == K)[..., None], -1e4)
-        return torch.cat([keep, self.t_codes(h)], -1)
+        keep = self.t_keep(h)[..., 0].masked_fill(code_sh == K, -1e4)
+        return keep, self.t_codes(h)
 
     def reward_logits(
         self, code_last: Tensor, code_next: Tensor, new: Tensor, action: Tensor
@@ -367,7 +375,7 @@ class TileWorldNet(nn.Module):
         committed = rand < ratio  # MaskGIT: a random share of tokens is given
         target = torch.where(keep_ok, torch.ones_like(code_next), code_next + 2)
         given = torch.where(committed, target, torch.zeros_like(target))
-        logits = self.tile_logits(
+        keep_logit, codes_logits = self.tile_logits(
             code_sh,
             pix_sh,
             prev_sh,
@@ -378,23 +386,16 @@ class TileWorldNet(nn.Module):
             shift,
             batch.get("events"),  # the real events: the net learns to draw what they show
         )
-        code_logit = logits[..., 1:].gather(-1, code_next[..., None])[..., 0]
-        right = torch.logsumexp(
-            torch.stack(
-                [
-                    logits[..., 0].masked_fill(~keep_ok, -1e9),
-                    code_logit.masked_fill(~code_ok, -1e9),
-                ],
-                -1,
-            ),
-            -1,
+        code_logit = codes_logits.gather(-1, code_next[..., None])[..., 0]
+        right = torch.logaddexp(
+            keep_logit.masked_fill(~keep_ok, -1e9), code_logit.masked_fill(~code_ok, -1e9)
         )
-        per_token = torch.logsumexp(logits, -1) - right
+        per_token = torch.logaddexp(keep_logit, torch.logsumexp(codes_logits, -1)) - right
         changed = ~keep_ok & ~revealed
         todo = (~committed).float() * torch.where(changed, lc.change_weight, 1.0)
         tile_loss = (per_token * todo).sum() / todo.sum().clamp(min=1)
         with torch.no_grad():
-            choice = logits.argmax(-1)
+            choice = tile_choice(keep_logit, codes_logits)
             right_choice = torch.where(choice == 0, keep_ok, code_ok & (choice - 1 == code_next))
         return {
             "loss": tile_loss,

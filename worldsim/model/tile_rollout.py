@@ -15,7 +15,7 @@ from torch import Tensor
 from worldsim.errors import WorldsimError
 from worldsim.model.net import pixels_to_x
 from worldsim.model.tile_config import TileSampler
-from worldsim.model.tile_net import TileWorldNet
+from worldsim.model.tile_net import TileWorldNet, tile_choice
 from worldsim.model.tiles import (
     Canvas,
     displacements,
@@ -73,27 +73,54 @@ class Given:
     allowed: Tensor | None = None
 
 
+def _gumbel(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    where = generator.device if generator is not None else device
+    u = torch.rand(shape, generator=generator, device=where).to(device)
+    return -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
+
+
 def _choose(
     logits: Tensor,
     temperature: float | Tensor,
     generator: torch.Generator | None,
-    with_prob: bool = True,
-) -> tuple[Tensor, Tensor | None]:
+) -> Tensor:
     """A choice from logits [..., V] at `temperature` (a float, or per row [...]): the argmax
-    where it is 0, else a Gumbel-max sample. Returns (choice [...], its probability [...] at
-    temperature 1, or None without `with_prob`)."""
+    where it is 0, else a Gumbel-max sample."""
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
     choice = logits.argmax(-1)
     if bool((t > 0).any()):
-        where = generator.device if generator is not None else logits.device
-        u = torch.rand(logits.shape, generator=generator, device=where).to(logits.device)
-        gumbel = -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
+        gumbel = _gumbel(logits.shape, generator, logits.device)
         sampled = (logits / t.clamp(min=1e-6)[..., None] + gumbel).argmax(-1)
+        choice = torch.where(t > 0, sampled, choice)
+    return choice
+
+
+def _choose_tiles(
+    keep: Tensor,
+    codes: Tensor,
+    temperature: Tensor,
+    generator: torch.Generator | None,
+    with_prob: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """`_choose` over every token's [keep, codes] logits (`TileWorldNet.tile_logits`), given
+    apart: (the choice [B, N], 0 keep or 1 + code; its probability at temperature 1, or None
+    without `with_prob`)."""
+    choice = tile_choice(keep, codes)
+    t = temperature.to(keep)
+    if bool((t > 0).any()):
+        gumbel = _gumbel((*codes.shape[:-1], codes.shape[-1] + 1), generator, keep.device)
+        scale = t.clamp(min=1e-6)
+        sampled = tile_choice(
+            keep / scale + gumbel[..., 0], codes / scale[..., None] + gumbel[..., 1:]
+        )
         choice = torch.where(t > 0, sampled, choice)
     if not with_prob:
         return choice, None
-    prob = torch.softmax(logits, -1).gather(-1, choice[..., None])[..., 0]
-    return choice, prob
+    log_z = torch.logaddexp(keep, torch.logsumexp(codes, -1))
+    chosen = torch.where(
+        choice == 0, keep, codes.gather(-1, (choice - 1).clamp(min=0)[..., None])[..., 0]
+    )
+    return choice, torch.exp(chosen - log_z)
 
 
 class TileRollout:
@@ -210,7 +237,7 @@ class TileRollout:
         shift = (
             told.shift
             if told.shift is not None
-            else _choose(s_logits, sp.shift_temperature, generator, with_prob=False)[0]
+            else _choose(s_logits, sp.shift_temperature, generator)
         )
         events = net.fire_events(ev_logits, sp.event_temperature, generator)
         state.canvas.move(self.disp[shift])
@@ -237,14 +264,13 @@ class TileRollout:
         for r in range(rounds):
             if not bool((given == 0).any()):
                 break  # every token was given
-            logits = net.tile_logits(
+            keep, codes = net.tile_logits(
                 code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift, events
             )
             if told.allowed is not None:
-                codes = logits[..., 1:].masked_fill(~told.allowed.to(logits.device), -1e4)
-                logits = torch.cat([logits[..., :1], codes], -1)
+                codes = codes.masked_fill(~told.allowed.to(codes.device), -1e4)
             last = r == rounds - 1  # the last round commits every open token: no ranking
-            choice, conf = _choose(logits, temperature, generator, with_prob=not last)
+            choice, conf = _choose_tiles(keep, codes, temperature, generator, with_prob=not last)
             open_ = given == 0
             if last:
                 commit = open_
