@@ -23,6 +23,7 @@ from worldsim.bench.semantic import (
     shift_labels,
     tile_scores,
 )
+from worldsim.bench.semantic_eval import terrain
 from worldsim.bench.tiles import cut_tiles, load_tile_model, save_tile_model
 from worldsim.bench.tiles_training import train_tile_model
 from worldsim.data import EpisodeStore
@@ -179,6 +180,29 @@ def test_metrics_on_constructed_labels() -> None:
     assert obj["objects"]["model"]["mean"] == [0.0] * H
 
 
+def test_terrain_tells_stripes_and_speckle_from_real_ground() -> None:
+    # Real ground: blobs of 3x3 tiles of one class each, seen by 16 clips of 10 steps.
+    rng = np.random.default_rng(0)
+    N, T, K, classes = 16, 10, 2, 4
+    blobs = rng.integers(0, classes, size=(N, T, 3, 3))
+    real = blobs.repeat(3, 2).repeat(3, 3)[:, :, :R, :C]  # [N, T, R, C]
+    same = terrain(real[None, :, K:], real, K, classes)
+    for q in same["by_quarter"]:
+        assert q["class_tv"] == q["across_tv"] == q["down_tv"] == 0.0
+        assert q["same_across"]["generated"] == q["same_across"]["real"] > 0.5
+    # Stripes: each row one class, right across; the same classes, in the wrong pattern.
+    rows = rng.integers(0, classes, size=(1, N, T - K, R, 1)).repeat(C, -1)
+    stripes = terrain(rows, real, K, classes)["by_quarter"][-1]
+    assert stripes["same_across"]["generated"] == 1.0
+    assert stripes["down_tv"] > 0.3 and stripes["class_tv"] < stripes["down_tv"]
+    # Speckle: every tile drawn on its own.
+    speckle = terrain(rng.integers(0, classes, size=(1, N, T - K, R, C)), real, K, classes)
+    last = speckle["by_quarter"][-1]
+    assert last["same_across"]["generated"] < 0.35 and last["across_tv"] > 0.3
+    # The floor (two halves of the real clips) is a real distance, below the wrong patterns'.
+    assert 0 < last["floor"]["across_tv"] < last["across_tv"]
+
+
 def test_scroll_classifier_recovers_known_shifts_and_blocked() -> None:
     rng = np.random.default_rng(0)
     world = rng.integers(1, 6, size=(20, 20))
@@ -297,6 +321,7 @@ def test_a_model_that_knows_the_rules_scores_perfectly(toy) -> None:
     assert sc["opposite_real_way"]["all"]["share"] == 0.0
     assert sem["long_horizon"]["noop"]["min_map_real"] == 1.0
     assert sem["walk"]["n"] > 10 and sem["walk"]["all"] == 1.0  # the open-loop walk walks on
+    assert all(q["class_tv"] == 0.0 for q in sem["terrain"]["by_quarter"])  # the real ground
     assert sem["static_frames"]["n"] > 5 and sem["static_frames"]["median_db"] >= 40
     assert sem["verdict"]["checks"]["walk_keeps_scrolling"]
     assert sem["verdict"]["checks"]["static_frames"]

@@ -326,6 +326,9 @@ def evaluate_rollouts(
             pred_labels, labels["semantic"], labels["view_pos"], K, tiles.background_ids,
             steps_at, teacher_forced=tf_labels,
         )  # fmt: skip
+        semantic["terrain"] = semantic_eval.terrain(
+            pred_labels, labels["semantic"], K, len(tiles.names)
+        )
         if "scroll" in sem["applies"]:
             semantic["walk"] = semantic_eval.walk_progress(
                 pred_labels, labels["semantic"], labels["view_pos"], K, sem["anchor"]

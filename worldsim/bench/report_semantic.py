@@ -67,6 +67,35 @@ def semantic_sections(report: dict[str, Any], fmt: Any) -> list[str]:
                 if row is not None:
                     rows.append([title, name, *(row[s] for s in steps), row["mean_1_16"]])
         lines += _table(["tiles", "", *(f"@{s}" for s in steps), "mean 1-16"], rows, fmt)
+    if "terrain" in sem:
+        lines += [
+            "## Terrain: does the ground look like the game's",
+            "",
+            "Total-variation distance between the generated and the real continuations' mix of "
+            "tile classes and of neighbour pairs (across, down), pooled by quarter of the "
+            "horizon; the floor is the distance between two halves of the real clips. Stripes "
+            "of invented terrain push one same-class share up, a speckle pulls both down.",
+            "",
+        ]
+        rows = []
+        for q in sem["terrain"]["by_quarter"]:
+            sa, sd = q["same_across"], q["same_down"]
+            rows.append(
+                [
+                    f"{q['steps'][0]}-{q['steps'][1]}",
+                    *(
+                        f"{fmt(q[k + '_tv'])} ({fmt(q['floor'][k + '_tv'])})"
+                        for k in ("class", "across", "down")
+                    ),
+                    f"{fmt(sa['generated'])} / {fmt(sa['real'])}",
+                    f"{fmt(sd['generated'])} / {fmt(sd['real'])}",
+                ]
+            )
+        lines += _table(
+            ["steps", "classes (floor)", "pairs across (floor)", "pairs down (floor)",
+             "one class across: generated / real", "one class down: generated / real"],
+            rows, fmt,
+        )  # fmt: skip
     if "scroll" in sem:
         sc = sem["scroll"]
         lines += [

@@ -10,6 +10,8 @@ their own from Python:
   opposite key still scroll the real way.
 - `long_horizon`: roll the model far past its training horizon (noop, random play) and
   report the share of tiles that still look like real ones.
+- `terrain`: does the ground an open-loop walk invents look like the game's? The mix of tile
+  classes and of neighbouring pairs, against the real continuations of the same clips.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "scroll_control",
     "semantic_setup",
     "static_frames",
+    "terrain",
     "walk_progress",
 ]
 
@@ -130,6 +133,77 @@ def walk_progress(
         "all": float(hit.sum() / total) if total else None,
         "n": total,
     }
+
+
+def _pair_counts(labels: np.ndarray, classes: int, axis: int) -> np.ndarray:
+    """Counts [classes * classes] of the (a, b) class pairs of neighbours along `axis` of tile
+    labels [..., R, C] (axis -2: a above b; -1: a left of b)."""
+    a = np.moveaxis(labels, axis, -1)
+    pairs = a[..., :-1].astype(np.int64) * classes + a[..., 1:]
+    return np.bincount(pairs.ravel(), minlength=classes * classes)
+
+
+def _tv(p: np.ndarray, q: np.ndarray) -> float | None:
+    """Total variation distance of two count vectors (None if either is empty)."""
+    if p.sum() == 0 or q.sum() == 0:
+        return None
+    return float(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
+
+
+def _same_share(counts: np.ndarray, classes: int) -> float | None:
+    """Share of neighbour pairs of one class, from `_pair_counts`."""
+    total = counts.sum()
+    return float(counts.reshape(classes, classes).trace() / total) if total else None
+
+
+def terrain(
+    pred: np.ndarray, semantic: np.ndarray, K: int, classes: int, quarters: int = 4
+) -> dict[str, Any]:
+    """Does the world an open-loop rollout shows look like the game's, tile for tile aside?
+    By quarter of the horizon, pooled over clips and samples: the total-variation distance
+    between the generated and the real continuations' mix of tile classes, and of their pairs
+    of neighbours across and down, and the share of neighbour pairs of one class across and
+    down (stripes of invented terrain push one of them up, a speckle of independent draws
+    pulls both down). The floor is the distance between two halves of the real clips.
+
+    Args:
+        pred: generated labels [S, N, H, R, C]; semantic: real labels [N, T, R, C]; K: context
+            frames (step h is clip frame K - 1 + h); classes: the tile classes.
+
+    Returns:
+        {"by_quarter": [{"class_tv", "across_tv", "down_tv", "floor": {...}, "same_across":
+        {"generated", "real"}, "same_down": {...}}], "n": clips}.
+    """
+    S, N, H = pred.shape[:3]
+    real = semantic[:, K : K + H]
+    out = []
+    for q in np.array_split(np.arange(H), quarters):
+        gen_q, real_q = pred[:, :, q], real[:, q]
+        halves = (real_q[0::2], real_q[1::2])
+
+        def stats(labels: np.ndarray) -> dict[str, np.ndarray]:
+            return {
+                "class": np.bincount(labels.ravel().astype(np.int64), minlength=classes),
+                "across": _pair_counts(labels, classes, -1),
+                "down": _pair_counts(labels, classes, -2),
+            }
+
+        g, r, h0, h1 = stats(gen_q), stats(real_q), stats(halves[0]), stats(halves[1])
+        out.append(
+            {
+                "steps": [int(q[0]) + 1, int(q[-1]) + 1],
+                **{f"{k}_tv": _tv(g[k], r[k]) for k in ("class", "across", "down")},
+                "floor": {f"{k}_tv": _tv(h0[k], h1[k]) for k in ("class", "across", "down")},
+                **{
+                    f"same_{k}": {
+                        "generated": _same_share(g[k], classes),
+                        "real": _same_share(r[k], classes),
+                    }
+                    for k in ("across", "down")
+                },
+            }
+        )
+    return {"by_quarter": out, "n": int(N), "samples": int(S)}
 
 
 def static_frames(

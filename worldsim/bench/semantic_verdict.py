@@ -21,6 +21,7 @@ BARS = {
     "long_horizon_real": 0.95,
     "static_db": 40.0,
     "walk_last_quarter": 0.9,
+    "terrain_tv": 0.2,  # total-variation distance of the last quarter's classes and pairs
 }
 
 
@@ -137,6 +138,32 @@ def _walk(walk: dict[str, Any], checks: dict[str, Any], lines: list[str]) -> Non
     )
 
 
+def _terrain(terrain: dict[str, Any], checks: dict[str, Any], lines: list[str]) -> None:
+    last = terrain["by_quarter"][-1]
+    tvs = [last[f"{k}_tv"] for k in ("class", "across", "down")]
+    floors = [last["floor"][f"{k}_tv"] for k in ("class", "across", "down")]
+    if any(v is None for v in tvs + floors):
+        return
+    bar = BARS["terrain_tv"]
+    ok = all(v <= bar for v in tvs)
+    checks["terrain_looks_real"] = ok
+    sa, sd = last["same_across"], last["same_down"]
+    lines.append(
+        f"Terrain of open-loop rollouts, steps {last['steps'][0]}-{last['steps'][1]}: distance "
+        "to the real mix of tile classes / pairs across / pairs down "
+        + "/".join(_f(v) for v in tvs)
+        + " (two halves of the real clips: "
+        + "/".join(_f(v) for v in floors)
+        + f"); neighbours of one class across {_f(sa['generated'])} (real {_f(sa['real'])}), "
+        f"down {_f(sd['generated'])} (real {_f(sd['real'])})"
+        + (
+            f": looks real (each at most {bar})."
+            if ok
+            else f": NOT like the real ground (each at most {bar})."
+        )
+    )
+
+
 def _static(static: dict[str, Any], checks: dict[str, Any], lines: list[str]) -> None:
     if not static["n"]:
         return
@@ -174,6 +201,8 @@ def semantic_verdict(semantic: dict[str, Any], events: dict[str, Any]) -> dict[s
         _tiles(semantic, checks, lines)
     if "walk" in semantic:
         _walk(semantic["walk"], checks, lines)
+    if "terrain" in semantic:
+        _terrain(semantic["terrain"], checks, lines)
     if "static_frames" in semantic:
         _static(semantic["static_frames"], checks, lines)
     if "scroll" in semantic:
