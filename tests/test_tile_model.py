@@ -22,7 +22,7 @@ from training.tile_module import TileWorldSystem
 from worldsim.checkpoint import load_release, save_release
 from worldsim.data import EpisodeStore
 from worldsim.errors import WorldsimError
-from worldsim.model.tile_config import TileConfig, TileSampler
+from worldsim.model.tile_config import TileConfig, TileLoss, TileSampler
 from worldsim.model.tile_net import TileWorldNet, pay_events
 from worldsim.model.tiles import (
     NO_CODE,
@@ -496,3 +496,27 @@ def test_tile_choices_from_the_split_logits_equal_those_of_the_joined_ones() -> 
         want = torch.softmax(joined, -1).gather(-1, choice[..., None])[..., 0]
         assert torch.allclose(prob, want, atol=1e-6)
     assert (_choose_tiles(keep, codes, torch.zeros(4, 30), None)[0][0, :5] == 0).all()
+
+
+def test_context_noise_replaces_only_tiles_the_last_step_revealed(trained) -> None:
+    _world, dm, _system, net, _obs, _path = trained
+    K = net.config.codebook_size
+    batch = dm.batch(dm.train, np.arange(256))
+    pix_sh, code_sh, prev_sh = net.shift_inputs(
+        batch["pix"], batch["code"], batch["prev_code"], batch["prev_shift"], batch["shift"]
+    )
+    code, pix = net._noisy_context(code_sh, pix_sh, prev_sh, 1.0, torch.Generator().manual_seed(0))
+    last_revealed = (prev_sh == K) & (code_sh != K)
+    last_revealed[:, net.moving :] = False
+    changed = code != code_sh
+    assert changed.any() and not (changed & ~last_revealed).any()  # the rest is untouched
+    assert torch.equal(pix[changed], net.codebook[code[changed]])  # a real tile, drawn right
+    assert torch.equal(pix[~changed], pix_sh[~changed])
+    assert 0.2 < changed.sum() / last_revealed.sum() < 0.6  # half of them on average at share 1
+    # The loss trains with it; at share 0 the batch is as it was.
+    loss = net.training_loss(batch, loss=TileLoss(context_noise=0.5))
+    assert torch.isfinite(loss["loss"])
+    same = net._noisy_context(code_sh, pix_sh, prev_sh, 0.0, None)
+    assert torch.equal(same[0], code_sh) and torch.equal(same[1], pix_sh)
+    with pytest.raises(ValueError, match="context_noise"):
+        TileLoss(context_noise=1.5)

@@ -27,6 +27,11 @@ class TileLoss:
     # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
     # rare next to the many kept tiles, and what the game's events show on screen.
     change_weight: float = 1.0
+    # Up to this share (drawn per transition) of the tiles the previous step revealed is
+    # replaced by other real tiles before the tile net reads the frame, the target staying the
+    # real next tile. In a dream those tiles are the net's own inventions of one step ago: it
+    # learns to redraw a bad one rather than build on it. 0: the frames as they are.
+    context_noise: float = 0.0
 
     def __post_init__(self) -> None:
         self.parts = tuple(self.parts)
@@ -35,6 +40,8 @@ class TileLoss:
             raise ValueError(f"parts {list(self.parts)}: name at least one of shift, tile, reward")
         if self.change_weight <= 0:
             raise ValueError(f"change_weight must be positive, got {self.change_weight}")
+        if not 0 <= self.context_noise <= 1:
+            raise ValueError(f"context_noise must be in [0, 1], got {self.context_noise}")
         if self.reward_weight < 0:
             raise ValueError(f"reward_weight must be >= 0, got {self.reward_weight}")
 

@@ -348,6 +348,29 @@ class TileWorldNet(nn.Module):
             out["reward_acc"] = (r_logits.argmax(-1) == batch["reward_class"]).float().mean()
         return {"loss": total, **out}
 
+    def _noisy_context(
+        self,
+        code_sh: Tensor,
+        pix_sh: Tensor,
+        prev_sh: Tensor,
+        share: float,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor]:
+        """`TileLoss.context_noise`: up to `share` (uniform per transition) of the scrolling
+        tokens the previous step revealed (unknown in the frame before, in view now) get
+        another transition's tile at the same place, a real tile in the wrong world."""
+        K, (B, N) = self.config.codebook_size, code_sh.shape
+        dev = code_sh.device
+        last_revealed = (prev_sh == K) & (code_sh != K)
+        last_revealed[:, self.moving :] = False
+        ratio = torch.rand(B, 1, generator=generator, device=dev) * share
+        hit = last_revealed & (torch.rand(B, N, generator=generator, device=dev) < ratio)
+        other = code_sh[torch.randperm(B, generator=generator, device=dev)]
+        hit &= other != K
+        code = torch.where(hit, other, code_sh)
+        pix = torch.where(hit[..., None], self.codebook[other.clamp(max=K - 1)], pix_sh)
+        return code, pix
+
     def _tile_loss(
         self,
         batch: dict[str, Any],
@@ -363,6 +386,10 @@ class TileWorldNet(nn.Module):
         pix_sh, code_sh, prev_sh = self.shift_inputs(
             pix, code, batch["prev_code"].long(), batch["prev_shift"].long(), shift
         )
+        if lc.context_noise > 0:
+            code_sh, pix_sh = self._noisy_context(
+                code_sh, pix_sh, prev_sh, lc.context_noise, generator
+            )
         revealed = code_sh == K
         nxt, code_next = batch["pix_next"], batch["code_next"].long()
         keep_ok = ~revealed & (
