@@ -156,6 +156,15 @@ def _same_share(counts: np.ndarray, classes: int) -> float | None:
     return float(counts.reshape(classes, classes).trace() / total) if total else None
 
 
+def _terrain_counts(labels: np.ndarray, classes: int) -> dict[str, np.ndarray]:
+    """Counts of the classes and of the neighbour pairs across and down of labels [..., R, C]."""
+    return {
+        "class": np.bincount(labels.ravel().astype(np.int64), minlength=classes),
+        "across": _pair_counts(labels, classes, -1),
+        "down": _pair_counts(labels, classes, -2),
+    }
+
+
 def terrain(
     pred: np.ndarray, semantic: np.ndarray, K: int, classes: int, quarters: int = 4
 ) -> dict[str, Any]:
@@ -179,16 +188,8 @@ def terrain(
     out = []
     for q in np.array_split(np.arange(H), quarters):
         gen_q, real_q = pred[:, :, q], real[:, q]
-        halves = (real_q[0::2], real_q[1::2])
-
-        def stats(labels: np.ndarray) -> dict[str, np.ndarray]:
-            return {
-                "class": np.bincount(labels.ravel().astype(np.int64), minlength=classes),
-                "across": _pair_counts(labels, classes, -1),
-                "down": _pair_counts(labels, classes, -2),
-            }
-
-        g, r, h0, h1 = stats(gen_q), stats(real_q), stats(halves[0]), stats(halves[1])
+        g, r = _terrain_counts(gen_q, classes), _terrain_counts(real_q, classes)
+        h0, h1 = _terrain_counts(real_q[0::2], classes), _terrain_counts(real_q[1::2], classes)
         out.append(
             {
                 "steps": [int(q[0]) + 1, int(q[-1]) + 1],

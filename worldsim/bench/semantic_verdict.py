@@ -142,7 +142,7 @@ def _terrain(terrain: dict[str, Any], checks: dict[str, Any], lines: list[str]) 
     last = terrain["by_quarter"][-1]
     tvs = [last[f"{k}_tv"] for k in ("class", "across", "down")]
     floors = [last["floor"][f"{k}_tv"] for k in ("class", "across", "down")]
-    if any(v is None for v in tvs + floors):
+    if any(v is None for v in tvs):
         return
     bar = BARS["terrain_tv"]
     ok = all(v <= bar for v in tvs)
