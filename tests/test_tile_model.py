@@ -490,12 +490,32 @@ def test_tile_choices_from_the_split_logits_equal_those_of_the_joined_ones() -> 
     joined = torch.cat([keep[..., None], codes], -1)
     temperature = torch.zeros(4, 30)
     temperature[1:, ::2] = 0.7  # some tokens sampled, the others argmax
+    hot = temperature > 0
     for t in (torch.zeros(4, 30), temperature):
         choice, prob = _choose_tiles(keep, codes, t, torch.Generator().manual_seed(1))
-        assert torch.equal(choice, _choose(joined, t, torch.Generator().manual_seed(1)))
-        want = torch.softmax(joined, -1).gather(-1, choice[..., None])[..., 0]
-        assert torch.allclose(prob, want, atol=1e-6)
+        want = joined.argmax(-1)
+        if bool((t > 0).any()):  # the sampled tokens draw as `_choose` does on them alone
+            want[hot] = _choose(joined[hot], t[hot], torch.Generator().manual_seed(1))
+        assert torch.equal(choice, want)
+        want_p = torch.softmax(joined, -1).gather(-1, choice[..., None])[..., 0]
+        assert torch.allclose(prob, want_p, atol=1e-6)
     assert (_choose_tiles(keep, codes, torch.zeros(4, 30), None)[0][0, :5] == 0).all()
+
+
+def test_sampled_tile_choices_follow_the_tempered_distribution() -> None:
+    from worldsim.model.tile_rollout import _choose_tiles
+
+    gen = torch.Generator().manual_seed(0)
+    keep, codes = torch.randn(1, 1, generator=gen), torch.randn(1, 1, 5, generator=gen)
+    n = 40_000
+    t = torch.full((n, 2), 0.7)
+    t[:, 1] = 0.0  # the second token of every row is not sampled: always its argmax
+    keep_n, codes_n = keep.expand(n, 2).clone(), codes.expand(n, 2, 5).clone()
+    choice = _choose_tiles(keep_n, codes_n, t, gen, with_prob=False)[0]
+    joined = torch.cat([keep[0], codes[0, 0]])
+    assert (choice[:, 1] == joined.argmax()).all()
+    freq = torch.bincount(choice[:, 0], minlength=6).float() / n
+    assert torch.allclose(freq, torch.softmax(joined / 0.7, -1), atol=0.01)
 
 
 def test_context_noise_replaces_only_tiles_the_last_step_revealed(trained) -> None:
