@@ -129,6 +129,22 @@ class Frozen(ToyOracle):
         return out
 
 
+class FrozenUnlessTold(Frozen):
+    """Never scrolls by itself; told the view motion (as a tile model can be), follows it."""
+
+    takes_view_motion = True
+
+    def generate(self, context_frames, context_actions, future_actions, view_motion=None, **_):
+        out = super().generate(context_frames, context_actions, future_actions)
+        if view_motion is not None:
+            for b in range(len(out["frames"])):
+                pos = self.world.pos_of[np.ascontiguousarray(context_frames[b, -1]).tobytes()]
+                for n, d in enumerate(view_motion[b]):
+                    pos = (pos[0] + int(d[0]), pos[1] + int(d[1]))
+                    out["frames"][b, n] = self.world.render(pos)[0]
+        return out
+
+
 def toy_store(path, world: ToyWorld, episodes: int = 12, T: int = 40, seed: int = 0):
     obs = gym.spaces.Box(0, 255, ((R + 1) * TILE, C * TILE, 3), np.uint8)
     store = EpisodeStore.create(
@@ -347,6 +363,13 @@ def test_a_frozen_model_is_seen_to_fail(toy) -> None:
     assert sem["verdict"]["checks"]["scroll_agreement"] is False
     assert any("Scroll" in t and "NOT" in t for t in sem["verdict"]["text"])
     assert sem["walk"]["all"] == 0.0 and sem["verdict"]["checks"]["walk_keeps_scrolling"] is False
+    assert "tiles_view_given" not in sem  # it cannot be told the view motion
+    # Told where the view went, a model with a perfect memory keeps every object seen.
+    told = _run(FrozenUnlessTold(world), store, tiles).semantic
+    seen = told["tiles_view_given"]["curves"]["seen_objects"]["model"]["mean"]
+    assert all(m == 1.0 for m in seen if m is not None)
+    assert min(m for m in told["tiles"]["curves"]["seen_objects"]["model"]["mean"] if m) < 0.9
+    assert any("real view motion given" in t for t in told["verdict"]["text"])
     # Without a tile model the report says why the semantic metrics are missing.
     bare = _run(Frozen(world), store, None)
     assert "train-tiles" in bare.semantic["skipped"] and "tiles" not in bare.semantic

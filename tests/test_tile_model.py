@@ -191,6 +191,36 @@ def test_rollouts_scroll_with_the_keys_and_a_release_round_trips(trained) -> Non
         wm.sample_clip(acts[None, :3])
 
 
+def test_a_rollout_told_the_view_motion_scrolls_so(trained) -> None:
+    world, _dm, _system, net, obs, path = trained
+    save_release(path / "motion-release", net, observation_space=obs, action_space=SPACE,
+                 metadata={"game": "toy"})  # fmt: skip
+    wm = WorldModel.from_checkpoint(path / "motion-release")
+    assert wm.takes_view_motion
+    # A tree to the right: the key is blocked and the dream stays, unless told the view moved.
+    C = world.map.shape[1]
+    pos = next(p for p in sorted(world.pos_of.values())
+               if world.step(p, 2) == p and p[1] + 5 < C)  # fmt: skip
+    start = world.render(pos)[0][None, None]
+    gen = torch.Generator().manual_seed(0)
+    none = np.zeros((1, 0), np.int64)
+    stays = wm.generate(start, none, np.array([[2]]), generator=gen)["frames"][0, 0]
+    assert (stays == start[0, 0]).mean() > 0.9
+    told = wm.generate(start, none, np.array([[2]]), generator=gen,
+                       view_motion=np.array([[[0, 1]]]))["frames"][0, 0]  # fmt: skip
+    src, ok = shift_table(4, 5, 1, 1)
+    k = displacements(1).index((0, 1))
+    known = ok[k].clone()
+    known[7] = False  # the player's tile
+    known[src[k] == 7] = False
+    moved = frames_to_patches(world.render((pos[0], pos[1] + 1))[0], TILE)
+    assert (frames_to_patches(told, TILE)[known] == moved[known]).all()
+    with pytest.raises(WorldsimError, match="at most 1 tile"):
+        wm.generate(start, none, np.array([[2]]), view_motion=np.array([[[0, 2]]]))
+    with pytest.raises(ValueError, match="view_motion has shape"):
+        wm.generate(start, none, np.array([[2, 2]]), view_motion=np.array([[[0, 1]]]))
+
+
 def test_the_dream_env_runs_a_tile_model(trained) -> None:
     world, _dm, _system, net, obs, path = trained
     rng = np.random.default_rng(3)

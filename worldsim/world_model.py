@@ -16,7 +16,7 @@ from worldsim.generate import Generation, animate, bridge, edit, extend
 from worldsim.model.net import FrameError, WorldModelNet
 from worldsim.model.rollout import Rollout, RolloutState
 from worldsim.model.tile_net import TileWorldNet
-from worldsim.model.tile_rollout import TileRollout, TileRolloutState
+from worldsim.model.tile_rollout import Given, TileRollout, TileRolloutState
 from worldsim.spaces import check_compatible
 
 __all__ = ["WorldModel"]
@@ -276,6 +276,7 @@ class WorldModel:
         generator: torch.Generator | None = None,
         chunk: int = 1,
         paid: Any | None = None,
+        view_motion: Any | None = None,
     ) -> dict[str, np.ndarray]:
         """Open-loop rollout of N frames after a context, leaving `reset` state untouched.
 
@@ -287,6 +288,10 @@ class WorldModel:
             paid: bool [B, E]: which of a tile model's named events (`config.events`) the
                 episode had already had before the context, so they do not pay again (None:
                 none; a clip from the middle of an episode should say).
+            view_motion: int [B, N, 2]: how far the view moves at each step, in tiles (d_row,
+                d_col; Crafter's `view_pos` differences). A tile model then scrolls so instead
+                of choosing: the benchmark's test of memory with the oracle's knowledge of
+                where the player went. Other models raise WorldsimError.
 
         Returns:
             dict(frames uint8 [B, N, H, W, 3], rewards float32 [B, N], terminated bool [B, N]).
@@ -302,11 +307,13 @@ class WorldModel:
         state = self.rollout.start(x, enc)
         if paid is not None:
             self._set_paid(state, paid)
+        told = None if view_motion is None else self._told_motion(view_motion, future.shape[:2])
         xs, rewards, ends = [], [], []
         for i in range(0, future.shape[1], chunk):
             out, r, p = self.rollout.next(
-                state, future[:, i : i + chunk], steps=steps, guidance=guidance, generator=generator
-            )
+                state, future[:, i : i + chunk], steps=steps, guidance=guidance, generator=generator,
+                **({} if told is None else {"given": told[i : i + chunk]}),
+            )  # fmt: skip
             xs.append(out)
             rewards.append(r)
             ends.append(p > 0.5)
@@ -317,6 +324,27 @@ class WorldModel:
             "rewards": torch.cat(rewards, 1).float().cpu().numpy(),
             "terminated": torch.cat(ends, 1).cpu().numpy(),
         }
+
+    @property
+    def takes_view_motion(self) -> bool:
+        """Whether `generate` accepts `view_motion` (tile models: their scroll is a choice)."""
+        return isinstance(self.net, TileWorldNet)
+
+    def _told_motion(self, view_motion: Any, shape: tuple[int, int]) -> list[Any]:
+        """`generate`'s view_motion [B, N, 2] as one `Given` shift per frame."""
+        if not self.takes_view_motion:
+            raise WorldsimError(
+                "view_motion: only a tile world model can be told how its view moves (this "
+                "one draws the scroll itself); leave view_motion out"
+            )
+        motion = torch.as_tensor(np.asarray(view_motion), device=self.device)
+        if tuple(motion.shape) != (*shape, 2):
+            raise ValueError(
+                f"view_motion has shape {tuple(motion.shape)}, expected {(*shape, 2)}: "
+                "(d_row, d_col) per rollout and step"
+            )
+        classes = self.rollout.shift_classes(motion)
+        return [Given(shift=classes[:, i]) for i in range(shape[1])]
 
     def _set_paid(self, state: Any, paid: Any) -> None:
         want = getattr(state, "paid", None)

@@ -326,6 +326,11 @@ def evaluate_rollouts(
             pred_labels, labels["semantic"], labels["view_pos"], K, tiles.background_ids,
             steps_at, teacher_forced=tf_labels,
         )  # fmt: skip
+        if "scroll" in sem["applies"] and getattr(world_model, "takes_view_motion", False):
+            semantic["tiles_view_given"] = semantic_eval.view_given_tiles(
+                world_model, tiles, frames, actions, labels, K, H, steps_at, steps=steps,
+                seed=seed, batch_size=batch_size,
+            )  # fmt: skip
         semantic["terrain"] = semantic_eval.terrain(
             pred_labels, labels["semantic"], K, len(tiles.names)
         )

@@ -67,6 +67,25 @@ def semantic_sections(report: dict[str, Any], fmt: Any) -> list[str]:
                 if row is not None:
                     rows.append([title, name, *(row[s] for s in steps), row["mean_1_16"]])
         lines += _table(["tiles", "", *(f"@{s}" for s in steps), "mean 1-16"], rows, fmt)
+    if "tiles_view_given" in sem:
+        block = sem["tiles_view_given"]["summary"]
+        steps = [k for k in block["map"]["model"] if k.isdigit()]
+        lines += [
+            "",
+            "The same with the real view motion given to the model (one sample per clip), as "
+            "the oracle scroller has it: open loop, an obstacle the model invents on the real "
+            "path stops its walk, and every tile seen before is then compared with another "
+            "place. Told where the view went, the rows below measure memory alone.",
+            "",
+        ]
+        label = {**VARIANTS, "model": "model (view motion given)"}
+        rows = [
+            [SUBSETS[subset], label[variant], *(row[s] for s in steps), row["mean_1_16"]]
+            for subset in ("objects", "seen_objects")
+            for variant in VARIANTS
+            if (row := block[subset].get(variant)) is not None
+        ]
+        lines += _table(["tiles", "", *(f"@{s}" for s in steps), "mean 1-16"], rows, fmt)
     if "terrain" in sem:
         lines += [
             "## Terrain: does the ground look like the game's",

@@ -42,6 +42,7 @@ __all__ = [
     "semantic_setup",
     "static_frames",
     "terrain",
+    "view_given_tiles",
     "walk_progress",
 ]
 
@@ -90,6 +91,47 @@ def open_loop_tiles(
         for subset, block in curves.items()
     }
     return {"curves": curves, "summary": summary}
+
+
+def view_given_tiles(
+    world_model: Any,
+    tiles: Any,
+    frames: np.ndarray,
+    actions: Any,
+    labels: dict[str, np.ndarray],
+    K: int,
+    H: int,
+    steps_at: list[int],
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """`open_loop_tiles` of one open-loop rollout per clip told the real view motion
+    (`WorldModel.generate(view_motion=...)`, tile models only), as the oracle scroller knows it.
+
+    Open loop, the dream invents the ground that comes into view; where it invents water or a
+    tree on the real path, its walk stops and its view parts from the real one, and every tile
+    seen before is then compared with another place. Told where the view went, the objects
+    already seen measure the model's memory alone.
+    """
+    motion = np.diff(np.asarray(labels["view_pos"])[:, K - 1 : K + H], axis=1)
+    N = len(frames)
+    pred = np.zeros((1, N, H, *tiles.grid.grid), np.uint8)
+    for b0 in range(0, N, batch_size):
+        sl = slice(b0, b0 + batch_size)
+        out = world_model.generate(
+            frames[sl, :K],
+            tree_index(actions, (sl, slice(0, K - 1))),
+            tree_index(actions, (sl, slice(K - 1, K - 1 + H))),
+            steps=steps,
+            generator=torch.Generator().manual_seed(rollouts.rollout_seed(seed, 0, b0)),
+            view_motion=motion[sl],
+        )
+        pred[0, sl] = tiles.classify(out["frames"])
+    return open_loop_tiles(
+        pred, labels["semantic"], labels["view_pos"], K, tiles.background_ids, steps_at
+    )
 
 
 def walk_progress(

@@ -165,6 +165,18 @@ class TileRollout:
             frames[:, -1], patches[:, -1], codes[:, -1], prev, prev_shift, canvas, seen, paid
         )
 
+    def shift_classes(self, motion: Tensor) -> Tensor:
+        """View displacements [..., 2] (d_row, d_col tokens) -> shift classes [...] of the
+        shift net; WorldsimError for one beyond `motion_radius` (a view cannot jump)."""
+        hit = (motion.to(self.disp)[..., None, :] == self.disp).all(-1)  # [..., S]
+        if not bool(hit.any(-1).all()):
+            far = motion.reshape(-1, 2)[~hit.any(-1).reshape(-1)][0].tolist()
+            raise WorldsimError(
+                f"a view motion of {far} tiles: this model moves its view at most "
+                f"{self.config.motion_radius} tile(s) a step; pass motions within that"
+            )
+        return hit.long().argmax(-1)
+
     def remember_at(self, state: TileRolloutState, x: Tensor, offset: Tensor) -> None:
         """Write frames x [B, C, H, W] into the world memory as seen from the view offset
         [B, 2] (d_row, d_col tiles from the current view): a walk there then finds them."""
