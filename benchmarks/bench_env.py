@@ -60,6 +60,7 @@ def bench_play(checkpoint: Path, steps: int, device: str) -> dict[str, float]:
     """play.py's frame rate, uncapped (--fps 0), headless, at default and 1/2/4 sampler steps."""
     import play
 
+    threads = torch.get_num_threads()  # play.py sets its own (1 by default): restored below
     out = {}
     for label, extra in [
         ("default", []),
@@ -86,6 +87,7 @@ def bench_play(checkpoint: Path, steps: int, device: str) -> dict[str, float]:
             f"play  sampler steps {label:>7}: {result.fps:6.1f} frames/s ({steps} steps)",
             flush=True,
         )
+    torch.set_num_threads(threads)
     return out
 
 
