@@ -6,6 +6,8 @@ row below, moves blocked by trees and water) gives exact answers.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gymnasium as gym
 import lightning as L
 import numpy as np
@@ -509,6 +511,88 @@ def test_events_fire_as_likely_as_the_model_says_at_temperature_one() -> None:
     fired = torch.tensor([[True, False], [True, True], [True, True]])
     pay, after = pay_events(fired, paid, 1.0)
     assert pay.tolist() == [0.0, 1.0, 0.0] and after.all(-1).tolist() == [False, True, True]
+
+
+def test_a_move_is_one_choice_that_swaps_a_tile_with_its_neighbour(trained) -> None:
+    from worldsim.model.tile_rollout import TileRollout
+
+    _world, dm, _system, trained_net, _obs, _path = trained
+    cfg = TileConfig(height=16, width=20, patch=TILE, fixed_rows=1, codebook_size=8,
+                     object_moves=True, **SMALL)  # fmt: skip
+    book = np.repeat(np.arange(8, dtype=np.uint8)[:, None] * 30, TILE * TILE * 3, 1)
+    book[6] = book[5] + 1  # two codes that draw the same tile (within match_rms)
+    net = TileWorldNet(cfg, SPACE, codebook=book)
+    right, left = displacements(1).index((0, 1)), displacements(1).index((0, -1))
+    # A cow (code 5) on grass (code 1) at token 6 (row 1, column 1) steps right, onto 7.
+    code_sh = torch.ones(1, 20, dtype=torch.long)
+    code_sh[0, 6] = 5
+    code_next = code_sh.clone()
+    code_next[0, 6], code_next[0, 7] = 1, 5
+    target = net.move_targets(code_sh, net.codebook[code_sh], net.codebook[code_next])
+    assert target[0, 6] == right and (target[0, torch.arange(20) != 6] == 0).all()
+    code_next[0, 7] = 6  # the tile that arrived is matched by its pixels, not its code
+    assert torch.equal(
+        net.move_targets(code_sh, net.codebook[code_sh], net.codebook[code_next]), target
+    )
+    # The rollout carries a move out: the cow's patch lands, the grass it stepped on shows
+    # where it stood (a swap, so nothing is made or lost).
+    rollout = TileRollout(net)
+    code_sh[0, 7] = 2  # another kind of ground
+    pix_sh = net.codebook[code_sh]
+    step = torch.zeros(1, 20, dtype=torch.long)
+    step[0, 6] = right
+    code, pix = rollout._move(step, code_sh, pix_sh, code_sh.clone(), pix_sh.clone())
+    assert code[0, 7] == 5 and code[0, 6] == 2 and torch.equal(pix[0, 7], pix_sh[0, 6])
+    assert torch.equal(pix[0, 6], pix_sh[0, 7])
+    rest = torch.ones(20, dtype=torch.bool)
+    rest[[6, 7]] = False
+    assert torch.equal(code[0, rest], code_sh[0, rest])
+    # Two cows stepping onto one token: one lands, the other stays; none lost, none made.
+    code_sh[0, 8] = 5
+    step[0, 8] = left
+    pix_sh = net.codebook[code_sh]
+    code, _ = rollout._move(step, code_sh, pix_sh, code_sh.clone(), pix_sh.clone())
+    assert int((code[0] == 5).sum()) == 2  # and every tile is still there, once
+    assert sorted(code[0].tolist()) == sorted(code_sh[0].tolist())
+    # Nor onto a token the tile net changes this step.
+    changed = code_sh.clone()
+    changed[0, 7] = 3
+    code, _ = rollout._move(step, code_sh, pix_sh, changed, net.codebook[changed])
+    assert code[0, 7] == 3 and code[0, 6] == 5
+    # A rollout step carries out the move head's choice: the head says the cow steps right.
+    from worldsim.model.tile_rollout import Given
+
+    frame = patches_to_frames(
+        net.codebook[code_sh], torch.zeros(1, 16, 20, 3, dtype=torch.uint8), TILE
+    )
+    obs = gym.spaces.Box(0, 255, (16, 20, 3), np.uint8)
+    wm = WorldModel.from_net(net, obs, SPACE)
+    state = wm.rollout.start(*wm._context(frame[:, None].numpy(), np.zeros((1, 0), np.int64)))
+    tile_logits = net.tile_logits
+
+    def cow_steps_right(*args, **kw):
+        keep, codes, moves = tile_logits(*args, **kw)
+        moves = torch.full_like(moves, -1e4)
+        moves[..., 0] = 0.0
+        moves[0, 6, right] = 1e4
+        return keep + 1e4, codes, moves  # every tile kept, but for the move
+
+    net.tile_logits = cow_steps_right
+    still = [Given(shift=torch.zeros(1, dtype=torch.long))]
+    wm.rollout.next(state, net.encode_actions(np.zeros((1, 1), np.int64)), given=still)
+    assert state.code[0, 7] == 5 and state.code[0, 6] == 2 and int((state.code == 5).sum()) == 2
+    del net.tile_logits
+    # No move leaves the view or starts in the fixed rows (the HUD).
+    assert not net.move_valid[:, net.moving :].any() and not net.move_valid[right, 4]
+    # The move head trains with the tile net; a release without it starts it fresh.
+    moving = TileWorldNet(replace(trained_net.config, object_moves=True), SPACE,
+                          trained_net.codebook, trained_net.reward_values)  # fmt: skip
+    missing = moving.load_state_dict(trained_net.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith(("t_move.", "t_move_qk.")) for k in missing)
+    out = moving.training_loss(dm.batch(dm.val, dm.val_index))
+    assert torch.isfinite(out["move"]) and "move_recall" in out
+    with pytest.raises(ValueError, match="move_temperature"):
+        TileSampler(move_temperature=-1)
 
 
 def test_tile_choices_from_the_split_logits_equal_those_of_the_joined_ones() -> None:

@@ -64,6 +64,9 @@ class TileSampler:
     # it as often as the model expects (Crafter's sapling: a tenth of the tries on grass).
     event_temperature: float = 0.0
     commit_confidence: float = 0.9  # a round commits every token at least this sure
+    # Of the move head (TileConfig.object_moves): 1 moves each tile as often as the model
+    # expects (Crafter's cows step on about half the steps); 0 never moves one.
+    move_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.sampler != "rounds":
@@ -75,11 +78,11 @@ class TileSampler:
         if self.guidance != 1.0:
             raise ValueError("tile models have no action guidance: guidance must be 1")
         temps = (self.temperature, self.reveal_temperature, self.fixed_temperature,
-                 self.shift_temperature, self.event_temperature)  # fmt: skip
+                 self.shift_temperature, self.event_temperature, self.move_temperature)  # fmt: skip
         if min(temps) < 0:
             raise ValueError(
-                "temperature, reveal_temperature, fixed_temperature, shift_temperature and "
-                "event_temperature must be >= 0 (0: the likeliest)"
+                "temperature, reveal_temperature, fixed_temperature, shift_temperature, "
+                "event_temperature and move_temperature must be >= 0 (0: the likeliest)"
             )
 
 
@@ -113,6 +116,10 @@ class TileConfig:
     # A patch within this RMS (0-255 units) of another counts as the same tile: what the loss
     # counts as right, and what a rollout told a patch keeps as unchanged.
     match_rms: float = 3.0
+    # A move head: each token in view may move its tile to a neighbour in one choice (a cow
+    # stepping: its tile goes there, and what lay under it shows), so a move is one decision
+    # and not two tokens that each have to change.
+    object_moves: bool = False
     # Networks.
     dim: int = 128
     depth: int = 4

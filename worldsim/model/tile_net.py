@@ -39,7 +39,12 @@ from worldsim.model.net import check_frames, pixels_to_x, x_to_pixels
 from worldsim.model.tile_config import TileConfig, TileLoss
 from worldsim.model.tiles import NO_CODE, age_bucket, shift_table
 
-__all__ = ["TileWorldNet", "pay_events", "tile_choice"]
+__all__ = ["MOVE_OPPOSITE", "TileWorldNet", "pay_events", "tile_choice"]
+
+# The move head's choices: stay, then a tile's step to the neighbour (d_row, d_col) of
+# `displacements(1)`: up, left, right, down; MOVE_OPPOSITE[j] is the step back.
+MOVE_OPPOSITE = (0, 4, 3, 2, 1)
+MOVE_KEY = 32  # width of the move head's query and key
 
 PARTS = {"shift": "s_", "tile": "t_", "reward": "r_"}  # network -> its parameters' prefix
 
@@ -144,6 +149,18 @@ class TileWorldNet(nn.Module):
         self.t_codes = nn.Linear(d, K)
         nn.init.zeros_(self.t_keep.weight)
         nn.init.constant_(self.t_keep.bias, 4.0)  # start out keeping the frame
+        self.t_move = nn.Linear(d, len(MOVE_OPPOSITE)) if config.object_moves else None
+        # ...and a pointer score of each mover against what it would step onto (a cow onto
+        # grass, not into a tree): query of the token, key of the neighbour.
+        self.t_move_qk = nn.Linear(d, 2 * MOVE_KEY) if config.object_moves else None
+        if self.t_move is not None:
+            nn.init.zeros_(self.t_move.weight)
+            nn.init.constant_(self.t_move.bias, 0.0)
+            self.t_move.bias.data[0] = 4.0  # start out staying
+            m_source, m_valid = shift_table(*config.grid, config.fixed_rows, 1)
+            m_valid[:, self.moving :] = False  # the fixed rows hold no moving tiles
+            self.register_buffer("move_source", m_source, persistent=False)
+            self.register_buffer("move_valid", m_valid, persistent=False)
         # 3. reward net
         self.r_last = nn.Embedding(K, dr)
         self.r_next = nn.Embedding(K, dr)
@@ -154,7 +171,7 @@ class TileWorldNet(nn.Module):
         self.r_head = nn.Linear(dr, V + 1)
 
     # Parameters a release of the same net without them (trained before events) leaves fresh.
-    OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior")
+    OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "t_move.", "t_move_qk.")
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
         """The parameters of one of the three networks (shift, tile, reward)."""
@@ -242,9 +259,10 @@ class TileWorldNet(nn.Module):
         action: Tensor,
         shift: Tensor,
         events: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Every token's logits of keeping the shifted tile [B, N] and of each code [B, N, K]
-        (apart: one [B, N, 1 + K] tensor would be a copy of the largest tensor of a step).
+        (apart: one [B, N, 1 + K] tensor would be a copy of the largest tensor of a step),
+        and of its tile's move [B, N, 5] (stay or a step; None without `object_moves`).
 
         Args: shifted last codes [B, N] (K: unknown) and pixels [B, N, D]; the frame before,
         shifted to the same view [B, N]; memory codes/ages of the scrolling tokens [B, n]
@@ -271,7 +289,53 @@ class TileWorldNet(nn.Module):
         x = torch.cat([x, step[:, None]], 1) + self.t_pos
         h = self.t_body(x)[:, :N]
         keep = self.t_keep(h)[..., 0].masked_fill(code_sh == K, -1e4)
-        return keep, self.t_codes(h)
+        moves = None
+        if self.t_move is not None:  # a tile moves only within the view, from a known place
+            ok = self.move_valid.T[None] & (code_sh != K)[..., None]  # [B, N, 5]
+            ok[..., 0] = True
+            q, k = self.t_move_qk(h).chunk(2, -1)
+            onto = [torch.zeros_like(q[..., 0])] + [
+                (q * self.move_gather(k, j, 0)).sum(-1) / MOVE_KEY**0.5
+                for j in range(1, len(MOVE_OPPOSITE))
+            ]
+            moves = (self.t_move(h) + torch.stack(onto, -1)).masked_fill(~ok, -1e4)
+        return keep, self.t_codes(h), moves
+
+    def move_gather(self, tensor: Tensor, j: int, fill: Any) -> Tensor:
+        """tensor [B, N, ...] read one step j (a move choice) away: out[t] = tensor[t + d_j];
+        `fill` where that is outside the moving tokens."""
+        src, ok = self.move_source[j], self.move_valid[j]
+        out = tensor[:, src]
+        mask = ok.view(1, -1, *([1] * (tensor.dim() - 2)))
+        return torch.where(
+            mask, out, torch.as_tensor(fill, dtype=tensor.dtype, device=tensor.device)
+        )
+
+    def move_targets(self, code_sh: Tensor, pix_sh: Tensor, pix_next: Tensor) -> Tensor:
+        """The move each token's tile made [B, N] (0: none; j: to the neighbour d_j, which
+        showed something else and now shows this tile, while the token itself changed), with
+        tiles matched by pixels within `match_rms` as the tile loss matches them (two codes
+        can draw one tile). Of a swap (a cow steps off grass onto grass: each tile now shows
+        the other's), the rarer tile moves: codes are ordered most frequent first, and the
+        ground is the frequent one."""
+        K, rms = self.config.codebook_size, self.config.match_rms
+
+        def same(a: Tensor, b: Tensor) -> Tensor:
+            return ((a.float() - b.float()) ** 2).mean(-1).sqrt() < rms
+
+        target = torch.zeros_like(code_sh)
+        known = code_sh != K
+        changed = known & ~same(pix_sh, pix_next)
+        for j in range(1, len(MOVE_OPPOSITE)):
+            there_now = self.move_gather(pix_sh, j, 0)
+            there_known = self.move_gather(known, j, False)
+            arrived = same(self.move_gather(pix_next, j, 0), pix_sh)
+            other = ~same(there_now, pix_sh)
+            swap = same(pix_next, there_now)
+            rarer = code_sh > self.move_gather(code_sh, j, K)
+            moved = changed & there_known & arrived & other & (target == 0) & (~swap | rarer)
+            target = torch.where(moved, j, target)
+        return target
 
     def reward_logits(
         self, code_last: Tensor, code_next: Tensor, new: Tensor, action: Tensor
@@ -402,7 +466,7 @@ class TileWorldNet(nn.Module):
         committed = rand < ratio  # MaskGIT: a random share of tokens is given
         target = torch.where(keep_ok, torch.ones_like(code_next), code_next + 2)
         given = torch.where(committed, target, torch.zeros_like(target))
-        keep_logit, codes_logits = self.tile_logits(
+        keep_logit, codes_logits, move_logits = self.tile_logits(
             code_sh,
             pix_sh,
             prev_sh,
@@ -421,6 +485,17 @@ class TileWorldNet(nn.Module):
         changed = ~keep_ok & ~revealed
         todo = (~committed).float() * torch.where(changed, lc.change_weight, 1.0)
         tile_loss = (per_token * todo).sum() / todo.sum().clamp(min=1)
+        moves: dict[str, Tensor] = {}
+        if move_logits is not None:
+            move_target = self.move_targets(code_sh, pix_sh, nxt)
+            known = ~revealed
+            known[:, self.moving :] = False
+            move_loss = F.cross_entropy(move_logits[known], move_target[known])
+            tile_loss = tile_loss + move_loss
+            real = move_target > 0
+            told = (move_logits.argmax(-1) == move_target) & real
+            moves = {"move": move_loss.detach(),
+                     "move_recall": told.float().sum() / real.float().sum().clamp(min=1)}  # fmt: skip
         with torch.no_grad():
             choice = tile_choice(keep_logit, codes_logits)
             right_choice = torch.where(choice == 0, keep_ok, code_ok & (choice - 1 == code_next))
@@ -429,4 +504,5 @@ class TileWorldNet(nn.Module):
             "tile": tile_loss.detach(),
             "tile_acc": right_choice.float().mean(),
             "revealed_acc": (right_choice & revealed).float().sum() / revealed.sum().clamp(min=1),
+            **moves,
         }

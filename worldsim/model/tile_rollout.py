@@ -15,7 +15,7 @@ from torch import Tensor
 from worldsim.errors import WorldsimError
 from worldsim.model.net import pixels_to_x
 from worldsim.model.tile_config import TileSampler
-from worldsim.model.tile_net import TileWorldNet, tile_choice
+from worldsim.model.tile_net import MOVE_OPPOSITE, TileWorldNet, tile_choice
 from worldsim.model.tiles import (
     Canvas,
     displacements,
@@ -192,6 +192,34 @@ class TileRollout:
         (as `start`); the other rollouts, their memory included, go on untouched."""
         state.assign(rows.to(state.code.device), self.start(x, actions))
 
+    def _move(
+        self,
+        step: Tensor,
+        code_sh: Tensor,
+        pix_sh: Tensor,
+        code_next: Tensor,
+        pix_next: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Carry out the move head's choices `step` [B, N]: a tile that steps to neighbour j
+        swaps places with the tile there (a cow steps onto the grass and the grass shows where
+        it stood), so a move makes and loses nothing. A step lands only on a token that keeps
+        its tile and does not move itself, one move per token."""
+        net, K = self.net, self.config.codebook_size
+        if not bool((step > 0).any()):
+            return code_next, pix_next
+        still = (step == 0) & (code_next == code_sh) & (code_sh != K)
+        taken = torch.zeros_like(still)
+        for j in range(1, len(MOVE_OPPOSITE)):
+            back = MOVE_OPPOSITE[j]
+            land = net.move_gather(step == j, back, False) & still & ~taken
+            left = net.move_gather(land, j, False)  # the tiles that landed, at their sources
+            code_next = torch.where(land, net.move_gather(code_sh, back, K), code_next)
+            pix_next = torch.where(land[..., None], net.move_gather(pix_sh, back, 0), pix_next)
+            code_next = torch.where(left, net.move_gather(code_sh, j, K), code_next)
+            pix_next = torch.where(left[..., None], net.move_gather(pix_sh, j, 0), pix_next)
+            taken |= land | left
+        return code_next, pix_next
+
     @torch.no_grad()
     def next(
         self,
@@ -273,7 +301,7 @@ class TileRollout:
         for r in range(rounds):
             if not bool((given == 0).any()):
                 break  # every token was given
-            keep, codes = net.tile_logits(
+            keep, codes, moves = net.tile_logits(
                 code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift, events
             )
             if told.allowed is not None:
@@ -297,6 +325,9 @@ class TileRollout:
         keep = given == 1
         code_next = torch.where(keep, code_sh, given - 2)
         pix_next = torch.where(keep[..., None], pix_sh, net.codebook[code_next.clamp(0, K - 1)])
+        if moves is not None and told.mask is None and told.hide is None:
+            step = _choose(moves, sp.move_temperature, generator)
+            code_next, pix_next = self._move(step, code_sh, pix_sh, code_next, pix_next)
         frame = patches_to_frames(pix_next, state.frame, cfg.patch)
         new = novelty(code_next, state.seen)
         reward, end = net.predict_reward(state.code, code_next, new, action, events, state.paid)
