@@ -588,9 +588,15 @@ def test_a_move_is_one_choice_that_swaps_a_tile_with_its_neighbour(trained) -> N
     moving = TileWorldNet(replace(trained_net.config, object_moves=True), SPACE,
                           trained_net.codebook, trained_net.reward_values)  # fmt: skip
     missing = moving.load_state_dict(trained_net.state_dict(), strict=False).missing_keys
-    assert missing and all(k.startswith(("t_move.", "t_move_qk.")) for k in missing)
+    assert missing and all(k.startswith(("m_move.", "m_move_qk.")) for k in missing)
     out = moving.training_loss(dm.batch(dm.val, dm.val_index))
     assert torch.isfinite(out["move"]) and "move_recall" in out
+    # loss.parts [move]: the move head's loss alone (TileWorldSystem freezes the rest).
+    out = moving.training_loss(dm.batch(dm.val, dm.val_index), loss=TileLoss(parts=("move",)))
+    assert torch.allclose(out["loss"], out["move"]) and out["tile"] > 0
+    assert {k for k, _ in moving.named_parameters() if k.startswith("m_")} == {
+        k for p in moving.part_parameters("move") for k, q in moving.named_parameters() if q is p
+    }
     with pytest.raises(ValueError, match="move_temperature"):
         TileSampler(move_temperature=-1)
 

@@ -20,10 +20,11 @@ class TileLoss:
     (a release records it in its metadata)."""
 
     reward_weight: float = 1.0
-    # The networks trained (shift, tile, reward); the others keep the weights the run starts
-    # from (model.init_from) and their losses are not computed, e.g. [reward] retrains the
-    # reward net alone on new labels and leaves the frames the model draws untouched.
-    parts: tuple[str, ...] = ("shift", "tile", "reward")
+    # The networks trained (shift, tile, move, reward); the others keep the weights the run
+    # starts from (model.init_from) and their losses are not computed, e.g. [reward] retrains
+    # the reward net alone on new labels and leaves the frames the model draws untouched, and
+    # [move] trains the move head (TileConfig.object_moves) on the tile net's features alone.
+    parts: tuple[str, ...] = ("shift", "tile", "move", "reward")
     # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
     # rare next to the many kept tiles, and what the game's events show on screen.
     change_weight: float = 1.0
@@ -35,9 +36,11 @@ class TileLoss:
 
     def __post_init__(self) -> None:
         self.parts = tuple(self.parts)
-        unknown = sorted(set(self.parts) - {"shift", "tile", "reward"})
+        unknown = sorted(set(self.parts) - {"shift", "tile", "move", "reward"})
         if unknown or not self.parts:
-            raise ValueError(f"parts {list(self.parts)}: name at least one of shift, tile, reward")
+            raise ValueError(
+                f"parts {list(self.parts)}: name at least one of shift, tile, move, reward"
+            )
         if self.change_weight <= 0:
             raise ValueError(f"change_weight must be positive, got {self.change_weight}")
         if not 0 <= self.context_noise <= 1:
@@ -65,7 +68,8 @@ class TileSampler:
     event_temperature: float = 0.0
     commit_confidence: float = 0.9  # a round commits every token at least this sure
     # Of the move head (TileConfig.object_moves): 1 moves each tile as often as the model
-    # expects (Crafter's cows step on about half the steps); 0 never moves one.
+    # expects (Crafter's cows step on about a third of the steps); 0 moves a tile only where
+    # the head finds a step likelier than staying.
     move_temperature: float = 1.0
 
     def __post_init__(self) -> None:

@@ -46,7 +46,7 @@ __all__ = ["MOVE_OPPOSITE", "TileWorldNet", "pay_events", "tile_choice"]
 MOVE_OPPOSITE = (0, 4, 3, 2, 1)
 MOVE_KEY = 32  # width of the move head's query and key
 
-PARTS = {"shift": "s_", "tile": "t_", "reward": "r_"}  # network -> its parameters' prefix
+PARTS = {"shift": "s_", "tile": "t_", "move": "m_", "reward": "r_"}  # network -> its parameters' prefix
 
 
 def pay_events(fired: Tensor, paid: Tensor, event_reward: float) -> tuple[Tensor, Tensor]:
@@ -149,14 +149,14 @@ class TileWorldNet(nn.Module):
         self.t_codes = nn.Linear(d, K)
         nn.init.zeros_(self.t_keep.weight)
         nn.init.constant_(self.t_keep.bias, 4.0)  # start out keeping the frame
-        self.t_move = nn.Linear(d, len(MOVE_OPPOSITE)) if config.object_moves else None
+        self.m_move = nn.Linear(d, len(MOVE_OPPOSITE)) if config.object_moves else None
         # ...and a pointer score of each mover against what it would step onto (a cow onto
         # grass, not into a tree): query of the token, key of the neighbour.
-        self.t_move_qk = nn.Linear(d, 2 * MOVE_KEY) if config.object_moves else None
-        if self.t_move is not None:
-            nn.init.zeros_(self.t_move.weight)
-            nn.init.constant_(self.t_move.bias, 0.0)
-            self.t_move.bias.data[0] = 4.0  # start out staying
+        self.m_move_qk = nn.Linear(d, 2 * MOVE_KEY) if config.object_moves else None
+        if self.m_move is not None:
+            nn.init.zeros_(self.m_move.weight)
+            nn.init.constant_(self.m_move.bias, 0.0)
+            self.m_move.bias.data[0] = 4.0  # start out staying
             m_source, m_valid = shift_table(*config.grid, config.fixed_rows, 1)
             m_valid[:, self.moving :] = False  # the fixed rows hold no moving tiles
             self.register_buffer("move_source", m_source, persistent=False)
@@ -171,10 +171,10 @@ class TileWorldNet(nn.Module):
         self.r_head = nn.Linear(dr, V + 1)
 
     # Parameters a release of the same net without them (trained before events) leaves fresh.
-    OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "t_move.", "t_move_qk.")
+    OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "m_move.", "m_move_qk.")
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
-        """The parameters of one of the three networks (shift, tile, reward)."""
+        """The parameters of one of the parts (shift, tile, move, reward)."""
         return [p for k, p in self.named_parameters() if k.startswith(PARTS[part])]
 
     # ------------------------------------------------------------------ frames and actions
@@ -290,15 +290,15 @@ class TileWorldNet(nn.Module):
         h = self.t_body(x)[:, :N]
         keep = self.t_keep(h)[..., 0].masked_fill(code_sh == K, -1e4)
         moves = None
-        if self.t_move is not None:  # a tile moves only within the view, from a known place
+        if self.m_move is not None:  # a tile moves only within the view, from a known place
             ok = self.move_valid.T[None] & (code_sh != K)[..., None]  # [B, N, 5]
             ok[..., 0] = True
-            q, k = self.t_move_qk(h).chunk(2, -1)
+            q, k = self.m_move_qk(h).chunk(2, -1)
             onto = [torch.zeros_like(q[..., 0])] + [
                 (q * self.move_gather(k, j, 0)).sum(-1) / MOVE_KEY**0.5
                 for j in range(1, len(MOVE_OPPOSITE))
             ]
-            moves = (self.t_move(h) + torch.stack(onto, -1)).masked_fill(~ok, -1e4)
+            moves = (self.m_move(h) + torch.stack(onto, -1)).masked_fill(~ok, -1e4)
         return keep, self.t_codes(h), moves
 
     def move_gather(self, tensor: Tensor, j: int, fill: Any) -> Tensor:
@@ -397,7 +397,7 @@ class TileWorldNet(nn.Module):
                 out["events"] = ev_loss.detach()
                 hit = (ev_logits > 0) == events.bool()
                 out["events_acc"] = hit.all(-1).float().mean()
-        if "tile" in lc.parts:
+        if "tile" in lc.parts or ("move" in lc.parts and self.m_move is not None):
             tile = self._tile_loss(batch, action, lc, generator)
             total = total + tile.pop("loss")
             out.update(tile)
@@ -485,13 +485,15 @@ class TileWorldNet(nn.Module):
         changed = ~keep_ok & ~revealed
         todo = (~committed).float() * torch.where(changed, lc.change_weight, 1.0)
         tile_loss = (per_token * todo).sum() / todo.sum().clamp(min=1)
+        loss = tile_loss if "tile" in lc.parts else torch.zeros_like(tile_loss)
         moves: dict[str, Tensor] = {}
         if move_logits is not None:
             move_target = self.move_targets(code_sh, pix_sh, nxt)
             known = ~revealed
             known[:, self.moving :] = False
             move_loss = F.cross_entropy(move_logits[known], move_target[known])
-            tile_loss = tile_loss + move_loss
+            if "move" in lc.parts:
+                loss = loss + move_loss
             real = move_target > 0
             told = (move_logits.argmax(-1) == move_target) & real
             moves = {"move": move_loss.detach(),
@@ -500,7 +502,7 @@ class TileWorldNet(nn.Module):
             choice = tile_choice(keep_logit, codes_logits)
             right_choice = torch.where(choice == 0, keep_ok, code_ok & (choice - 1 == code_next))
         return {
-            "loss": tile_loss,
+            "loss": loss,
             "tile": tile_loss.detach(),
             "tile_acc": right_choice.float().mean(),
             "revealed_acc": (right_choice & revealed).float().sum() / revealed.sum().clamp(min=1),
