@@ -46,12 +46,8 @@ __all__ = ["MOVE_OPPOSITE", "TileWorldNet", "pay_events", "tile_choice"]
 MOVE_OPPOSITE = (0, 4, 3, 2, 1)
 MOVE_KEY = 32  # width of the move head's query and key
 
-PARTS = {
-    "shift": "s_",
-    "tile": "t_",
-    "move": "m_",
-    "reward": "r_",
-}  # network -> its parameters' prefix
+# Each part (a network, or the tile net's move head) -> its parameters' prefix.
+PARTS = {"shift": "s_", "tile": "t_", "move": "m_", "reward": "r_"}
 
 
 def pay_events(fired: Tensor, paid: Tensor, event_reward: float) -> tuple[Tensor, Tensor]:

@@ -298,6 +298,7 @@ class TileRollout:
         revealed = code_sh == K
         temperature = torch.where(revealed, sp.reveal_temperature, sp.temperature)
         temperature[:, net.moving :] = sp.fixed_temperature
+        moves = None  # the move head's logits of the last round (none if every token was given)
         for r in range(rounds):
             if not bool((given == 0).any()):
                 break  # every token was given
