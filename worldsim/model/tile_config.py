@@ -121,8 +121,8 @@ class TileConfig:
     # counts as right, and what a rollout told a patch keeps as unchanged.
     match_rms: float = 3.0
     # A move head: each token in view may move its tile to a neighbour in one choice (a cow
-    # stepping: its tile goes there, and what lay under it shows), so a move is one decision
-    # and not two tokens that each have to change.
+    # stepping: it swaps places with the grass it steps onto), so a move is one decision and
+    # not two tokens that each have to change.
     object_moves: bool = False
     # Networks.
     dim: int = 128

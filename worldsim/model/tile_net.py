@@ -171,7 +171,8 @@ class TileWorldNet(nn.Module):
         self.r_body = _encoder(dr, config.reward_depth, config.heads)
         self.r_head = nn.Linear(dr, V + 1)
 
-    # Parameters a release of the same net without them (trained before events) leaves fresh.
+    # Parameters a release of the same net without them (trained before events, or without
+    # the move head) leaves fresh.
     OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "m_move.", "m_move_qk.")
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
@@ -302,6 +303,10 @@ class TileWorldNet(nn.Module):
             moves = (self.m_move(h) + torch.stack(onto, -1)).masked_fill(~ok, -1e4)
         return keep, self.t_codes(h), moves
 
+    def same_tile(self, a: Tensor, b: Tensor) -> Tensor:
+        """Whether patches a and b [..., D] draw the same tile: within `match_rms` (RMS, 0-255)."""
+        return ((a.float() - b.float()) ** 2).mean(-1).sqrt() < self.config.match_rms
+
     def move_gather(self, tensor: Tensor, j: int, fill: Any) -> Tensor:
         """tensor [B, N, ...] read one step j (a move choice) away: out[t] = tensor[t + d_j];
         `fill` where that is outside the moving tokens."""
@@ -319,11 +324,7 @@ class TileWorldNet(nn.Module):
         can draw one tile). Of a swap (a cow steps off grass onto grass: each tile now shows
         the other's), the rarer tile moves: codes are ordered most frequent first, and the
         ground is the frequent one."""
-        K, rms = self.config.codebook_size, self.config.match_rms
-
-        def same(a: Tensor, b: Tensor) -> Tensor:
-            return ((a.float() - b.float()) ** 2).mean(-1).sqrt() < rms
-
+        K, same = self.config.codebook_size, self.same_tile
         target = torch.zeros_like(code_sh)
         known = code_sh != K
         changed = known & ~same(pix_sh, pix_next)
@@ -457,9 +458,7 @@ class TileWorldNet(nn.Module):
             )
         revealed = code_sh == K
         nxt, code_next = batch["pix_next"], batch["code_next"].long()
-        keep_ok = ~revealed & (
-            ((pix_sh.float() - nxt.float()) ** 2).mean(-1).sqrt() < cfg.match_rms
-        )
+        keep_ok = ~revealed & self.same_tile(pix_sh, nxt)
         code_ok = (batch["code_err_next"] < cfg.match_rms) | ~keep_ok
         B, N = code.shape
         rand = torch.rand(B, N, generator=generator, device=code.device)

@@ -291,7 +291,7 @@ class TileRollout:
             mem_age = mem_age.masked_fill(hide[:, : net.moving], 0)
         if told.mask is not None and told.patches is not None:
             want = told.patches.to(pix_sh.device)
-            same = ((pix_sh.float() - want.float()) ** 2).mean(-1).sqrt() < cfg.match_rms
+            same = net.same_tile(pix_sh, want)
             code = nearest_codes(want, net.codebook)[0]
             target = torch.where(same & (code_sh != K), 1, code + 2)
             given = torch.where(told.mask.to(given.device), target, given)
