@@ -622,6 +622,25 @@ def test_tile_choices_from_the_split_logits_equal_those_of_the_joined_ones() -> 
     assert (_choose_tiles(keep, codes, torch.zeros(4, 30), None)[0][0, :5] == 0).all()
 
 
+def test_the_last_token_encoding_equals_the_full_encoder_and_trains_the_same() -> None:
+    from worldsim.model.tile_net import _encoder, encode_last
+
+    torch.manual_seed(0)
+    body = _encoder(32, 2, 4)
+    x = torch.randn(3, 11, 32)
+    for train in (True, False):
+        body.train(train)
+        with torch.no_grad():
+            assert torch.allclose(encode_last(body, x), body(x)[:, -1], atol=1e-5)
+    body.train()
+    grads = []
+    for f in (lambda: body(x)[:, -1], lambda: encode_last(body, x)):
+        body.zero_grad()
+        f().square().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in body.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-4)
+
+
 def test_sampled_tile_choices_follow_the_tempered_distribution() -> None:
     from worldsim.model.tile_rollout import _choose_tiles
 

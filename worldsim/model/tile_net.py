@@ -39,7 +39,7 @@ from worldsim.model.net import check_frames, pixels_to_x, x_to_pixels
 from worldsim.model.tile_config import TileConfig, TileLoss
 from worldsim.model.tiles import NO_CODE, age_bucket, shift_table
 
-__all__ = ["MOVE_OPPOSITE", "TileWorldNet", "pay_events", "tile_choice"]
+__all__ = ["MOVE_OPPOSITE", "TileWorldNet", "encode_last", "pay_events", "tile_choice"]
 
 # The move head's choices: stay, then a tile's step to the neighbour (d_row, d_col) of
 # `displacements(1)`: up, left, right, down; MOVE_OPPOSITE[j] is the step back.
@@ -69,6 +69,19 @@ def _encoder(dim: int, depth: int, heads: int) -> nn.TransformerEncoder:
         dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
     )
     return nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+
+
+def encode_last(body: nn.TransformerEncoder, x: Tensor) -> Tensor:
+    """`body(x)[:, -1]` [B, d] for x [B, T, d], without the last layer's work on the other
+    tokens: that layer attends from the last token alone and runs its feed-forward on it
+    (a shift or reward net reads one token, so this saves most of a layer)."""
+    for layer in body.layers[:-1]:
+        x = layer(x)
+    last = body.layers[-1]
+    y = last.norm1(x)
+    h = x[:, -1:] + last.self_attn(y[:, -1:], y, y, need_weights=False)[0]
+    h = h + last.linear2(last.activation(last.linear1(last.norm2(h))))
+    return body.norm(h[:, 0])
 
 
 class TileWorldNet(nn.Module):
@@ -209,7 +222,7 @@ class TileWorldNet(nn.Module):
         not applied), from the last frame and the encoded action (as `shift_logits`)."""
         x = self.s_code(code) + self.s_pix(pix.float() / 127.5 - 1)
         x = torch.cat([x, self.s_act(action)[:, None]], 1) + self.s_pos
-        h = self.s_body(x)[:, -1]
+        h = encode_last(self.s_body, x)
         events = self.s_events(h) if self.s_events is not None else h[:, :0]
         return self.s_head(h), events
 
@@ -345,7 +358,7 @@ class TileWorldNet(nn.Module):
         """Reward-class logits [B, V] and termination logit [B] (priors not applied)."""
         x = self.r_last(code_last) + self.r_next(code_next) + self.r_new(new.long())
         x = torch.cat([x, self.r_act(action)[:, None]], 1) + self.r_pos
-        out = self.r_head(self.r_body(x)[:, -1])
+        out = self.r_head(encode_last(self.r_body, x))
         return out[:, :-1], out[:, -1]
 
     def predict_reward(
