@@ -6,6 +6,7 @@ row below, moves blocked by trees and water) gives exact answers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import gymnasium as gym
@@ -298,6 +299,21 @@ def test_fixed_temperature_samples_the_hud_and_leaves_the_map_alone(trained) -> 
     assert not (hot[:, :, hud] == hot[:1, :, hud]).all()  # the HUD: sampled
     with pytest.raises(ValueError, match="fixed_temperature"):
         TileSampler(fixed_temperature=-1.0)
+
+
+def test_a_rollout_by_tile_draws_as_by_code_where_the_codebook_has_no_twins(trained) -> None:
+    world, _dm, _system, net, obs, _path = trained
+    frames, actions, _, _ = world.episode(np.random.default_rng(4), 9)
+    outs = {}
+    for rms in (0.0, 1e-3, 3.0):  # 1e-3: only identical rows, which never pool
+        sampler = TileSampler(sampler_steps=2, shift_temperature=0.0, twin_rms=rms)
+        wm = WorldModel.from_net(net, obs, SPACE, sampler=sampler)
+        outs[rms] = wm.generate(frames[None, :2], actions[None, :1], actions[None, 1:9],
+                                generator=torch.Generator().manual_seed(0))["frames"][0]  # fmt: skip
+    assert np.array_equal(outs[0.0], outs[1e-3])
+    assert outs[3.0].shape == outs[0.0].shape
+    with pytest.raises(ValueError, match="twin_rms"):
+        TileSampler(twin_rms=-1.0)
 
 
 # ------------------------------------------------------------------ resume, other games
@@ -620,6 +636,44 @@ def test_tile_choices_from_the_split_logits_equal_those_of_the_joined_ones() -> 
         want_p = torch.softmax(joined, -1).gather(-1, choice[..., None])[..., 0]
         assert torch.allclose(prob, want_p, atol=1e-6)
     assert (_choose_tiles(keep, codes, torch.zeros(4, 30), None)[0][0, :5] == 0).all()
+
+
+def test_the_likeliest_tile_pools_the_codebook_twins_that_draw_it() -> None:
+    from worldsim.model.tile_rollout import TileGroups, _choose_tiles
+    from worldsim.model.tiles import same_tile_codes
+
+    # Codes 0-2 are twins (within 3 RMS), 3 and 4 a tile each, 5-7 unused zero rows.
+    book = torch.zeros(8, 12, dtype=torch.uint8)
+    book[:3] = torch.tensor([100, 101, 102], dtype=torch.uint8)[:, None]
+    book[3], book[4] = 200, 50
+    same = same_tile_codes(book, 3.0).to_dense()
+    assert torch.equal(same[:3, :3], torch.ones(3, 3)) and same[:3, 3:].sum() == 0
+    assert torch.equal(same[3:, 3:], torch.eye(5))  # the zero rows pool with no other
+    groups = TileGroups.of(book, 3.0)
+
+    def pick(p: list[float], keep: float | None, shifted: int) -> tuple[int, float]:
+        codes = torch.log(torch.tensor(p).clamp(min=1e-9))[None, None]
+        k = torch.tensor([[-1e4 if keep is None else math.log(keep)]])
+        choice, prob = groups.likeliest(k, codes, torch.tensor([[shifted]]))
+        return choice.item(), prob.item()
+
+    # Revealed: by code 3 (0.35) wins, by tile 0-2 (0.65) do.
+    assert pick([0.25, 0.2, 0.2, 0.35, 0, 0, 0, 0], None, 8) == (1, pytest.approx(0.65, abs=1e-4))
+    # Keep counts with the shifted tile: keep 0.25 + code 4's 0.3 beat tile 0-2's 0.45, though
+    # by code code 0 (0.3) beats keep.
+    q = [0.3, 0.1, 0.05, 0, 0.3, 0, 0, 0]
+    assert pick(q, 0.25, 4) == (0, pytest.approx(0.55, abs=1e-4))
+    assert pick(q, 0.25, 1) == (0, pytest.approx(0.7, abs=1e-4))  # shifted from a twin: keep
+    assert pick(q, 0.25, 3) == (1, pytest.approx(0.45, abs=1e-4))  # tile 0-2 beats keep of 3
+    # Keep holding more than half wins outright; sampled tokens still sample codes.
+    assert pick([0.2, 0.1, 0.1, 0, 0, 0, 0, 0], 0.6, 3) == (0, pytest.approx(0.6, abs=1e-4))
+    keep = torch.full((2000, 1), -1e4)
+    codes = torch.log(torch.tensor([0.25, 0.2, 0.2, 0.35, 0, 0, 0, 0]).clamp(min=1e-9))
+    codes = codes.expand(2000, 1, 8).clone()
+    hot = torch.ones(2000, 1)
+    gen = torch.Generator().manual_seed(0)
+    drawn = _choose_tiles(keep, codes, hot, gen, True, groups, torch.full((2000, 1), 8))[0]
+    assert abs((drawn == 4).float().mean().item() - 0.35) < 0.04  # code 3 as often as p says
 
 
 def test_the_last_token_encoding_equals_the_full_encoder_and_trains_the_same() -> None:

@@ -71,6 +71,12 @@ class TileSampler:
     # expects (Crafter's cows step on about a third of the steps); 0 moves a tile only where
     # the head finds a step likelier than staying.
     move_temperature: float = 1.0
+    # A token choosing at temperature 0 takes the likeliest tile rather than the likeliest
+    # code: codes within this RMS (0-255) of each other count as one tile, their probability
+    # summed (keep counts with the shifted tile's). A codebook holds near twins (an exact
+    # patch and a k-means centroid a pixel from it) that split a tile's probability, so that
+    # by code a tile drawn by one code can beat ground spread over three. 0: by code.
+    twin_rms: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sampler != "rounds":
@@ -88,6 +94,8 @@ class TileSampler:
                 "temperature, reveal_temperature, fixed_temperature, shift_temperature, "
                 "event_temperature and move_temperature must be >= 0 (0: the likeliest)"
             )
+        if self.twin_rms < 0:
+            raise ValueError(f"twin_rms must be >= 0 (0: the likeliest code), got {self.twin_rms}")
 
 
 @dataclass

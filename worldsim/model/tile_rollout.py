@@ -24,10 +24,11 @@ from worldsim.model.tiles import (
     novelty,
     patches_to_frames,
     remember,
+    same_tile_codes,
     shift_from_pixels,
 )
 
-__all__ = ["Given", "TileRollout", "TileRolloutState"]
+__all__ = ["Given", "TileGroups", "TileRollout", "TileRolloutState"]
 
 
 @dataclass
@@ -95,29 +96,96 @@ def _choose(
     return choice
 
 
+@dataclass
+class TileGroups:
+    """The codes that draw one tile (`same_tile_codes` within `rms`), for choosing a token's
+    likeliest tile rather than its likeliest code (`TileSampler.twin_rms`)."""
+
+    same: Tensor  # sparse float [K, K]
+    codebook: Tensor  # uint8 [K, D]
+    rms: float
+
+    @classmethod
+    def of(cls, codebook: Tensor, rms: float) -> TileGroups:
+        return cls(same_tile_codes(codebook, rms), codebook, rms)
+
+    def twins(self, a: Tensor, b: Tensor) -> Tensor:
+        """Whether codes a and b [...] draw one tile."""
+        d = self.codebook[a].float() - self.codebook[b].float()
+        return d.square().mean(-1).sqrt() < self.rms
+
+    def likeliest(
+        self, keep: Tensor, codes: Tensor, code_sh: Tensor, with_prob: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """Every token's likeliest tile from `TileWorldNet.tile_logits` (keep [B, N], codes
+        [B, N, K]) and the shifted codes [B, N] (K: unknown): (0 keep or 1 + code [B, N]; the
+        tile's probability [B, N]; without `with_prob`, 1 where keep is sure). A tile's
+        probability is the sum over its codes, keep counted with the shifted tile's. Where keep holds more than half it wins outright;
+        only the other tokens are pooled."""
+        K = codes.shape[-1]
+        best, code = codes.max(-1)
+        choice = torch.where(keep >= best, 0, code + 1)  # tile_choice
+        prob = torch.ones_like(keep)
+        # Keep holds more than half for sure where it beats every code by log K; elsewhere
+        # its probability tells.
+        near = (keep - best < math.log(K)).nonzero(as_tuple=True)
+        lse = torch.logaddexp(keep[near], torch.logsumexp(codes[near], -1))
+        prob[near] = torch.exp(keep[near] - lse)
+        if with_prob:  # the sure ones' probability too
+            far = keep - best >= math.log(K)
+            prob[far] = torch.exp(-torch.logaddexp(torch.zeros_like(keep[far]),
+                                  torch.logsumexp(codes[far] - keep[far, None], -1)))  # fmt: skip
+        open_ = prob[near] <= 0.5
+        at = tuple(i[open_] for i in near)
+        if not len(at[0]):
+            return choice, prob
+        k, c, sh, z = keep[at], codes[at], code_sh[at], lse[open_]
+        p, p_keep = torch.exp(c - z[:, None]), torch.exp(k - z)
+        known = sh != K
+        rows = torch.arange(len(sh), device=sh.device)
+        p.index_put_((rows[known], sh[known]), p_keep[known], accumulate=True)
+        score = torch.sparse.mm(self.same, p.T).T  # [R, K]: each code's tile probability
+        top, star = score.max(-1)
+        as_shifted = known & self.twins(star, sh.clamp(max=K - 1))
+        alone = ~known & (p_keep >= top)  # keep of an unknown tile is a tile of its own
+        choice[at] = torch.where(as_shifted | alone, 0, star + 1)
+        prob[at] = torch.where(alone, p_keep, top)
+        return choice, prob
+
+
 def _choose_tiles(
     keep: Tensor,
     codes: Tensor,
     temperature: Tensor,
     generator: torch.Generator | None,
     with_prob: bool = True,
+    groups: TileGroups | None = None,
+    code_sh: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """`_choose` over every token's [keep, codes] logits (`TileWorldNet.tile_logits`), given
+    """Every token's choice from its [keep, codes] logits (`TileWorldNet.tile_logits`), given
     apart: (the choice [B, N], 0 keep or 1 + code; its probability at temperature 1, or None
-    without `with_prob`). Only the tokens sampled (temperature > 0, e.g. the revealed ones)
-    draw noise: a [B, N, 1 + K] Gumbel tensor a step would halve the dream's speed."""
-    choice = tile_choice(keep, codes)
+    without `with_prob`). At temperature 0 the likeliest code, or with `groups` (and the
+    shifted codes `code_sh`) the likeliest tile, its probability the tile's. Only the tokens
+    sampled (temperature > 0, e.g. the revealed ones) draw noise: a [B, N, 1 + K] Gumbel
+    tensor a step would halve the dream's speed."""
     hot = temperature.to(keep.device) > 0
+    if groups is not None and code_sh is not None:
+        choice, prob = groups.likeliest(keep, codes, code_sh, with_prob)
+        redo = hot  # the sampled tokens' probability is their code's
+    else:
+        choice, prob, redo = tile_choice(keep, codes), None, torch.ones_like(hot)
     if bool(hot.any()):
         joined = torch.cat([keep[hot][:, None], codes[hot]], -1)
         choice[hot] = _choose(joined, temperature.to(keep)[hot], generator)
     if not with_prob:
         return choice, None
-    log_z = torch.logaddexp(keep, torch.logsumexp(codes, -1))
-    chosen = torch.where(
-        choice == 0, keep, codes.gather(-1, (choice - 1).clamp(min=0)[..., None])[..., 0]
-    )
-    return choice, torch.exp(chosen - log_z)
+    prob = torch.zeros_like(keep) if prob is None else prob
+    if bool(redo.any()):
+        k, c, ch = keep[redo], codes[redo], choice[redo]
+        log_z = torch.logaddexp(k, torch.logsumexp(c, -1))
+        chosen = torch.where(ch == 0, k, c.gather(-1, (ch - 1).clamp(min=0)[:, None])[:, 0])
+        prob[redo] = torch.exp(chosen - log_z)
+    return choice, prob
 
 
 class TileRollout:
@@ -138,6 +206,18 @@ class TileRollout:
         rows, cols = self.config.grid
         self.rows, self.cols = rows - self.config.fixed_rows, cols
         self.disp = torch.tensor(displacements(self.config.motion_radius), device=net.device)
+        self._groups: TileGroups | None = None
+
+    @property
+    def groups(self) -> TileGroups | None:
+        """The codebook's tile groups at the sampler's `twin_rms` (None at 0), built once per
+        setting: the codebook is the net's and does not change under a rollout."""
+        rms = self.sampler.twin_rms
+        if rms <= 0:
+            return None
+        if self._groups is None or self._groups.rms != rms:
+            self._groups = TileGroups.of(self.net.codebook, rms)
+        return self._groups
 
     def start(self, x: Tensor, actions: Tensor) -> TileRolloutState:
         """A state primed with context x [B, K>=1, C, H, W] (the rollout's frames in [-1, 1]);
@@ -308,7 +388,9 @@ class TileRollout:
             if told.allowed is not None:
                 codes = codes.masked_fill(~told.allowed.to(codes.device), -1e4)
             last = r == rounds - 1  # the last round commits every open token: no ranking
-            choice, conf = _choose_tiles(keep, codes, temperature, generator, with_prob=not last)
+            choice, conf = _choose_tiles(
+                keep, codes, temperature, generator, not last, self.groups, code_sh
+            )
             open_ = given == 0
             if last:
                 commit = open_

@@ -25,6 +25,7 @@ __all__ = [
     "novelty",
     "patches_to_frames",
     "remember",
+    "same_tile_codes",
     "shift_from_offsets",
     "shift_from_pixels",
     "shift_table",
@@ -148,6 +149,29 @@ def nearest_codes(patches: Tensor, codebook: Tensor, chunk: int = 262144) -> tup
             errs[i + miss] = ((xm - C[near]) ** 2).mean(-1).sqrt()
         codes[i : i + chunk] = c
     return codes.reshape(lead), errs.reshape(lead)
+
+
+def same_tile_codes(codebook: Tensor, rms: float, chunk: int = 1024) -> Tensor:
+    """Which codes draw one tile: a sparse float [K, K] matrix, 1 where two rows of the
+    codebook uint8 [K, D] are within `rms` (RMS, 0-255 units) of each other, the diagonal
+    included. A row equal to an earlier one (the zero rows of a codebook larger than its
+    data) is in no group but its own, so unused rows never pool."""
+    K, dev = len(codebook), codebook.device
+    _, inverse = torch.unique(codebook, dim=0, return_inverse=True)
+    first = torch.full((K,), K, dtype=torch.long, device=dev)
+    first.scatter_reduce_(0, inverse, torch.arange(K, device=dev), "amin")
+    distinct = (first[inverse] == torch.arange(K, device=dev)).nonzero()[:, 0]
+    book = codebook[distinct].float()
+    rows, cols = [torch.arange(K, device=dev)], [torch.arange(K, device=dev)]
+    for i in range(0, len(book), chunk):
+        d = torch.cdist(book[i : i + chunk], book) / book.shape[1] ** 0.5
+        r, c = (d < rms).nonzero(as_tuple=True)
+        off = (r + i) != c  # the diagonal is in once already
+        rows.append(distinct[r[off] + i])
+        cols.append(distinct[c[off]])
+    idx = torch.stack([torch.cat(rows), torch.cat(cols)])
+    ones = torch.ones(idx.shape[1], device=dev)
+    return torch.sparse_coo_tensor(idx, ones, (K, K), check_invariants=True).coalesce()
 
 
 def displacements(radius: int) -> list[tuple[int, int]]:
