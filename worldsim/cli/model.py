@@ -41,16 +41,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sampler",
         help="copy a release with other sampler defaults (temperatures, commit rounds)",
         description="Copy a release folder with other sampler defaults; the weights stay as they "
-        "are. Any field of the model's sampler config: tile models (TileSampler) sampler_steps, "
-        "temperature, reveal_temperature, fixed_temperature, shift_temperature, "
-        "commit_confidence; diffusion models (DiffusionSampler) sampler, sampler_steps, "
-        "guidance, motion_temperature, sigma_min, sigma_max, rho, sigma_stab.",
+        "are. Any field of the model's sampler config: tile models (TileSampler) "
+        f"{_fields('worldsim.model.tile_config', 'TileSampler')}; diffusion models "
+        f"(DiffusionSampler) {_fields('worldsim.model.config', 'DiffusionSampler')}.",
     )
     sampler.add_argument("--release", required=True, help="the release folder to copy")
     sampler.add_argument("--set", action="append", required=True, metavar="KEY=VALUE",
                          help="a sampler default to change (repeatable)")  # fmt: skip
     sampler.add_argument("--out", required=True, help="the new release folder")
     sampler.set_defaults(func=run_sampler)
+
+
+def _fields(module: str, name: str) -> str:
+    """The field names of a sampler config class, for the help text."""
+    import dataclasses
+    import importlib
+
+    return ", ".join(
+        f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name))
+    )
 
 
 def run_sampler(args: argparse.Namespace) -> int:
