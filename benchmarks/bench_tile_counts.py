@@ -8,8 +8,8 @@ episode long enough for `--horizon` more; the model rolls each out open loop wit
 actions, and the tile classifier (`worldsim bench train-tiles`) names every map tile of the
 real and the generated continuations. Printed and written as JSON: the mean number of tiles
 of each class per frame at a few steps, real against generated. A dream whose objects
-multiply or vanish shows it here before it shows in a share of tiles right. `--set k=v`
-changes a sampler setting for the run (e.g. `--set twin_rms=0` for the likeliest code).
+multiply or vanish shows it here before it shows in a share of tiles right. To compare
+sampler settings, make a release of each (`worldsim model sampler --set twin_rms=0 ...`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--horizon", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a sampler setting for this run (repeatable)")  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
@@ -48,11 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     from worldsim.world_model import WorldModel
 
     wm, K, H = WorldModel.from_checkpoint(args.checkpoint), args.context, args.horizon
-    sets = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        sets[key] = type(getattr(wm.rollout.sampler, key))(value)
-    wm.rollout.sampler = dataclasses.replace(wm.rollout.sampler, **sets)
     tiles = load_tile_model(args.tiles)
     store = EpisodeStore.open(args.data)
     clips = []
@@ -74,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         dream.append(tiles.classify(out))
     steps = [s for s in (1, 16, 32, 48, 64) if s <= H]
     result: dict = {"checkpoint": str(args.checkpoint), "data": args.data, "clips": len(clips),
-                    "context": K, "horizon": H, "sampler_set": sets, "steps": steps}  # fmt: skip
+                    "context": K, "horizon": H, "sampler": dataclasses.asdict(wm.sampler),
+                    "steps": steps}  # fmt: skip
     print(f"{len(clips)} clips, tiles per frame at steps {steps}: real | generated")
     for name in CLASSES:
         if name not in tiles.names:

@@ -8,9 +8,11 @@ sampler defaults.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from worldsim.cli.argtypes import positive_int
-from worldsim.model.config import PRESETS, preset
+from worldsim.model.config import PRESETS, DiffusionSampler, preset
+from worldsim.model.tile_config import TileSampler
 
 __all__ = ["register"]
 
@@ -42,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="copy a release with other sampler defaults (temperatures, commit rounds)",
         description="Copy a release folder with other sampler defaults; the weights stay as they "
         "are. Any field of the model's sampler config: tile models (TileSampler) "
-        f"{_fields('worldsim.model.tile_config', 'TileSampler')}; diffusion models "
-        f"(DiffusionSampler) {_fields('worldsim.model.config', 'DiffusionSampler')}.",
+        f"{_fields(TileSampler)}; diffusion models (DiffusionSampler) "
+        f"{_fields(DiffusionSampler)}.",
     )
     sampler.add_argument("--release", required=True, help="the release folder to copy")
     sampler.add_argument("--set", action="append", required=True, metavar="KEY=VALUE",
@@ -52,14 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampler.set_defaults(func=run_sampler)
 
 
-def _fields(module: str, name: str) -> str:
-    """The field names of a sampler config class, for the help text."""
-    import dataclasses
-    import importlib
-
-    return ", ".join(
-        f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name))
-    )
+def _fields(cls: type) -> str:
+    """The field names of a sampler config class in their order, for the help text."""
+    return ", ".join(f.name for f in dataclasses.fields(cls))
 
 
 def run_sampler(args: argparse.Namespace) -> int:

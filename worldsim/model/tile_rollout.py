@@ -120,21 +120,18 @@ class TileGroups:
         """Every token's likeliest tile from `TileWorldNet.tile_logits` (keep [B, N], codes
         [B, N, K]) and the shifted codes [B, N] (K: unknown): (0 keep or 1 + code [B, N]; the
         tile's probability [B, N]; without `with_prob`, 1 where keep is sure). A tile's
-        probability is the sum over its codes, keep counted with the shifted tile's. Where keep holds more than half it wins outright;
-        only the other tokens are pooled."""
+        probability is the sum over its codes, keep counted with the shifted tile's. Where
+        keep holds more than half it wins outright; only the other tokens are pooled."""
         K = codes.shape[-1]
         best, code = codes.max(-1)
-        choice = torch.where(keep >= best, 0, code + 1)  # tile_choice
-        prob = torch.ones_like(keep)
-        # Keep holds more than half for sure where it beats every code by log K; elsewhere
-        # its probability tells.
-        near = (keep - best < math.log(K)).nonzero(as_tuple=True)
+        choice = torch.where(keep >= best, 0, code + 1)  # tile_choice, reusing `best`
+        # Keep holds more than half for sure where it beats every code by log K: without
+        # `with_prob` only the other tokens need keep's probability.
+        need = torch.ones_like(choice, dtype=torch.bool) if with_prob else keep - best < math.log(K)
+        near = need.nonzero(as_tuple=True)
         lse = torch.logaddexp(keep[near], torch.logsumexp(codes[near], -1))
+        prob = torch.ones_like(keep)
         prob[near] = torch.exp(keep[near] - lse)
-        if with_prob:  # the sure ones' probability too
-            far = keep - best >= math.log(K)
-            prob[far] = torch.exp(-torch.logaddexp(torch.zeros_like(keep[far]),
-                                  torch.logsumexp(codes[far] - keep[far, None], -1)))  # fmt: skip
         open_ = prob[near] <= 0.5
         at = tuple(i[open_] for i in near)
         if not len(at[0]):
