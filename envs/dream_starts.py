@@ -53,7 +53,8 @@ class StartContexts:
 
     Sources, chosen by reset options: the checkpoint's own contexts (default; ``"context"``
     picks one by index), an episode store (``"store"``: path or EpisodeStore, ``"episode"``,
-    ``"start"``), given frames (``"frames"``: uint8 [K, H, W, 3], ``"actions"``: [K-1, ...],
+    ``"start"``: a frame index; a start in the middle of an episode is told the named events
+    the player had had by then, so they do not pay again), given frames (``"frames"``: uint8 [K, H, W, 3], ``"actions"``: [K-1, ...],
     no-ops if left out), or one image (``"image"``: uint8 [H, W, 3], repeated K times with
     no-op actions between the copies, i.e. a world standing still).
     """
@@ -162,14 +163,31 @@ class StartContexts:
         episode = int(rng.integers(len(store))) if episode is None else int(episode)
         if not 0 <= episode < len(store):
             raise StartError(f"episode {episode} out of range: the store has {len(store)}")
-        start = int(_pick(options.get("start"), index) or 0)
         frames_in_episode = int(store.lengths[episode]) + 1
+        start = int(_pick(options.get("start"), index) or 0)
         length = min(self.length, frames_in_episode - start)
         if length < 1:
             raise StartError(f"start {start} is past the end of episode {episode}")
         clip = store.clip(episode, start, length)
-        info = {"start": "store", "episode": episode, "step": start}
+        info: dict[str, Any] = {"start": "store", "episode": episode, "step": start}
+        paid = self._paid_before(store, clip, length)
+        if paid is not None:
+            info["paid"] = paid
         return np.asarray(clip.frames), clip.actions, info
+
+    def _paid_before(self, store: Any, clip: Any, length: int) -> np.ndarray | None:
+        """Which of the model's named events (a tile model's `config.events`) the episode had
+        by the clip's last frame, bool [E], from the store's `events` counters; None for a
+        model without events or a store without the label. A dream started in the middle of
+        an episode so does not pay again for what the player had already done."""
+        names = list(getattr(self.world_model.config, "events", None) or [])
+        spec = (getattr(store, "label_spec", None) or {}).get("events") or {}
+        counts = (clip.labels or {}).get("events")
+        if not names or counts is None or "names" not in spec:
+            return None
+        had = np.asarray(counts)[length - 1] > 0
+        index = {name: i for i, name in enumerate(spec["names"])}
+        return np.array([bool(had[index[n]]) if n in index else False for n in names])
 
 
 def _pick(value: Any, index: int) -> Any:

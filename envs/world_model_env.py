@@ -130,7 +130,10 @@ class WorldModelEnv(DreamCore, gym.Env):
         frames, actions, info = self.starts.draw(options, self.np_random)
         if actions is None or len(frames) == 1:
             actions = stack_actions(self.action_space, [])
-        self.world_model.reset(frames[None], tree_index(actions, None))
+        paid = info.get("paid")
+        self.world_model.reset(
+            frames[None], tree_index(actions, None), None if paid is None else paid[None]
+        )
         self._frame = np.ascontiguousarray(frames[-1])
         if self.render_mode == "human":
             self.render()

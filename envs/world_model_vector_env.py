@@ -104,6 +104,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         self._obs = np.zeros(self.observation_space.shape, np.uint8)
         self._steps = np.zeros(B, np.int64)
         self._done = np.zeros(B, np.bool_)  # ended last step: NEXT_STEP resets it now
+        self._paid: list[np.ndarray | None] = [None] * B  # events had before each start
         self._options: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- contexts
@@ -117,6 +118,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
             self._actions[i].extend(tree_index(actions, t) for t in range(len(frames) - 1))
         self._obs[i] = frames[-1]
         self._steps[i] = 0
+        self._paid[i] = info.get("paid")
         return info
 
     def _contexts(self, rows: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -134,9 +136,18 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         that cannot restart some rollouts alone restarts all of them."""
         wm, B = self.world_model, self.num_envs
         if rows is not None and len(rows) < B and wm.restarts_rows and wm.batch_size == B:
-            wm.restart(rows, *self._contexts(rows))
+            wm.restart(rows, *self._contexts(rows), self._paid_of(rows))
         else:
-            wm.reset(*self._contexts(np.arange(B)))
+            wm.reset(*self._contexts(np.arange(B)), self._paid_of(np.arange(B)))
+
+    def _paid_of(self, rows: np.ndarray) -> np.ndarray | None:
+        """The named events envs `rows` had before their starts, bool [b, E] (a start from
+        the middle of a stored episode; StartContexts), or None where no start says."""
+        paid = [self._paid[i] for i in rows]
+        if all(p is None for p in paid):
+            return None
+        E = len(next(p for p in paid if p is not None))
+        return np.stack([np.zeros(E, np.bool_) if p is None else p for p in paid])
 
     def _infos(self, starts: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
         B = self.num_envs

@@ -511,6 +511,22 @@ def test_events_are_told_before_the_frame_and_pay_only_the_first_time(trained, t
     state.paid[:] = True
     _, rewards, _ = wm.rollout.next(state, wm.net.encode_actions(moves))
     assert (rewards == 0).all()
+    # A dream started in the middle of a stored episode is told, from the store's event
+    # counters, what the player had done by its last context frame, and does not pay it again.
+    vec = WorldModelVectorEnv(4, world_model=wm, autoreset_mode="SameStep")
+    store, had_before = EpisodeStore.open(str(tmp_path / "store")), []
+    for episode in range(4):
+        starts = [0, 5, 12, 30]
+        _, info = vec.reset(seed=0, options={"store": str(tmp_path / "store"),
+                                             "episode": episode, "start": starts})  # fmt: skip
+        _, reward, *_ = vec.step(np.zeros(4, np.int64))  # everyone rests
+        counts = store.labels(episode)["events"][:, 0]
+        for i, start in enumerate(starts):
+            had = bool(counts[start + vec.starts.length - 1] > 0)
+            assert info["paid"][i].tolist() == [had]
+            assert reward[i] == (0.0 if had else 1.0)
+            had_before.append(had)
+    assert set(had_before) == {True, False}
     with pytest.raises(ValueError, match="parts"):
         TileWorldSystem(loss={"parts": ["decoder"]})
 

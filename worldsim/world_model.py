@@ -195,15 +195,19 @@ class WorldModel:
 
     # ------------------------------------------------------------------ rollout
     @torch.inference_mode()
-    def reset(self, frames: Any, actions: Any) -> None:
+    def reset(self, frames: Any, actions: Any, paid: Any | None = None) -> None:
         """Start B rollouts from context frames [B, K, H, W, 3] uint8 (np or torch) and the
         K-1 actions between them, [B, K-1, ...] (a dict of such for Dict spaces).
 
-        Frames beyond the model's context keep only the newest `context - 1`.
+        Frames beyond the model's context keep only the newest `context - 1`. `paid`: bool
+        [B, E], the named events each episode had before the context (as in `generate`).
         """
         x, enc = self._context(frames, actions)
         self._batch = x.shape[0]
-        self._state = self.rollout.start(x, enc)
+        state = self.rollout.start(x, enc)
+        if paid is not None:
+            self._set_paid(state, paid)
+        self._state = state
 
     @property
     def restarts_rows(self) -> bool:
@@ -212,10 +216,11 @@ class WorldModel:
         return hasattr(self.rollout, "restart")
 
     @torch.inference_mode()
-    def restart(self, rows: Any, frames: Any, actions: Any) -> None:
+    def restart(self, rows: Any, frames: Any, actions: Any, paid: Any | None = None) -> None:
         """Start the rollouts `rows` (indices into the batch) afresh from context frames
-        [b, K, H, W, 3] and actions [b, K-1, ...], one per row; the others go on, their
-        memory included. Needs `restarts_rows`; else `reset` them all."""
+        [b, K, H, W, 3] and actions [b, K-1, ...], one per row, and the events they had
+        before (`paid` bool [b, E], as in `reset`); the others go on, their memory included.
+        Needs `restarts_rows`; else `reset` them all."""
         if self._state is None:
             raise WorldsimError("call reset(frames, actions) before restart(rows, ...)")
         if not self.restarts_rows:
@@ -230,6 +235,8 @@ class WorldModel:
             raise FrameError(f"{len(rows)} rows to restart but {x.shape[0]} contexts given")
         if len(rows):
             self.rollout.restart(self._state, rows, x, enc)
+            if paid is not None:
+                self._set_paid(self._state, paid, rows.to(self.device))
 
     @torch.inference_mode()
     def step(
@@ -346,8 +353,11 @@ class WorldModel:
         classes = self.rollout.shift_classes(motion)
         return [Given(shift=classes[:, i]) for i in range(shape[1])]
 
-    def _set_paid(self, state: Any, paid: Any) -> None:
+    def _set_paid(self, state: Any, paid: Any, rows: Tensor | None = None) -> None:
+        """Set which named events the rollouts (`rows` of them; None: all) had already had."""
         want = getattr(state, "paid", None)
+        if want is not None and rows is not None:
+            want = want[rows]
         given = torch.as_tensor(np.asarray(paid, dtype=bool), device=self.device)
         if want is None or given.shape != want.shape:
             raise ValueError(
@@ -355,7 +365,10 @@ class WorldModel:
                 + (f"bool [B, E] = {tuple(want.shape)}, one per named event" if want is not None
                    else "none (it has no named events): leave it out")
             )  # fmt: skip
-        state.paid = given
+        if rows is None:
+            state.paid = given
+        else:
+            state.paid[rows] = given
 
     @torch.inference_mode()
     def sample_clip(
