@@ -188,8 +188,11 @@ def test_a_killed_parent_takes_the_game_with_it(tmp_path):
         "time.sleep(60)\n"
     )
     signals = (signal.SIGINT, signal.SIGKILL)
+    # A job started in the background of a shell inherits SIGINT ignored, and so would the
+    # child: give it the default, as a terminal's Ctrl-C finds it.
     procs = [  # both at once: a game start is most of this test's time
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         for _ in signals
     ]  # fmt: skip
     games = [[int(p) for p in proc.stdout.readline().split()] for proc in procs]
