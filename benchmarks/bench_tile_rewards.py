@@ -7,7 +7,10 @@ the real action, and generates frame t+1 and its reward. Printed and written as 
 - achievement-unlock recall and precision (reward >= 0.5) over all held-out unlocks (the
   fidelity report's clips hold only a few of them);
 - how often the dream changes the inventory rows (the bottom two tile rows) when the real
-  game does and when it does not;
+  game does and when it does not, and how often it draws them exactly as the real next frame;
+  with the store's `events` labels, apart for the changes in a step where an event happened
+  (wood collected, water drunk) and the others (Crafter's food, water, energy and health
+  timers, which the frames do not show);
 - with the store's `events` labels (Crafter's achievements), the recall of each kind of unlock;
 - for a tile model, the same unlocks scored by its reward head on the *real* next frame: what
   the head can do when the inventory is drawn right.
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     paid = torch.zeros(len(eps), E, dtype=torch.bool)
     gen_r = [np.zeros(len(a), np.float32) for a in ac]
     gen_hud = [np.zeros(len(a), bool) for a in ac]
+    gen_hud_right = [np.zeros(len(a), bool) for a in ac]  # drawn as the real next frame's
     lo, hi = 63 - args.hud_rows, 63
     for t in range(K - 1, max(len(a) for a in ac)):
         alive = [i for i in range(len(eps)) if t < len(ac[i])]
@@ -87,14 +91,19 @@ def main(argv: list[str] | None = None) -> int:
             for k, i in enumerate(rows):
                 gen_r[i][t] = float(r[k, 0])
                 gen_hud[i][t] = (g[k, lo:hi] != fr[i][t, lo:hi]).any()
+                gen_hud_right[i][t] = (g[k, lo:hi] == fr[i][t + 1, lo:hi]).all()
     pred, real, hud_real, hud_gen, head_real, kinds = [], [], [], [], [], []
+    hud_right, evented = [], []
     for i, e in enumerate(eps):
         ts = np.arange(K - 1, len(ac[i]))
         pred.append(gen_r[i][ts])
         real.append(np.asarray(e.rewards)[ts])
         hud_real.append((fr[i][ts + 1, lo:hi] != fr[i][ts, lo:hi]).any((1, 2, 3)))
         hud_gen.append(gen_hud[i][ts])
+        hud_right.append(gen_hud_right[i][ts])
         counts = (e.labels or {}).get("events")
+        if counts is not None:  # an event in the step (any counter goes up)
+            evented.append((np.diff(np.asarray(counts), axis=0) > 0).any(1)[ts])
         if counts is not None:  # which event each real unlock is (the first to leave 0)
             first = first_events(counts)
             kinds.append(np.where(first.any(1), first.argmax(1), -1)[ts])
@@ -111,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             head_real.append(rew.numpy()[K - 1 :])
     pred, real = np.concatenate(pred), np.concatenate(real)
     hr, hg = np.concatenate(hud_real), np.concatenate(hud_gen)
+    right = np.concatenate(hud_right)
 
     def pr(p_: np.ndarray) -> dict:
         u, pu = real >= 0.5, p_ >= 0.5
@@ -133,8 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         "recall_by_event": by_event(pred),
         "inventory_changes": {"real_share": float(hr.mean()), "dream_share": float(hg.mean()),
                               "dream_when_real_changes": float((hg & hr).sum() / max(hr.sum(), 1)),
-                              "dream_when_real_does_not": float((hg & ~hr).sum() / max((~hr).sum(), 1))},
+                              "dream_when_real_does_not": float((hg & ~hr).sum() / max((~hr).sum(), 1)),
+                              "drawn_right_when_real_changes": float((right & hr).sum() / max(hr.sum(), 1)),
+                              "drawn_right_when_real_does_not": float((right & ~hr).sum() / max((~hr).sum(), 1))},
     }  # fmt: skip
+    if len(evented) == len(eps):  # the real changes apart: in a step with an event, or not
+        ev = np.concatenate(evented)
+        out["inventory_changes"]["by_cause"] = {
+            cause: {"real_changes": int((hr & m).sum()),
+                    "dream_changes": float((hg & hr & m).sum() / max((hr & m).sum(), 1)),
+                    "drawn_right": float((right & hr & m).sum() / max((hr & m).sum(), 1))}
+            for cause, m in (("event", ev), ("no_event", ~ev))
+        }  # fmt: skip
     if head_real:
         on_real = np.concatenate(head_real)
         out["reward_head_on_real_next_frames"] = {**pr(on_real), "by_event": by_event(on_real)}
