@@ -18,6 +18,7 @@ from gymnasium.utils.env_checker import check_env
 from test_semantic import SPACE, SPEC, TILE, ToyWorld, toy_store
 
 import envs.world_model_registry  # noqa: F401  (registers worldsim/WorldModel-v0)
+from envs.world_model_env import WorldModelEnv
 from envs.world_model_vector_env import WorldModelVectorEnv
 from training.module import ConfigError
 from training.tile_data import TileDataModule
@@ -527,6 +528,13 @@ def test_events_are_told_before_the_frame_and_pay_only_the_first_time(trained, t
             assert reward[i] == (0.0 if had else 1.0)
             had_before.append(had)
     assert set(had_before) == {True, False}
+    one = WorldModelEnv(world_model=wm)  # the single env is told the same
+    for start in (0, 30):
+        _, info = one.reset(seed=0, options={"store": str(tmp_path / "store"), "episode": 0,
+                                             "start": start})  # fmt: skip
+        counts = store.labels(0)["events"][:, 0]
+        had = bool(counts[start + one.starts.length - 1] > 0)
+        assert info["paid"].tolist() == [had] and one.step(0)[1] == (0.0 if had else 1.0)
     with pytest.raises(ValueError, match="parts"):
         TileWorldSystem(loss={"parts": ["decoder"]})
 
