@@ -58,6 +58,10 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         max_episode_steps: truncate episodes after this many steps (None: never).
         autoreset_mode: see above.
         render_mode: ``"rgb_array"``: ``render()`` returns the B frames.
+        tensors: observations (and ``infos["final_obs"]``) are torch uint8 tensors on the
+            model's device, never copied to numpy; rewards and flags stay numpy. For an agent
+            on the same device (``worldsim rl train`` uses it); Gymnasium's own tools expect
+            numpy observations, so it is off by default.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -79,6 +83,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         max_episode_steps: int | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
+        tensors: bool = False,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -101,7 +106,10 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         B = self.num_envs
         self._frames: list[deque[np.ndarray]] = [deque(maxlen=self.window) for _ in range(B)]
         self._actions: list[deque[Any]] = [deque(maxlen=self.window - 1) for _ in range(B)]
-        self._obs = np.zeros(self.observation_space.shape, np.uint8)
+        self.tensors = bool(tensors)
+        self._obs: Any = np.zeros(self.observation_space.shape, np.uint8)
+        if self.tensors:
+            self._obs = torch.as_tensor(self._obs, device=self.world_model.device)
         self._steps = np.zeros(B, np.int64)
         self._done = np.zeros(B, np.bool_)  # ended last step: NEXT_STEP resets it now
         self._paid: list[np.ndarray | None] = [None] * B  # events had before each start
@@ -111,9 +119,12 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
     def _start(self, i: int, options: dict[str, Any]) -> dict[str, Any]:
         """Draw env i's starting context into its history; returns its info."""
         frames, actions, info = self.starts.draw(options, self.np_random, index=i)
+        frames = np.asarray(frames)
+        if self.tensors:
+            frames = torch.as_tensor(frames, device=self.world_model.device)
         self._frames[i].clear()
         self._actions[i].clear()
-        self._frames[i].extend(np.asarray(frames))
+        self._frames[i].extend(frames)
         if actions is not None and len(frames) > 1:
             self._actions[i].extend(tree_index(actions, t) for t in range(len(frames) - 1))
         self._obs[i] = frames[-1]
@@ -125,7 +136,8 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         """The recent frames [b, K, H, W, 3] and actions [b, K-1, ...] of envs `rows`, all
         trimmed to the shortest of them."""
         K = min(len(self._frames[i]) for i in rows)
-        frames = np.stack([np.stack(list(self._frames[i])[-K:]) for i in rows])
+        stack = torch.stack if self.tensors else np.stack
+        frames = stack([stack(list(self._frames[i])[-K:]) for i in rows])
         space, acts = self.single_action_space, [list(self._actions[i]) for i in rows]
         actions = tree_stack([stack_actions(space, a[len(a) - (K - 1) :] if K > 1 else [])
                               for a in acts])  # fmt: skip
@@ -184,7 +196,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         starts = {int(i): self._start(int(i), options) for i in np.flatnonzero(mask)}
         self._done[mask] = False
         self._prime(np.flatnonzero(mask))
-        return self._obs.copy(), self._infos(starts)
+        return self._copy_obs(), self._infos(starts)
 
     def step(
         self, actions: Any
@@ -208,11 +220,11 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
             self._done[:] = False
             self._prime()
             zeros = np.zeros(B, np.bool_)
-            return self._obs.copy(), np.zeros(B), zeros, zeros.copy(), self._infos(starts)
+            return self._copy_obs(), np.zeros(B), zeros, zeros.copy(), self._infos(starts)
         frames, rewards, terminated = self.world_model.step(
-            actions, steps=self.sampler_steps, guidance=self.guidance, generator=self._generator
-        )
-        frames = to_numpy(frames)
+            actions, steps=self.sampler_steps, guidance=self.guidance, generator=self._generator,
+            as_tensors=self.tensors,
+        )  # fmt: skip
         rewards = to_numpy(rewards).astype(np.float64).reshape(B)
         terminated = to_numpy(terminated).astype(np.bool_).reshape(B)
         self._steps += 1
@@ -234,7 +246,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
             if reset.any():
                 final_obs = np.full(B, None, dtype=object)  # one frame per ended env
                 for i in np.flatnonzero(reset):
-                    final_obs[i] = self._obs[i].copy()
+                    final_obs[i] = self._copy_obs(i)
                 infos["final_obs"] = final_obs
                 infos["_final_obs"] = reset.copy()
                 infos["final_info"] = {
@@ -250,8 +262,13 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
             self._prime(np.flatnonzero(reset))
         same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
         self._done = np.zeros(B, np.bool_) if same_step else terminated | truncated
-        return self._obs.copy(), rewards, terminated, truncated, infos
+        return self._copy_obs(), rewards, terminated, truncated, infos
+
+    def _copy_obs(self, i: int | None = None) -> Any:
+        """A copy of the observations (or env i's), numpy or a tensor as `tensors` says."""
+        obs = self._obs if i is None else self._obs[i]
+        return obs.clone() if self.tensors else obs.copy()
 
     def render(self) -> np.ndarray | None:
         """The B current frames, uint8 [B, H, W, 3] (``render_mode="rgb_array"``)."""
-        return self._obs.copy() if self.render_mode == "rgb_array" else None
+        return to_numpy(self._copy_obs()) if self.render_mode == "rgb_array" else None

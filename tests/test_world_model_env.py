@@ -194,6 +194,32 @@ def test_vector_env_same_step_and_reset_mask(checkpoint):
     assert infos["_start"].tolist() == [False, True]
 
 
+def test_vector_env_keeps_observations_as_tensors_when_asked(checkpoint):
+    import torch
+
+    runs = {}
+    for tensors in (False, True):
+        env = WorldModelVectorEnv(2, checkpoint, device="cpu", max_episode_steps=2,
+                                  autoreset_mode="SameStep", render_mode="rgb_array",
+                                  tensors=tensors)  # fmt: skip
+        obs, _ = env.reset(seed=0)
+        seen, final = [obs], None
+        for a in ([0, 3], [1, 2], [4, 0]):
+            obs, _, _, truncated, infos = env.step(np.array(a))
+            seen.append(obs)
+            if truncated.any():
+                final = infos["final_obs"]
+        runs[tensors] = seen, final, env.render()
+    for a, b in zip(runs[False][0], runs[True][0], strict=True):  # the same frames, kept as tensors
+        assert isinstance(b, torch.Tensor) and b.dtype == torch.uint8
+        np.testing.assert_array_equal(a, b.numpy())
+    assert all(isinstance(f, torch.Tensor) for f in runs[True][1])
+    np.testing.assert_array_equal(
+        np.stack(runs[False][1]), torch.stack(list(runs[True][1])).numpy()
+    )
+    np.testing.assert_array_equal(runs[False][2], runs[True][2])  # render() gives numpy
+
+
 def test_stable_baselines3_ppo_learns_in_the_dream(checkpoint):
     from stable_baselines3 import PPO
 

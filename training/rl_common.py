@@ -95,7 +95,8 @@ def make_vector_env(
     checkpoint: str | Path | None = None,
     real_game: str | None = None,
 ) -> gym.vector.VectorEnv:
-    """B envs with SAME_STEP autoreset: the dream `world` id (batched), or a real game (sync).
+    """B envs with SAME_STEP autoreset: the dream `world` id (batched, its observations torch
+    tensors on the model's device), or a real game (sync, numpy).
 
     Args:
         args: num_envs, device, sampler_steps and max_episode_steps are used.
@@ -131,6 +132,7 @@ def make_vector_env(
         vectorization_mode="vector_entry_point",
         device=args.device,
         autoreset_mode=AutoresetMode.SAME_STEP,
+        tensors=True,  # frames stay on the model's device, where the agent reads them
         **kwargs,
     )
 

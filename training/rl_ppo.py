@@ -231,7 +231,8 @@ def train(
             # A time limit is not the end of the world: bootstrap from the frame it cut at.
             cut = np.flatnonzero(truncated & ~terminated)
             if len(cut):
-                final = torch.as_tensor(np.stack(infos["final_obs"][cut]), device=device)
+                final = torch.stack([torch.as_tensor(infos["final_obs"][i], device=device)
+                                     for i in cut])  # fmt: skip
                 with torch.no_grad():
                     reward[cut] += args.gamma * agent.get_value(final)
             rewards[step] = reward

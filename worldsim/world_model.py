@@ -246,7 +246,8 @@ class WorldModel:
         steps: int | None = None,
         guidance: float | None = None,
         generator: torch.Generator | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        as_tensors: bool = False,
+    ) -> tuple[Any, Any, Any]:
         """Generate the frame that follows `actions` [B, ...] in every rollout.
 
         Args:
@@ -254,9 +255,11 @@ class WorldModel:
             steps: sampler steps (default: the config's).
             guidance: classifier-free guidance scale on the action (1: none).
             generator: seeds the sampling noise.
+            as_tensors: return torch tensors on the model's device (no copy to numpy).
 
         Returns:
-            frames uint8 [B, H, W, 3], rewards float32 [B], terminated bool [B].
+            frames uint8 [B, H, W, 3], rewards float32 [B], terminated bool [B]: numpy arrays,
+            or tensors with `as_tensors`.
         """
         if self._state is None:
             raise WorldsimError("call reset(frames, actions) before step(actions)")
@@ -264,12 +267,8 @@ class WorldModel:
         x, rewards, p_end = self.rollout.next(
             self._state, enc, steps=steps, guidance=guidance, generator=generator
         )
-        frames = self.net.x_to_frames(x)[:, 0]
-        return (
-            frames.cpu().numpy(),
-            rewards[:, 0].float().cpu().numpy(),
-            (p_end[:, 0] > 0.5).cpu().numpy(),
-        )
+        out = self.net.x_to_frames(x)[:, 0], rewards[:, 0].float(), p_end[:, 0] > 0.5
+        return out if as_tensors else tuple(t.cpu().numpy() for t in out)
 
     @torch.inference_mode()
     def generate(
