@@ -54,9 +54,10 @@ class StartContexts:
     Sources, chosen by reset options: the checkpoint's own contexts (default; ``"context"``
     picks one by index), an episode store (``"store"``: path or EpisodeStore, ``"episode"``,
     ``"start"``: a frame index; a start in the middle of an episode is told the named events
-    the player had had by then, so they do not pay again), given frames (``"frames"``: uint8 [K, H, W, 3], ``"actions"``: [K-1, ...],
-    no-ops if left out), or one image (``"image"``: uint8 [H, W, 3], repeated K times with
-    no-op actions between the copies, i.e. a world standing still).
+    the player had had by then, in ``info["paid"]``, so they do not pay again), given frames
+    (``"frames"``: uint8 [K, H, W, 3], ``"actions"``: [K-1, ...], no-ops if left out), or one
+    image (``"image"``: uint8 [H, W, 3], repeated K times with no-op actions between the
+    copies, i.e. a world standing still).
     """
 
     def __init__(self, world_model: WorldModel) -> None:
@@ -163,8 +164,8 @@ class StartContexts:
         episode = int(rng.integers(len(store))) if episode is None else int(episode)
         if not 0 <= episode < len(store):
             raise StartError(f"episode {episode} out of range: the store has {len(store)}")
-        frames_in_episode = int(store.lengths[episode]) + 1
         start = int(_pick(options.get("start"), index) or 0)
+        frames_in_episode = int(store.lengths[episode]) + 1
         length = min(self.length, frames_in_episode - start)
         if length < 1:
             raise StartError(f"start {start} is past the end of episode {episode}")

@@ -104,7 +104,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         # Frames the model attends to; its rollout keeps at most context - 1 of them on reset.
         self.window = max(self.world_model.release.context - 1, 1)
         B = self.num_envs
-        self._frames: list[deque[np.ndarray]] = [deque(maxlen=self.window) for _ in range(B)]
+        self._frames: list[deque[Any]] = [deque(maxlen=self.window) for _ in range(B)]
         self._actions: list[deque[Any]] = [deque(maxlen=self.window - 1) for _ in range(B)]
         self.tensors = bool(tensors)
         self._obs: Any = np.zeros(self.observation_space.shape, np.uint8)
@@ -132,9 +132,9 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         self._paid[i] = info.get("paid")
         return info
 
-    def _contexts(self, rows: np.ndarray) -> tuple[np.ndarray, Any]:
-        """The recent frames [b, K, H, W, 3] and actions [b, K-1, ...] of envs `rows`, all
-        trimmed to the shortest of them."""
+    def _contexts(self, rows: np.ndarray) -> tuple[Any, Any]:
+        """The recent frames [b, K, H, W, 3] (numpy, or a tensor with `tensors`) and actions
+        [b, K-1, ...] of envs `rows`, all trimmed to the shortest of them."""
         K = min(len(self._frames[i]) for i in rows)
         stack = torch.stack if self.tensors else np.stack
         frames = stack([stack(list(self._frames[i])[-K:]) for i in rows])
