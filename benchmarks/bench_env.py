@@ -91,15 +91,18 @@ def bench_play(checkpoint: Path, steps: int, device: str) -> dict[str, float]:
     return out
 
 
-def bench_vector(checkpoint: Path, batches: list[int], steps: int, device: str) -> dict[int, float]:
-    """Vector env steps/s (env steps: B per call) at each batch size B."""
+def bench_vector(
+    checkpoint: Path, batches: list[int], steps: int, device: str, tensors: bool = False
+) -> dict[int, float]:
+    """Vector env steps/s (env steps: B per call) at each batch size B; with `tensors` the
+    observations stay torch tensors on the device, as `worldsim rl train` runs the dream."""
     from envs.world_model_env import load_world_model
     from envs.world_model_vector_env import WorldModelVectorEnv
 
     world_model = load_world_model(checkpoint, device=device)
     out = {}
     for B in batches:
-        env = WorldModelVectorEnv(B, world_model=world_model)
+        env = WorldModelVectorEnv(B, world_model=world_model, tensors=tensors)
         env.reset(seed=0)
         env.action_space.seed(0)
         for _ in range(2):  # warm-up
@@ -110,7 +113,8 @@ def bench_vector(checkpoint: Path, batches: list[int], steps: int, device: str) 
             env.step(env.action_space.sample())
         _sync(device)
         out[B] = B * steps / (time.perf_counter() - start)
-        print(f"vector env B={B:3d}: {out[B]:8.1f} env steps/s", flush=True)
+        kind = "tensors" if tensors else "numpy"
+        print(f"vector env B={B:3d} ({kind}): {out[B]:8.1f} env steps/s", flush=True)
     return out
 
 
@@ -190,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--real-steps", type=int, default=2000, help="timed real Crafter steps (0: skip)"
     )
+    parser.add_argument("--tensors", action="store_true",
+                        help="vector env observations as torch tensors (as `worldsim rl train`)")  # fmt: skip
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -218,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             results["play_fps"] = bench_play(checkpoint, args.play_steps, args.device)
         if args.vector_steps:
             results["vector_steps_per_s"] = bench_vector(
-                checkpoint, args.batches, args.vector_steps, args.device
+                checkpoint, args.batches, args.vector_steps, args.device, args.tensors
             )
+            results["vector_tensors"] = args.tensors
         if args.real_steps:
             results["real_steps_per_s"] = bench_real(args.real_steps)
         if args.ppo_steps:
