@@ -102,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         hud_gen.append(gen_hud[i][ts])
         hud_right.append(gen_hud_right[i][ts])
         counts = (e.labels or {}).get("events")
-        if counts is not None:  # an event in the step (any counter goes up)
+        if counts is not None:
+            # Whether an event happened in the step (any counter goes up), and which event
+            # each real unlock is (the first counter to leave 0).
             evented.append((np.diff(np.asarray(counts), axis=0) > 0).any(1)[ts])
-        if counts is not None:  # which event each real unlock is (the first to leave 0)
             first = first_events(counts)
             kinds.append(np.where(first.any(1), first.argmax(1), -1)[ts])
         if tile:  # the reward head on the real next frames, paying from its own record

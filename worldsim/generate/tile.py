@@ -22,6 +22,7 @@ from worldsim.model.tiles import (
     displacements,
     frames_to_patches,
     nearest_codes,
+    patch_rms,
     patches_to_frames,
     shift_from_pixels,
 )
@@ -187,7 +188,7 @@ def _same(a: Tensor, b: Tensor, tol: float) -> Tensor:
     """Whether patches a and b [..., D] look the same: RMS within `tol` (0-255 units). Codes
     are no test: the codebook holds many tints of a tile (Crafter's daylight), so one tile
     maps to another code from frame to frame."""
-    return ((a.float() - b.float()) ** 2).mean(-1).sqrt() <= tol
+    return patch_rms(a, b) <= tol
 
 
 def find_offset(

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from worldsim.actions import ActionEncoder
 from worldsim.model.net import check_frames, pixels_to_x, x_to_pixels
 from worldsim.model.tile_config import TileConfig, TileLoss
-from worldsim.model.tiles import NO_CODE, age_bucket, shift_table
+from worldsim.model.tiles import NO_CODE, age_bucket, patch_rms, shift_table
 
 __all__ = ["MOVE_OPPOSITE", "TileWorldNet", "encode_last", "pay_events", "tile_choice"]
 
@@ -318,7 +318,7 @@ class TileWorldNet(nn.Module):
 
     def same_tile(self, a: Tensor, b: Tensor) -> Tensor:
         """Whether patches a and b [..., D] draw the same tile: within `match_rms` (RMS, 0-255)."""
-        return ((a.float() - b.float()) ** 2).mean(-1).sqrt() < self.config.match_rms
+        return patch_rms(a, b) < self.config.match_rms
 
     def move_gather(self, tensor: Tensor, j: int, fill: Any) -> Tensor:
         """tensor [B, N, ...] read one step j (a move choice) away: out[t] = tensor[t + d_j];

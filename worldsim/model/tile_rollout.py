@@ -22,6 +22,7 @@ from worldsim.model.tiles import (
     frames_to_patches,
     nearest_codes,
     novelty,
+    patch_rms,
     patches_to_frames,
     remember,
     same_tile_codes,
@@ -111,8 +112,7 @@ class TileGroups:
 
     def twins(self, a: Tensor, b: Tensor) -> Tensor:
         """Whether codes a and b [...] draw one tile."""
-        d = self.codebook[a].float() - self.codebook[b].float()
-        return d.square().mean(-1).sqrt() < self.rms
+        return patch_rms(self.codebook[a], self.codebook[b]) < self.rms
 
     def likeliest(
         self, keep: Tensor, codes: Tensor, code_sh: Tensor, with_prob: bool = True

@@ -23,6 +23,7 @@ __all__ = [
     "frames_to_patches",
     "nearest_codes",
     "novelty",
+    "patch_rms",
     "patches_to_frames",
     "remember",
     "same_tile_codes",
@@ -149,6 +150,11 @@ def nearest_codes(patches: Tensor, codebook: Tensor, chunk: int = 262144) -> tup
             errs[i + miss] = ((xm - C[near]) ** 2).mean(-1).sqrt()
         codes[i : i + chunk] = c
     return codes.reshape(lead), errs.reshape(lead)
+
+
+def patch_rms(a: Tensor, b: Tensor) -> Tensor:
+    """The RMS pixel distance (0-255 units) between patches a and b [..., D]: [...]."""
+    return (a.float() - b.float()).square().mean(-1).sqrt()
 
 
 def same_tile_codes(codebook: Tensor, rms: float, chunk: int = 1024) -> Tensor:
