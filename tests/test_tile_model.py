@@ -757,3 +757,76 @@ def test_context_noise_replaces_only_tiles_the_last_step_revealed(trained) -> No
     assert torch.equal(same[0], code_sh) and torch.equal(same[1], pix_sh)
     with pytest.raises(ValueError, match="context_noise"):
         TileLoss(context_noise=1.5)
+
+
+def _self_forced(dm, k: int, n: int = 64):
+    """A self-forced batch of the training transitions that have k + context steps before
+    them, as `TileDataModule(unroll=...)` draws them."""
+    eligible = np.flatnonzero(dm.train["pos"] >= dm.hparams.unroll_context + k - 1)
+    idx = eligible[np.linspace(0, len(eligible) - 1, n).astype(int)]
+    return idx, dm.batch(dm.train, idx, k)
+
+
+def test_self_forcing_trains_on_the_dream_where_it_agrees_with_the_game(trained) -> None:
+    from training.self_forcing import dream_batch
+    from worldsim.model.tile_rollout import Given, TileRollout
+
+    _world, _dm, _system, net, _obs, path = trained
+    dm = TileDataModule(str(path / "store"), patch=TILE, fixed_rows=1, codebook_size=64,
+                        frequent_codes=32, batch_size=16, samples_per_epoch=16 * 4,
+                        val_samples=16, val_fraction=0.2, test_fraction=0.0,
+                        unroll=3, unroll_context=2)  # fmt: skip
+    dm.setup()
+    assert torch.equal(torch.as_tensor(dm.codebook), net.codebook[: len(dm.codebook)])
+    k = 3
+    idx, batch = _self_forced(dm, k)
+    # The context is the real frames k and more steps back, the dream's steps the real ones.
+    assert torch.equal(batch["past_pix"], dm.batch(dm.train, idx - k)["pix"])
+    assert torch.equal(batch["past_shift"][:, -1], dm.batch(dm.train, idx - 1)["shift"])
+    sampler = TileSampler(sampler_steps=1)
+    dreamed = dream_batch(net, sampler, batch)
+    # The dream is what a rollout from the same context, told the same shifts, draws.
+    rollout = TileRollout(net, sampler=sampler)
+    c = dm.hparams.unroll_context
+    context = torch.stack([dm.batch(dm.train, idx - k - c + 1 + j)["code"] for j in range(c)], 1)
+    assert torch.equal(batch["past_code"], context)
+    state = rollout.start_tokens(batch["past_pix"], context, batch["past_shift"][:, : c - 1])
+    for i in range(c - 1, c - 1 + k):
+        told = Given(shift=batch["past_shift"][:, i], events=batch["past_events"][:, i])
+        action = net.encode_actions(batch["past_action"][:, i])[:, None]
+        rollout.next(state, action, given=[told])
+    assert torch.equal(dreamed["code"], state.code)
+    # Trained well, the toy dream mostly agrees with the game, and trains where it does.
+    mask = dreamed["loss_mask"]
+    assert mask.float().mean() > 0.8
+    # An untrained net's dream parts from the game: its tokens in view are trained only where
+    # its shifted tile is the real one.
+    wild = TileWorldNet(net.config, SPACE, net.codebook, net.reward_values)
+    bad = dream_batch(wild, sampler, batch)
+    K = net.config.codebook_size
+    shift = batch["shift"]
+    known = net.shifted(bad["code"], shift, K) != K
+    agree = net.same_tile(net.shifted(bad["pix"], shift, 0), net.shifted(batch["pix"], shift, 0))
+    assert (~agree & known).any() and not (bad["loss_mask"] & known & ~agree).any()
+    # The loss does not see the tokens outside the mask: other targets there change nothing.
+    off = ~bad["loss_mask"]
+    other = {**bad, "code_next": bad["code_next"].masked_fill(off, 0),
+             "pix_next": bad["pix_next"].masked_fill(off[..., None], 0)}  # fmt: skip
+    losses = [wild.training_loss(b, torch.Generator().manual_seed(1), loss=TileLoss(parts=("tile",)))
+              for b in (bad, other)]  # fmt: skip
+    assert torch.isfinite(losses[0]["loss"]) and torch.allclose(
+        losses[0]["tile"], losses[1]["tile"]
+    )
+    # A teacher-forced batch (k = 0) comes back as it was; a fit with unroll runs its dreams.
+    plain = dm.batch(dm.train, idx)
+    assert dream_batch(net, sampler, plain) is plain
+    assert len(dm.draw_weights()) == 4 and (dm.draw_weights()[3][: c + k - 2] == 0).all()
+    system = TileWorldSystem(
+        overrides=SMALL, loss={"parts": ["tile"]}, sampler={"sampler_steps": 1}
+    )
+    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+    trainer.fit(system, dm)
+    assert trainer.global_step == 4
+    with pytest.raises(ConfigError, match="unroll"):
+        TileDataModule(str(path / "store"), unroll=-1)

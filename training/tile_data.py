@@ -74,9 +74,11 @@ class _Batches(IterableDataset):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         m = self.module
-        p = m.weights / m.weights.sum()
+        draw = m.draw_weights()
         for _ in range(self.count):
-            yield m.batch(m.train, rng.choice(len(p), m.batch_size, p=p))
+            k = int(rng.integers(len(draw)))  # dream steps before the transition (unroll)
+            p = draw[k]
+            yield m.batch(m.train, rng.choice(len(p), m.batch_size, p=p), k)
 
 
 class _Fixed(IterableDataset):
@@ -111,6 +113,12 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             store's named events is drawn 1 + event_weight times as often (the model learns
             from rare events; its reward head undoes the oversampling at inference).
         seed: Seeds the codebook, the batches and the validation set.
+        unroll: Self forcing: each training batch draws k in 0..unroll and, for k > 0, brings
+            the `unroll_context` real frames and the k transitions before its own, so that
+            the module dreams k steps from those frames (the real view shifts and events
+            forced) and trains the step from the dream's frame and memory, where they still
+            agree with the real ones (training.tile_module). 0: every batch teacher-forced.
+        unroll_context: Real context frames a self-forced dream starts from.
         reverse: Play every episode backwards (frames and view positions reversed, each
             action kept on the transition it labels, rewards and ends dropped): a model that
             extends clips backward (`worldsim generate extend --backward`); `worldsim export`
@@ -139,6 +147,8 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         seed: int = 0,
         reverse: bool = False,
         codebook_from: str | None = None,
+        unroll: int = 0,
+        unroll_context: int = 4,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -151,6 +161,11 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 )
         if event_weight < 0:
             raise ConfigError(f"--data.event_weight must be >= 0, got {event_weight}")
+        if unroll < 0 or unroll_context < 1:
+            raise ConfigError(
+                f"--data.unroll must be >= 0 and --data.unroll_context >= 1, got {unroll} "
+                f"and {unroll_context}"
+            )
         self.path, self.batch_size = store, batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.codebook: np.ndarray | None = None
@@ -332,6 +347,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 mem_age=mem_age[0].to(torch.int32),
                 new=new[0],
                 last=offset + t_idx,
+                pos=t_idx,
                 prev=offset + np.maximum(t_idx - 1, 0),
                 shift=shift,
                 prev_shift=np.concatenate([[0], shift[:-1]]) if T else shift,
@@ -344,10 +360,45 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         return acc.cat()
 
     # ------------------------------------------------------------------ batches
-    def batch(self, part: dict[str, Any], idx: np.ndarray) -> dict[str, Any]:
-        """The transitions `idx` of `part` as a batch of tensors (TileWorldNet.training_loss)."""
+    def draw_weights(self) -> list[np.ndarray]:
+        """Per dream length k in 0..unroll, the probabilities of drawing each training
+        transition: the event weights, among the transitions with enough of their episode
+        before them (unroll_context frames and k steps)."""
+        h, out = self.hparams, []
+        for k in range(h.unroll + 1):
+            w = self.weights * (self.train["pos"] >= (h.unroll_context + k - 1 if k else 0))
+            if not w.any():
+                raise StoreError(
+                    f"{self.path}: no training episode is longer than {h.unroll_context + k} "
+                    "steps, as data.unroll and unroll_context need: lower them"
+                )
+            out.append(w / w.sum())
+        return out
+
+    def batch(self, part: dict[str, Any], idx: np.ndarray, dream: int = 0) -> dict[str, Any]:
+        """The transitions `idx` of `part` as a batch of tensors (TileWorldNet.training_loss);
+        with `dream` k > 0, also the unroll_context real frames and the k transitions before
+        the dream's first step (past_*, see `unroll`)."""
         last = part["last"][idx]
         nxt = last + 1
+        out = self._transitions(part, idx, last, nxt)
+        if dream:
+            c = self.hparams.unroll_context
+            back = np.arange(-(c + dream - 1), 0)  # the c + k - 1 transitions before idx
+            steps, frames = idx[:, None] + back, last[:, None] + back[None, :c]
+            out.update(
+                past_pix=part["pix"][torch.as_tensor(last - dream)],
+                past_code=part["code"][torch.as_tensor(frames)].long(),
+                past_shift=torch.as_tensor(part["shift"][steps]),
+                past_action=tree_index(part["action"], steps),
+                past_events=torch.as_tensor(part["events"][steps]),
+                dream_steps=dream,
+            )
+        return out
+
+    def _transitions(
+        self, part: dict[str, Any], idx: np.ndarray, last: np.ndarray, nxt: np.ndarray
+    ) -> dict[str, Any]:
         return {
             "pix": part["pix"][last],
             "code": part["code"][last].long(),

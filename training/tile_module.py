@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
 from training.module import ConfigError, WorldModelSystem, ema_update
+from training.self_forcing import dream_batch
 from worldsim.errors import CheckpointError
 from worldsim.model.tile_config import TileConfig
 
@@ -196,6 +197,8 @@ class TileWorldSystem(WorldModelSystem):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         net = self.net if net is None else net
+        if stage == "train":  # a self-forced batch (data.unroll) gets its dreamed frames
+            batch = dream_batch(net, self.sampler_config, batch)
         out = net.training_loss(batch, loss=self.loss_config, generator=generator)
         train = stage == "train"
         B = int(batch["shift"].shape[0])

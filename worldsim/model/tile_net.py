@@ -477,6 +477,9 @@ class TileWorldNet(nn.Module):
         rand = torch.rand(B, N, generator=generator, device=code.device)
         ratio = torch.rand(B, 1, generator=generator, device=code.device)
         committed = rand < ratio  # MaskGIT: a random share of tokens is given
+        trained = batch.get("loss_mask")  # self forcing: where the dream agrees with the game
+        if trained is not None:
+            committed &= trained
         target = torch.where(keep_ok, torch.ones_like(code_next), code_next + 2)
         given = torch.where(committed, target, torch.zeros_like(target))
         keep_logit, codes_logits, move_logits = self.tile_logits(
@@ -497,6 +500,8 @@ class TileWorldNet(nn.Module):
         per_token = torch.logaddexp(keep_logit, torch.logsumexp(codes_logits, -1)) - right
         changed = ~keep_ok & ~revealed
         todo = (~committed).float() * torch.where(changed, lc.change_weight, 1.0)
+        if trained is not None:
+            todo = todo * trained
         tile_loss = (per_token * todo).sum() / todo.sum().clamp(min=1)
         loss = tile_loss if "tile" in lc.parts else torch.zeros_like(tile_loss)
         moves: dict[str, Tensor] = {}
@@ -517,7 +522,9 @@ class TileWorldNet(nn.Module):
         return {
             "loss": loss,
             "tile": tile_loss.detach(),
-            "tile_acc": right_choice.float().mean(),
+            "tile_acc": right_choice.float().mean()
+            if trained is None
+            else (right_choice & trained).float().sum() / trained.float().sum().clamp(min=1),
             "revealed_acc": (right_choice & revealed).float().sum() / revealed.sum().clamp(min=1),
             **moves,
         }

@@ -60,6 +60,7 @@ class Given:
     """What a step is told instead of choosing it (generative tools: worldsim/generate/).
 
     shift: long [B] the view shift class of every rollout (None: the shift net samples it).
+    events: bool [B, E] the model's events that happen (None: the shift net fires them).
     patches / mask: uint8 [B, N, D] and bool [B, N]: the tiles at `mask` are committed before
         the rounds (kept where the shifted tile already shows the patch within `match_rms`, as
         in training; else its nearest code); the net fills the others around them.
@@ -69,6 +70,7 @@ class Given:
     """
 
     shift: Tensor | None = None
+    events: Tensor | None = None
     patches: Tensor | None = None
     mask: Tensor | None = None
     hide: Tensor | None = None
@@ -224,23 +226,32 @@ class TileRollout:
                 "a tile world model starts from a real frame: pass at least one context frame "
                 "(it cannot denoise a clip from nothing)"
             )
-        net, cfg = self.net, self.config
+        net = self.net
         frames = net.x_to_frames(x)  # [B, K, H, W, C]
-        B, K = frames.shape[:2]
-        patches = frames_to_patches(frames, cfg.patch)  # [B, K, N, D]
+        patches = frames_to_patches(frames, self.config.patch)  # [B, K, N, D]
         codes = nearest_codes(patches, net.codebook)[0]
-        canvas = Canvas(B, self.rows, self.cols, device=x.device)
-        seen = torch.zeros(
-            B, cfg.tokens_per_frame, cfg.codebook_size, dtype=torch.bool, device=x.device
-        )
         shifts = torch.as_tensor(shift_from_pixels(patches, net.source, net.valid), device=x.device)
+        return self.start_tokens(patches[:, -1], codes, shifts, frames[:, -1])
+
+    def start_tokens(
+        self, pix: Tensor, codes: Tensor, shifts: Tensor, frame: Tensor | None = None
+    ) -> TileRolloutState:
+        """A state primed with context tokens: the last frame's patches pix [B, N, D] (uint8),
+        every context frame's codes [B, K, N] and the shift classes between them [B, K-1];
+        `frame` [B, H, W, C] (uint8) draws the border a patch grid leaves (None: black)."""
+        cfg, dev = self.config, codes.device
+        B, K = codes.shape[:2]
+        if frame is None:
+            frame = torch.zeros(
+                B, cfg.height, cfg.width, cfg.channels, dtype=torch.uint8, device=dev
+            )
+        canvas = Canvas(B, self.rows, self.cols, device=dev)
+        seen = torch.zeros(B, cfg.tokens_per_frame, cfg.codebook_size, dtype=torch.bool, device=dev)
         remember(codes, shifts, canvas, seen, self.disp)
         prev = codes[:, -2] if K > 1 else codes[:, -1]
-        prev_shift = shifts[:, -1] if K > 1 else torch.zeros(B, dtype=torch.long, device=x.device)
-        paid = torch.zeros(B, len(cfg.events), dtype=torch.bool, device=x.device)
-        return TileRolloutState(
-            frames[:, -1], patches[:, -1], codes[:, -1], prev, prev_shift, canvas, seen, paid
-        )
+        prev_shift = shifts[:, -1] if K > 1 else torch.zeros(B, dtype=torch.long, device=dev)
+        paid = torch.zeros(B, len(cfg.events), dtype=torch.bool, device=dev)
+        return TileRolloutState(frame, pix, codes[:, -1], prev, prev_shift, canvas, seen, paid)
 
     def shift_classes(self, motion: Tensor) -> Tensor:
         """View displacements [..., 2] (d_row, d_col tokens) -> shift classes [...] of the
@@ -347,13 +358,13 @@ class TileRollout:
         net, cfg, sp = self.net, self.config, self.sampler
         K = cfg.codebook_size
         told = told or Given()
-        s_logits, ev_logits = net.step_logits(state.code, state.pix, action)
-        shift = (
-            told.shift
-            if told.shift is not None
-            else _choose(s_logits, sp.shift_temperature, generator)
-        )
-        events = net.fire_events(ev_logits, sp.event_temperature, generator)
+        shift, events = told.shift, told.events
+        if shift is None or events is None:
+            s_logits, ev_logits = net.step_logits(state.code, state.pix, action)
+            if shift is None:
+                shift = _choose(s_logits, sp.shift_temperature, generator)
+            if events is None:
+                events = net.fire_events(ev_logits, sp.event_temperature, generator)
         state.canvas.move(self.disp[shift])
         mem_code, mem_age = state.canvas.read()
         pix_sh, code_sh, prev_sh = net.shift_inputs(
