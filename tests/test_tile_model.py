@@ -6,6 +6,7 @@ row below, moves blocked by trees and water) gives exact answers.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 
@@ -318,10 +319,11 @@ def test_a_rollout_by_tile_draws_as_by_code_where_the_codebook_has_no_twins(trai
 
 
 # ------------------------------------------------------------------ resume, other games
-def _fit(store: str, ckpt_dir, steps: int, resume: bool = False, init_from=None, **data):
+def _fit(store: str, ckpt_dir, steps: int, resume: bool = False, init_from=None, loss=None,
+         **data):  # fmt: skip
     dm = TileDataModule(store, batch_size=8, samples_per_epoch=8 * steps, val_samples=8,
                         val_fraction=0.2, test_fraction=0.0, **data)  # fmt: skip
-    system = TileWorldSystem(overrides=SMALL, warmup_steps=2, init_from=init_from)
+    system = TileWorldSystem(overrides=SMALL, warmup_steps=2, init_from=init_from, loss=loss)
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
                         num_sanity_val_steps=0, limit_val_batches=1, val_check_interval=steps,
                         callbacks=[L.pytorch.callbacks.ModelCheckpoint(ckpt_dir, save_last=True)])  # fmt: skip
@@ -349,6 +351,8 @@ def test_a_run_resumes_from_its_last_checkpoint_and_refuses_other_data(trained, 
 
 def test_a_release_fine_tunes_on_new_data_with_its_own_codebook(trained, tmp_path) -> None:
     world, dm, _, net, obs, _path = trained
+    net = copy.deepcopy(net)
+    net.reward_prior[0], net.end_prior[...] = 1.5, -2.0  # priors no data of the toy game gives
     release = tmp_path / "release"
     save_release(release, net, observation_space=obs, action_space=SPACE, metadata={"game": "toy"})
     store = EpisodeStore.create(tmp_path / "more", game="toy", action_space=SPACE,
@@ -371,6 +375,12 @@ def test_a_release_fine_tunes_on_new_data_with_its_own_codebook(trained, tmp_pat
     assert torch.equal(system.net.codebook, net.codebook)
     assert torch.equal(system.net.reward_values, net.reward_values)
     assert new_dm.train["code"].max() < 64
+    # The priors follow the net that reads them: retrained, the data's; left alone, the release's.
+    assert not torch.equal(system.net.reward_prior, net.reward_prior)
+    _, tiles_only, _ = _fit(str(tmp_path / "more"), tmp_path / "d", 2, init_from=str(release),
+                            codebook_from=str(release), loss={"parts": ["tile"]}, **kw)  # fmt: skip
+    assert torch.equal(tiles_only.net.reward_prior, net.reward_prior)
+    assert torch.equal(tiles_only.net.end_prior, net.end_prior)
     from training.export import export_checkpoint  # the fine-tuned run exports as any other
 
     out = export_checkpoint(str(tmp_path / "b" / "last.ckpt"), str(tmp_path / "b-release"))
@@ -830,3 +840,45 @@ def test_self_forcing_trains_on_the_dream_where_it_agrees_with_the_game(trained)
     assert trainer.global_step == 4
     with pytest.raises(ConfigError, match="unroll"):
         TileDataModule(str(path / "store"), unroll=-1)
+
+
+def test_an_edge_prior_draws_the_revealed_tiles_and_is_refused_without_one(trained) -> None:
+    world, _dm, _system, net, obs, path = trained
+    with_edge = TileWorldNet(replace(net.config, edge_prior=True), SPACE, net.codebook,
+                             net.reward_values)  # fmt: skip
+    missing = with_edge.load_state_dict(net.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("e_prior.") for k in missing)
+    with_edge.eval()
+    # A prior sure of one code: every revealed tile with nothing remembered shows it.
+    X = 5
+    torch.nn.init.zeros_(with_edge.e_prior.head.weight)
+    with torch.no_grad():
+        with_edge.e_prior.head.bias.fill_(-50.0)
+        with_edge.e_prior.head.bias[X] = 50.0
+    save_release(path / "edge-release", with_edge, observation_space=obs, action_space=SPACE,
+                 metadata={"game": "toy"})  # fmt: skip
+    loaded = load_release(path / "edge-release")[0]
+    assert torch.equal(loaded.e_prior.head.bias, with_edge.e_prior.head.bias)
+    pos = next(p for p in sorted(world.pos_of.values())
+               if world.step(p, 2) != p and world.step(world.step(p, 2), 2) != world.step(p, 2))  # fmt: skip
+    start = world.render(pos)[0][None, None]
+    right = np.array([[2, 2]])
+    cols = 20 // TILE
+    outs = {}
+    for reveal in ("net", "edge"):
+        sampler = TileSampler(sampler_steps=1, shift_temperature=0.0, reveal=reveal,
+                              reveal_temperature=1.0)  # fmt: skip
+        wm = WorldModel.from_net(loaded, obs, SPACE, sampler=sampler)
+        out = wm.generate(start, np.zeros((1, 0), np.int64), right,
+                          generator=torch.Generator().manual_seed(0))["frames"][0]  # fmt: skip
+        outs[reveal] = frames_to_patches(out, TILE).view(2, -1, cols, TILE * TILE * 3)
+    new = outs["edge"][:, :-1, -1]  # the map's right column, revealed by each step
+    assert (new == loaded.codebook[X]).all()
+    assert not (outs["net"][:, :-1, -1] == loaded.codebook[X]).all()
+    same = (outs["edge"][:, :, :-1] == outs["net"][:, :, :-1]).all(-1)
+    assert same.float().mean() > 0.8  # the rest mostly as before (the net sees the new column)
+    plain = WorldModel.from_net(net, obs, SPACE, sampler=TileSampler(reveal="edge"))
+    with pytest.raises(WorldsimError, match="edge prior"):
+        plain.generate(start, np.zeros((1, 0), np.int64), right)
+    with pytest.raises(ValueError, match="reveal"):
+        TileSampler(reveal="prior")

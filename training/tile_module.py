@@ -136,8 +136,10 @@ class TileWorldSystem(WorldModelSystem):
     def _init_tile_weights(
         self, net: Any, action_space: gym.Space, observation_space: gym.Space
     ) -> None:
-        """Start from init_from's weights; the token vocabulary must be the data's, and the
-        reward priors stay the data's own."""
+        """Start from init_from's weights; the token vocabulary must be the data's. The
+        priors follow the net that reads them: a run that trains the reward net (or the shift
+        net, for the events) takes this data's, one that leaves it as init_from gave it keeps
+        init_from's, which that net was trained with."""
         folder = self.hparams.init_from
         book = net.codebook.clone()
         events = getattr(net, "event_prior", torch.zeros(0))
@@ -148,9 +150,11 @@ class TileWorldSystem(WorldModelSystem):
                 f"model.init_from {folder} was trained with another tile codebook than the one "
                 f"built from this data: set data.codebook_from: {folder}"
             )
-        net.reward_prior.copy_(priors[0])
-        net.end_prior.copy_(priors[1])
-        if len(priors[2]):
+        parts = self.loss_config.parts
+        if "reward" in parts:
+            net.reward_prior.copy_(priors[0])
+            net.end_prior.copy_(priors[1])
+        if len(priors[2]) and "shift" in parts:
             net.event_prior.copy_(priors[2])
 
     def configure_model(self) -> None:

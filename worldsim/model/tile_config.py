@@ -23,8 +23,9 @@ class TileLoss:
     # The networks trained (shift, tile, move, reward); the others keep the weights the run
     # starts from (model.init_from) and their losses are not computed, e.g. [reward] retrains
     # the reward net alone on new labels and leaves the frames the model draws untouched, and
-    # [move] trains the move head (TileConfig.object_moves) on the tile net's features alone.
-    parts: tuple[str, ...] = ("shift", "tile", "move", "reward")
+    # [move] trains the move head (TileConfig.object_moves) on the tile net's features alone,
+    # and [edge] the edge prior (TileConfig.edge_prior) alone.
+    parts: tuple[str, ...] = ("shift", "tile", "move", "reward", "edge")
     # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
     # rare next to the many kept tiles, and what the game's events show on screen.
     change_weight: float = 1.0
@@ -36,10 +37,10 @@ class TileLoss:
 
     def __post_init__(self) -> None:
         self.parts = tuple(self.parts)
-        unknown = sorted(set(self.parts) - {"shift", "tile", "move", "reward"})
+        unknown = sorted(set(self.parts) - {"shift", "tile", "move", "reward", "edge"})
         if unknown or not self.parts:
             raise ValueError(
-                f"parts {list(self.parts)}: name at least one of shift, tile, move, reward"
+                f"parts {list(self.parts)}: name at least one of shift, tile, move, reward, edge"
             )
         if self.change_weight <= 0:
             raise ValueError(f"change_weight must be positive, got {self.change_weight}")
@@ -59,6 +60,10 @@ class TileSampler:
     guidance: float = 1.0  # no classifier-free guidance in this model: must stay 1
     temperature: float = 0.0  # sampling temperature of tiles that were in view (0: the likeliest)
     reveal_temperature: float = 0.0  # of tiles that just came into view: new terrain
+    # Who draws a tile that comes into view where the memory holds nothing: "net" (the tile
+    # net, each token alone) or "edge" (the edge prior, TileConfig.edge_prior: one token at a
+    # time along the new edge, each from its neighbours, so new ground comes in patches).
+    reveal: str = "net"
     # Of the fixed rows (a HUD: Crafter's inventory and health). 1 draws a change as often as
     # the model expects one; 0 only when it is the likeliest outcome, so rare events vanish.
     fixed_temperature: float = 0.0
@@ -81,6 +86,8 @@ class TileSampler:
     def __post_init__(self) -> None:
         if self.sampler != "rounds":
             raise ValueError(f"sampler {self.sampler!r}: a tile model samples in 'rounds'")
+        if self.reveal not in ("net", "edge"):
+            raise ValueError(f"reveal {self.reveal!r}: 'net' or 'edge'")
         if self.sampler_steps < 1:
             raise ValueError(
                 f"sampler_steps (commit rounds) must be >= 1, got {self.sampler_steps}"
@@ -132,6 +139,9 @@ class TileConfig:
     # stepping: it swaps places with the grass it steps onto), so a move is one decision and
     # not two tokens that each have to change.
     object_moves: bool = False
+    # An edge prior (worldsim/model/tile_edge.py): a small net that draws the tiles coming
+    # into view one at a time from their neighbours (TileSampler.reveal "edge").
+    edge_prior: bool = False
     # Networks.
     dim: int = 128
     depth: int = 4

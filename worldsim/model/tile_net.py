@@ -1,6 +1,6 @@
 """TileWorldNet: a world model over tile tokens that shifts the view exactly, then fixes tiles.
 
-One token per p x p patch of the frame. A step is three decisions:
+One token per p x p patch of the frame. A step is three decisions, and a fourth for new ground:
 1. **Shift and events.** A small transformer reads the last frame and the action and gives one
    categorical over the view displacements (none, and every one within `motion_radius`
    tokens). One shift is sampled for the whole frame and applied exactly: scrolling is
@@ -20,6 +20,10 @@ One token per p x p patch of the frame. A step is three decisions:
    time an event happens in a rollout pays `event_reward` on top (`pay_events`): the rollout
    remembers what it has paid, so a repeat (a second drink), which frames cannot tell apart
    from a first time, pays nothing.
+4. **New ground** (`TileConfig.edge_prior`; worldsim/model/tile_edge.py). Where a revealed
+   token has nothing in the memory, an edge prior can draw it instead of the tile net
+   (`TileSampler.reveal` "edge"): one token at a time along the new edge, each from its 8
+   neighbours known by then, so new ground comes in patches that join the view.
 
 Design search and measurements: docs/tile_model_search.md.
 """
@@ -37,6 +41,7 @@ from torch import Tensor, nn
 from worldsim.actions import ActionEncoder
 from worldsim.model.net import check_frames, pixels_to_x, x_to_pixels
 from worldsim.model.tile_config import TileConfig, TileLoss
+from worldsim.model.tile_edge import EdgePrior
 from worldsim.model.tiles import NO_CODE, age_bucket, patch_rms, shift_table
 
 __all__ = ["MOVE_OPPOSITE", "TileWorldNet", "encode_last", "pay_events", "tile_choice"]
@@ -47,7 +52,7 @@ MOVE_OPPOSITE = (0, 4, 3, 2, 1)
 MOVE_KEY = 32  # width of the move head's query and key
 
 # Each part (a network, or the tile net's move head) -> its parameters' prefix.
-PARTS = {"shift": "s_", "tile": "t_", "move": "m_", "reward": "r_"}
+PARTS = {"shift": "s_", "tile": "t_", "move": "m_", "reward": "r_", "edge": "e_"}
 
 
 def pay_events(fired: Tensor, paid: Tensor, event_reward: float) -> tuple[Tensor, Tensor]:
@@ -183,10 +188,12 @@ class TileWorldNet(nn.Module):
         self.r_pos = nn.Parameter(torch.randn(N + 1, dr) * 0.02)
         self.r_body = _encoder(dr, config.reward_depth, config.heads)
         self.r_head = nn.Linear(dr, V + 1)
+        # 4. edge prior: new ground, drawn from its neighbours (TileSampler.reveal "edge")
+        self.e_prior = EdgePrior(K) if config.edge_prior else None
 
     # Parameters a release of the same net without them (trained before events, or without
     # the move head) leaves fresh.
-    OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "m_move.", "m_move_qk.")
+    OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "m_move.", "m_move_qk.", "e_prior.")
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
         """The parameters of one of the parts (shift, tile, move, reward)."""
@@ -425,6 +432,14 @@ class TileWorldNet(nn.Module):
             total = total + lc.reward_weight * (reward_loss + end_loss)
             out["reward"], out["termination"] = reward_loss.detach(), end_loss.detach()
             out["reward_acc"] = (r_logits.argmax(-1) == batch["reward_class"]).float().mean()
+        if "edge" in lc.parts and self.e_prior is not None:
+            rows = self.config.grid[0] - self.config.fixed_rows
+            grids = torch.cat([code, batch["code_next"].long()])[:, : self.moving]
+            edge_loss, out["edge_acc"] = self.e_prior.loss(
+                grids.view(len(grids), rows, -1), generator
+            )
+            total = total + edge_loss
+            out["edge"] = edge_loss.detach()
         return {"loss": total, **out}
 
     def _noisy_context(

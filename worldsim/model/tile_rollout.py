@@ -17,6 +17,7 @@ from worldsim.model.net import pixels_to_x
 from worldsim.model.tile_config import TileSampler
 from worldsim.model.tile_net import MOVE_OPPOSITE, TileWorldNet, tile_choice
 from worldsim.model.tiles import (
+    NO_CODE,
     Canvas,
     displacements,
     frames_to_patches,
@@ -308,6 +309,43 @@ class TileRollout:
             taken |= land | left
         return code_next, pix_next
 
+    def _reveal_by_edge(
+        self,
+        given: Tensor,
+        code_sh: Tensor,
+        mem_code: Tensor,
+        shift: Tensor,
+        generator: torch.Generator | None,
+        allowed: Tensor | None,
+    ) -> Tensor:
+        """`given` [B, N] with the scrolling tokens that came into view where the memory holds
+        nothing committed to codes the edge prior draws (`TileSampler.reveal` "edge"), one at
+        a time along the new edge at `reveal_temperature`, each seeing its neighbours: the
+        tiles in view, those remembered and those committed or drawn before it."""
+        net, K, M = self.net, self.config.codebook_size, self.net.moving
+        if net.e_prior is None:
+            raise WorldsimError(
+                "sampler reveal 'edge' needs a model trained with an edge prior "
+                "(TileConfig.edge_prior); use reveal 'net' with this one"
+            )
+        grid = torch.where(given[:, :M] >= 2, given[:, :M] - 2, code_sh[:, :M])
+        grid = torch.where((grid == K) & (mem_code != NO_CODE), mem_code, grid)
+        todo = grid == K
+        if not bool(todo.any()):
+            return given
+        temperature = self.sampler.reveal_temperature
+
+        def choose(logits: Tensor) -> Tensor:
+            if allowed is not None:
+                logits = logits.masked_fill(~allowed.to(logits.device), -1e4)
+            return _choose(logits, temperature, generator)
+
+        B, shape = len(grid), (len(grid), self.rows, self.cols)
+        drawn = net.e_prior.draw(grid.view(shape), todo.view(shape), self.disp[shift], choose)
+        given = given.clone()
+        given[:, :M] = torch.where(todo, drawn.reshape(B, M) + 2, given[:, :M])
+        return given
+
     @torch.no_grad()
     def next(
         self,
@@ -383,6 +421,8 @@ class TileRollout:
             code = nearest_codes(want, net.codebook)[0]
             target = torch.where(same & (code_sh != K), 1, code + 2)
             given = torch.where(told.mask.to(given.device), target, given)
+        if sp.reveal == "edge":
+            given = self._reveal_by_edge(given, code_sh, mem_code, shift, generator, told.allowed)
         revealed = code_sh == K
         temperature = torch.where(revealed, sp.reveal_temperature, sp.temperature)
         temperature[:, net.moving :] = sp.fixed_temperature
