@@ -1,4 +1,4 @@
-"""How many zombies, skeletons, cows... a Crafter dream draws per frame over open-loop rollouts.
+"""How many players, zombies, skeletons, cows... a Crafter dream draws per frame over open-loop rollouts.
 
     python benchmarks/bench_tile_counts.py --checkpoint worldsim/assets/crafter \
         --data data/crafter-heldout-explore --tiles bench/tiles-crafter.safetensors
@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CLASSES = ("zombie", "skeleton", "cow", "tree", "water", "stone", "sand", "grass")
+CLASSES = ("player", "zombie", "skeleton", "cow", "tree", "water", "stone", "sand", "grass")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,9 +10,10 @@ a categorical over the codebook from the codes of its 8 neighbours, of which onl
 already known (in view, remembered or drawn before it) are shown. So a lake that reaches the
 edge goes on into the new row, and the new row's tiles agree with each other.
 
-Training: every token of a real frame's scrolling grid is a target, with the neighbours that
-come before it in a sweep order drawn per frame from the 4 directions a view can move in
-(the same orders a rollout draws in), so one frame trains all its tokens at once.
+Training: the tokens at the edge of a real frame's scrolling grid are the targets (what comes
+into view is always at the edge: in Crafter never the player, who stands in the middle),
+each seeing the neighbours that come before it in a sweep order drawn per frame from the 4
+directions a view can move in (the same orders a rollout draws in).
 """
 
 from __future__ import annotations
@@ -87,17 +88,24 @@ class EdgePrior(nn.Module):
         known = self.neighbours(rank, after) < rank[..., None]
         return self.neighbours(grid).masked_fill(~known, self.K)
 
-    def loss(self, grid: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Mean negative log-likelihood of real code grids [B, R, C] (every token, each seeing
-        the neighbours before it in a sweep order drawn per grid from the 4 directions), and
-        the share of tokens whose likeliest code is the real one."""
+    def loss(
+        self, grid: Tensor, bands: int = 1, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Mean negative log-likelihood of the tokens a view's motion would reveal in real
+        code grids [B, R, C]: per grid a direction is drawn from the 4 a view moves in, and the
+        `bands` outermost bands that way (a motion radius' worth) are the targets, each seeing
+        the neighbours before it in that sweep order. Only the edge: what comes into view is
+        never the middle of the view (in Crafter, never the player). Also returns the share of
+        targets whose likeliest code is the real one."""
         B, R, C = grid.shape
         steps = torch.tensor([(1, 0), (-1, 0), (0, 1), (0, -1)], device=grid.device)
         pick = torch.randint(len(steps), (B,), generator=generator, device=grid.device)
         rank = sweep_rank(R, C, steps[pick]).view(B, R, C)
-        logits = self(self.shown(grid, rank))  # [B, R, C, K]
-        nll = F.cross_entropy(logits.flatten(0, 2), grid.flatten())
-        return nll, (logits.argmax(-1) == grid).float().mean()
+        depth = rank // (R * C)  # how far along the motion
+        edge = depth > depth.flatten(1).max(1).values[:, None, None] - bands  # [B, R, C]
+        logits = self(self.shown(grid, rank)[edge])  # [n, K]
+        nll = F.cross_entropy(logits, grid[edge])
+        return nll, (logits.argmax(-1) == grid[edge]).float().mean()
 
     @torch.no_grad()
     def draw(

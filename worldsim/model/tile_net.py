@@ -436,7 +436,7 @@ class TileWorldNet(nn.Module):
             rows = self.config.grid[0] - self.config.fixed_rows
             grids = torch.cat([code, batch["code_next"].long()])[:, : self.moving]
             edge_loss, out["edge_acc"] = self.e_prior.loss(
-                grids.view(len(grids), rows, -1), generator
+                grids.view(len(grids), rows, -1), max(1, self.config.motion_radius), generator
             )
             total = total + edge_loss
             out["edge"] = edge_loss.detach()
