@@ -57,7 +57,6 @@ class EdgePrior(nn.Module):
         super().__init__()
         self.K = codebook_size
         self.code = nn.Embedding(codebook_size + 1, dim)  # K: unknown
-        self.slot = nn.Parameter(torch.zeros(len(NEIGHBOURS), dim))
         self.body = nn.Sequential(
             nn.Linear(len(NEIGHBOURS) * dim, hidden),
             nn.GELU(),
@@ -68,8 +67,8 @@ class EdgePrior(nn.Module):
 
     def forward(self, neighbours: Tensor) -> Tensor:
         """Logits [..., K] from the neighbours' codes [..., 8] (K: unknown)."""
-        x = self.code(neighbours) + self.slot  # [..., 8, dim]
-        return self.head(self.body(x.flatten(-2)))
+        x = self.code(neighbours).flatten(-2)  # [..., 8 * dim]: each neighbour in its place
+        return self.head(self.body(x))
 
     def neighbours(self, grid: Tensor, fill: int | None = None) -> Tensor:
         """The 8 neighbours' values [B, R, C, 8] of every token of grids [B, R, C]; outside
