@@ -9,7 +9,8 @@ dream's memory in place of the real ones. The target stays the real next frame, 
 the tokens where the dream still agrees with the real game (`loss_mask`): a tile in view
 whose shifted tile is the real one (and, where the real tile changes, whose 3x3
 neighbourhood is), or a revealed tile whose memory is the real one. Elsewhere the dream has
-parted from the game, and the real tile is no answer it could know.
+parted from the game, and the real tile is no answer it could know. The fixed rows (a HUD)
+stay the real ones and are always trained.
 """
 
 from __future__ import annotations
@@ -69,13 +70,18 @@ def dream_batch(net: TileWorldNet, sampler: TileSampler, batch: dict[str, Any]) 
     )
     recalled = torch.zeros_like(known)
     recalled[:, : net.moving] = none | (both & same_mem)
+    # The fixed rows (a HUD) stay teacher-forced and always trained: they do not scroll, so
+    # the walk cannot part them from the game, and a dreamed HUD agrees with the real one
+    # mostly where nothing changed, which would teach the net never to count up.
+    hud = torch.zeros_like(known)
+    hud[:, net.moving :] = True
     return {
         **batch,
-        "pix": state.pix,
-        "code": state.code,
-        "prev_code": state.prev_code,
+        "pix": torch.where(hud[..., None], batch["pix"].to(dev), state.pix),
+        "code": torch.where(hud, batch["code"].long().to(dev), state.code),
+        "prev_code": torch.where(hud, batch["prev_code"].long().to(dev), state.prev_code),
         "prev_shift": state.prev_shift,
         "mem_code": mem_code,
         "mem_age": mem_age,
-        "loss_mask": in_view | (~known & recalled),
+        "loss_mask": in_view | (~known & recalled) | hud,
     }
