@@ -11,7 +11,11 @@ from typing import Any, ClassVar
 from worldsim.model.config import config_from_fields
 from worldsim.model.tiles import displacements
 
-__all__ = ["TileConfig", "TileLoss", "TileSampler"]
+__all__ = ["PART_NAMES", "TileConfig", "TileLoss", "TileSampler"]
+
+# The parts of a TileWorldNet that a run can train (TileLoss.parts; their parameters'
+# prefixes: tile_net.PARTS).
+PART_NAMES = ("shift", "tile", "move", "reward", "edge")
 
 
 @dataclass
@@ -25,7 +29,7 @@ class TileLoss:
     # the reward net alone on new labels and leaves the frames the model draws untouched, and
     # [move] trains the move head (TileConfig.object_moves) on the tile net's features alone,
     # and [edge] the edge prior (TileConfig.edge_prior) alone.
-    parts: tuple[str, ...] = ("shift", "tile", "move", "reward", "edge")
+    parts: tuple[str, ...] = PART_NAMES
     # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
     # rare next to the many kept tiles, and what the game's events show on screen.
     change_weight: float = 1.0
@@ -37,10 +41,10 @@ class TileLoss:
 
     def __post_init__(self) -> None:
         self.parts = tuple(self.parts)
-        unknown = sorted(set(self.parts) - {"shift", "tile", "move", "reward", "edge"})
+        unknown = sorted(set(self.parts) - set(PART_NAMES))
         if unknown or not self.parts:
             raise ValueError(
-                f"parts {list(self.parts)}: name at least one of shift, tile, move, reward, edge"
+                f"parts {list(self.parts)}: name at least one of {', '.join(PART_NAMES)}"
             )
         if self.change_weight <= 0:
             raise ValueError(f"change_weight must be positive, got {self.change_weight}")

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from worldsim.actions import ActionEncoder
 from worldsim.model.net import check_frames, pixels_to_x, x_to_pixels
-from worldsim.model.tile_config import TileConfig, TileLoss
+from worldsim.model.tile_config import PART_NAMES, TileConfig, TileLoss
 from worldsim.model.tile_edge import EdgePrior
 from worldsim.model.tiles import NO_CODE, age_bucket, patch_rms, shift_table
 
@@ -53,6 +53,7 @@ MOVE_KEY = 32  # width of the move head's query and key
 
 # Each part (a network, or the tile net's move head) -> its parameters' prefix.
 PARTS = {"shift": "s_", "tile": "t_", "move": "m_", "reward": "r_", "edge": "e_"}
+assert tuple(PARTS) == PART_NAMES
 
 
 def pay_events(fired: Tensor, paid: Tensor, event_reward: float) -> tuple[Tensor, Tensor]:
