@@ -8,7 +8,9 @@ episode long enough for `--horizon` more; the model rolls each out open loop wit
 actions, and the tile classifier (`worldsim bench train-tiles`) names every map tile of the
 real and the generated continuations. Printed and written as JSON: the mean number of tiles
 of each class per frame at a few steps, real against generated. A dream whose objects
-multiply or vanish shows it here before it shows in a share of tiles right. To compare
+multiply or vanish shows it here before it shows in a share of tiles right. Also how often
+a cow steps to a neighbouring tile where the view holds still (`moves`): real cows wander,
+a dream's may stand still. To compare
 sampler settings, make a release of each (`worldsim model sampler --set twin_rms=0 ...`).
 """
 
@@ -26,6 +28,35 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CLASSES = ("player", "zombie", "skeleton", "cow", "tree", "water", "stone", "sand", "grass")
+
+
+def _still(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether the view holds still from tile classes a to b [n, rows, cols]: b agrees with a
+    in place about as well as with a moved one tile in any direction (scrolled), within the
+    2 tiles a step changes (on plain grass a step looks like a scroll)."""
+    here = (a == b).mean((-1, -2))
+    moved = [
+        (a[:, 1:] == b[:, :-1]).mean((-1, -2)),
+        (a[:, :-1] == b[:, 1:]).mean((-1, -2)),
+        (a[:, :, 1:] == b[:, :, :-1]).mean((-1, -2)),
+        (a[:, :, :-1] == b[:, :, 1:]).mean((-1, -2)),
+    ]
+    return here + 2.5 / a[0].size >= np.max(moved, 0)
+
+
+def moves(labels: np.ndarray, cls: int) -> tuple[int, int]:
+    """(tiles of class `cls` that step to a neighbouring tile, all such tile-steps) over tile
+    classes [n, T, rows, cols], counting only steps where the view holds still. A tile steps
+    when its place loses the class and a neighbour that did not show it gains it."""
+    a, b = (
+        labels[:, :-1].reshape(-1, *labels.shape[2:]),
+        labels[:, 1:].reshape(-1, *labels.shape[2:]),
+    )
+    keep = _still(a, b)
+    a, b = a[keep] == cls, b[keep] == cls
+    gained = np.pad(b & ~a, ((0, 0), (1, 1), (1, 1)))
+    near = gained[:, :-2, 1:-1] | gained[:, 2:, 1:-1] | gained[:, 1:-1, :-2] | gained[:, 1:-1, 2:]
+    return int((a & ~b & near).sum()), int(a.sum())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
             per[label] = [round(float(n[:, s - 1].sum((-1, -2)).mean()), 2) for s in steps]
         result[name] = per
         print(f"{name:>9}: {per['real']} | {per['generated']}")
+    if "cow" in tiles.names:
+        c = tiles.names.index("cow")
+        for label, labs in (("real", real), ("generated", dream)):
+            moved, total = moves(np.concatenate(labs), c)
+            result.setdefault("cow_moves", {})[label] = [moved, total]
+            print(f"cows that step where the view holds still, {label}: {moved} of {total} "
+                  f"({moved / max(total, 1):.2f})")  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))

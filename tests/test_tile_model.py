@@ -644,6 +644,16 @@ def test_a_move_is_one_choice_that_swaps_a_tile_with_its_neighbour(trained) -> N
     # loss.parts [move]: the move head's loss alone (TileWorldSystem freezes the rest).
     out = moving.training_loss(dm.batch(dm.val, dm.val_index), loss=TileLoss(parts=("move",)))
     assert torch.allclose(out["loss"], out["move"]) and out["tile"] > 0
+    # ...read off a step with nothing committed, as a one-round rollout moves tiles; with the
+    # tile net, a random share of tokens is given its answer (MaskGIT).
+    seen = []
+    moving.tile_logits = lambda *a, **kw: (
+        seen.append(a[5]) or tile_logits.__func__(moving, *a, **kw)
+    )
+    for parts in (("move",), ("tile", "move")):
+        moving.training_loss(dm.batch(dm.val, dm.val_index), loss=TileLoss(parts=parts))
+    del moving.tile_logits
+    assert not seen[0].any() and seen[1].any()
     assert {k for k, _ in moving.named_parameters() if k.startswith("m_")} == {
         k for p in moving.part_parameters("move") for k, q in moving.named_parameters() if q is p
     }

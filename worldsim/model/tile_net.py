@@ -493,6 +493,11 @@ class TileWorldNet(nn.Module):
         rand = torch.rand(B, N, generator=generator, device=code.device)
         ratio = torch.rand(B, 1, generator=generator, device=code.device)
         committed = rand < ratio  # MaskGIT: a random share of tokens is given
+        if "tile" not in lc.parts:
+            # The move head alone learns from the step a one-round sampler moves tiles in,
+            # nothing committed: trained with answers given, it would lean on them and move
+            # tiles half as often as the game does once they are not.
+            committed = torch.zeros_like(committed)
         trained = batch.get("loss_mask")  # self forcing: where the dream agrees with the game
         if trained is not None:
             committed &= trained
