@@ -10,7 +10,9 @@ real and the generated continuations. Printed and written as JSON: the mean numb
 of each class per frame at a few steps, real against generated. A dream whose objects
 multiply or vanish shows it here before it shows in a share of tiles right. Also how often
 a cow steps to a neighbouring tile where the view holds still (`moves`): real cows wander,
-a dream's may stand still. To compare
+a dream's may stand still. And how many HUD tiles (Crafter's inventory: food, water, energy
+and health tick down on hidden timers) change a step, in the first and second half of the
+rollouts (`hud_changes`): a dream that cannot keep time ticks them too seldom or too often. To compare
 sampler settings, make a release of each (`worldsim model sampler --set twin_rms=0 ...`).
 """
 
@@ -42,6 +44,16 @@ def _still(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (a[:, :, :-1] == b[:, :, 1:]).mean((-1, -2)),
     ]
     return here + 2.5 / a[0].size >= np.max(moved, 0)
+
+
+def hud_changes(frames: np.ndarray, grid) -> np.ndarray:
+    """HUD tiles (the tile rows below the map) that change from each frame to the next, by
+    more than 3 RMS (0-255): frames [n, T, H, W, 3] -> [n, T-1]."""
+    from worldsim.bench.tiles import cut_tiles
+
+    hud = cut_tiles(frames, grid)[..., grid.grid[0] :, :, :].astype(np.float32)
+    rms = np.sqrt(((hud[:, 1:] - hud[:, :-1]) ** 2).mean(-1))
+    return (rms > 3).sum((-1, -2))
 
 
 def moves(labels: np.ndarray, cls: int) -> tuple[int, int]:
@@ -88,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             clips.append((frames[start : start + K + H], actions[start : start + K + H - 1]))
     if not clips:
         raise SystemExit(f"no episode of {args.data} holds {K + H} frames: lower --horizon")
-    real, dream = [], []
+    real, dream, hud_real, hud_dream = [], [], [], []
     gen = torch.Generator().manual_seed(args.seed)
     for b in range(0, len(clips), args.batch_size):
         fr = np.stack([c[0] for c in clips[b : b + args.batch_size]])
@@ -96,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         out = wm.generate(fr[:, :K], ac[:, : K - 1], ac[:, K - 1 :], generator=gen)["frames"]
         real.append(tiles.classify(fr[:, K:]))
         dream.append(tiles.classify(out))
+        hud_real.append(hud_changes(fr[:, K - 1 :], tiles.grid))
+        hud_dream.append(hud_changes(np.concatenate([fr[:, K - 1 : K], out], 1), tiles.grid))
     steps = [s for s in (1, 16, 32, 48, 64) if s <= H]
     result: dict = {"checkpoint": str(args.checkpoint), "data": args.data, "clips": len(clips),
                     "context": K, "horizon": H, "sampler": dataclasses.asdict(wm.sampler),
@@ -118,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
             result.setdefault("cow_moves", {})[label] = [moved, total]
             print(f"cows that step where the view holds still, {label}: {moved} of {total} "
                   f"({moved / max(total, 1):.2f})")  # fmt: skip
+    if tiles.grid.frame_grid[0] > tiles.grid.grid[0]:
+        half = H // 2
+        for label, ch in (("real", hud_real), ("generated", hud_dream)):
+            ch = np.concatenate(ch)
+            rate = [round(float(ch[:, :half].mean()), 3), round(float(ch[:, half:].mean()), 3)]
+            result.setdefault("hud_changes", {})[label] = rate
+            print(f"HUD tiles that change a step, steps 1-{half} / {half + 1}-{H}, {label}: "
+                  f"{rate[0]} / {rate[1]}")  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))

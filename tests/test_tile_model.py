@@ -459,22 +459,33 @@ def test_the_tile_model_trains_and_plays_on_doom_and_atari_frames(
 
 
 # ------------------------------------------------------------------ events that pay once
+def _edited_store(path, world: ToyWorld, spec: dict, seed: int, episodes: int, T: int, edit):
+    """A store of toy episodes that `edit(frames, actions, rng)` turns into (frames, rewards,
+    extra labels)."""
+    obs = gym.spaces.Box(0, 255, (16, 20, 3), np.uint8)
+    store = EpisodeStore.create(path, game="toy", action_space=SPACE, observation_space=obs,
+                                fps=10, label_spec=spec)  # fmt: skip
+    rng = np.random.default_rng(seed)
+    for _ in range(episodes):
+        frames, actions, labels, views = world.episode(rng, T)
+        frames, rewards, extra = edit(frames, actions, rng)
+        store.append(frames, actions, rewards, np.zeros(T, bool), np.zeros(T, bool),
+                     labels={"semantic": labels, "view_pos": views, **extra})  # fmt: skip
+    return store
+
+
 def _resting_store(path, world: ToyWorld, episodes: int = 16, T: int = 40):
     """The toy game where resting (noop) is a named event that pays +1 the first time in an
     episode, as Crafter's achievements do: a later rest looks the same and pays nothing."""
     spec = {**SPEC, "arrays": [*SPEC["arrays"], "events"],
             "events": {"names": ["rest"], "reward": 1.0, "pays": "first"}}  # fmt: skip
-    obs = gym.spaces.Box(0, 255, (16, 20, 3), np.uint8)
-    store = EpisodeStore.create(path, game="toy", action_space=SPACE, observation_space=obs,
-                                fps=10, label_spec=spec)  # fmt: skip
-    rng = np.random.default_rng(11)
-    for _ in range(episodes):
-        frames, actions, labels, views = world.episode(rng, T)
+
+    def rest(frames, actions, _rng):
         counts = np.concatenate([[0], np.cumsum(actions == 0)])[:, None].astype(np.int32)
         rewards = ((counts[1:, 0] == 1) & (counts[:-1, 0] == 0)).astype(np.float32)
-        store.append(frames, actions, rewards, np.zeros(T, bool), np.zeros(T, bool),
-                     labels={"semantic": labels, "view_pos": views, "events": counts})  # fmt: skip
-    return store
+        return frames, rewards, {"events": counts}
+
+    return _edited_store(path, world, spec, 11, episodes, T, rest)
 
 
 def test_events_are_told_before_the_frame_and_pay_only_the_first_time(trained, tmp_path) -> None:
@@ -897,3 +908,65 @@ def test_an_edge_prior_draws_the_revealed_tiles_and_is_refused_without_one(train
         plain.generate(start, np.zeros((1, 0), np.int64), right)
     with pytest.raises(ValueError, match="reveal"):
         TileSampler(reveal="prior")
+
+
+def _timer_store(path, world: ToyWorld, period: int, episodes: int = 16, T: int = 40):
+    """The toy game with a HUD counter on a hidden timer, as Crafter's food and water: the
+    first inventory tile darkens by one level every `period` steps (4 levels, then over)."""
+
+    def tick(frames, _actions, rng):
+        level = (np.arange(T + 1) + int(rng.integers(period))) // period % 4
+        frames[:, 3 * TILE :, :TILE] = (60 * (level + 1)).astype(np.uint8)[:, None, None, None]
+        return frames, np.zeros(T, np.float32), {}
+
+    return _edited_store(path, world, SPEC, 5, episodes, T, tick)
+
+
+def test_a_hud_clock_ticks_a_hidden_timer_on_time(tmp_path) -> None:
+    from worldsim.model.tile_rollout import TileRollout
+    from worldsim.model.tiles import hud_clocks, tick_clock
+
+    # The clock: steps since the code last changed, 0 until a change is seen.
+    codes = torch.tensor([[[5, 1], [5, 1], [6, 1], [6, 1], [6, 1], [7, 1]]])
+    assert hud_clocks(codes)[0].T.tolist() == [[0, 0, 1, 2, 3, 1], [0] * 6]
+    assert tick_clock(torch.tensor([0, 3, 3]), torch.tensor([False, False, True])).tolist() == [
+        0,
+        4,
+        1,
+    ]
+    with pytest.raises(ValueError, match="hud_clock"):
+        TileConfig(height=16, width=20, patch=TILE, hud_clock=8)  # no fixed rows
+    # A HUD tile ticks every 5 steps. Two frames cannot tell when (the net without a clock
+    # learns "never"); with a clock, a rollout ticks on time once it has seen a tick.
+    period, world = 5, ToyWorld()
+    _timer_store(tmp_path / "store", world, period)
+    rng = np.random.default_rng(1)
+    frames, actions, _, _ = world.episode(rng, 30)
+    level = np.arange(31) // period % 4
+    frames[:, 3 * TILE :, :TILE] = (60 * (level + 1)).astype(np.uint8)[:, None, None, None]
+    hud = frames_to_patches(frames[:, 3 * TILE :, :TILE], TILE)[:, 0]  # [31, D]
+    on_time = {}
+    for clock in (0, 16):
+        dm = TileDataModule(str(tmp_path / "store"), patch=TILE, fixed_rows=1, codebook_size=32,
+                            frequent_codes=16, batch_size=32, samples_per_epoch=32 * 300,
+                            val_samples=32, val_fraction=0.2, test_fraction=0.0)  # fmt: skip
+        system = TileWorldSystem(overrides={**SMALL, "hud_clock": clock}, lr=3e-3,
+                                 warmup_steps=20, ema_decay=0.9)  # fmt: skip
+        trainer = L.Trainer(max_steps=300, accelerator="cpu", logger=False, enable_progress_bar=False,
+                            enable_checkpointing=False, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+        torch.manual_seed(0)
+        trainer.fit(system, dm)
+        net = system.ema.module.eval()
+        rollout = TileRollout(net)
+        K = 8  # the context holds a tick (at step 5)
+        state = rollout.start(net.frames_to_x(frames[None, :K]),
+                              net.encode_actions(actions[None, : K - 1]))  # fmt: skip
+        x = rollout.next(state, net.encode_actions(actions[None, K - 1 :]))[0]
+        drawn = frames_to_patches(net.x_to_frames(x)[0, :, 3 * TILE :, :TILE], TILE)[:, 0]
+        ticks = np.nonzero(level[K:] != level[K - 1 : -1])[0]  # steps K+i that tick
+        right = (drawn.float() - hud[K:].float()).abs().max(-1).values < 8  # [23]
+        on_time[clock] = (int(right[ticks].sum()), int(right.sum()))
+        assert len(ticks) == 5
+    # Without a clock a tick is a guess (right at most by chance); with one, every tick comes
+    # on time and the HUD is right at every step.
+    assert on_time[0][0] <= 2 and on_time[16] == (5, 23), on_time

@@ -15,7 +15,7 @@ __all__ = ["PART_NAMES", "TileConfig", "TileLoss", "TileSampler"]
 
 # The parts of a TileWorldNet that a run can train (TileLoss.parts; their parameters'
 # prefixes: tile_net.PARTS).
-PART_NAMES = ("shift", "tile", "move", "reward", "edge")
+PART_NAMES = ("shift", "tile", "move", "reward", "edge", "clock")
 
 
 @dataclass
@@ -28,7 +28,9 @@ class TileLoss:
     # starts from (model.init_from) and their losses are not computed, e.g. [reward] retrains
     # the reward net alone on new labels and leaves the frames the model draws untouched, and
     # [move] trains the move head (TileConfig.object_moves) on the tile net's features alone,
-    # and [edge] the edge prior (TileConfig.edge_prior) alone.
+    # [edge] the edge prior (TileConfig.edge_prior) alone, and [clock] the HUD clocks
+    # (TileConfig.hud_clock) alone. A head trained alone on the tile net (move, clock) learns
+    # from a step with nothing committed, as a one-round rollout draws it.
     parts: tuple[str, ...] = PART_NAMES
     # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
     # rare next to the many kept tiles, and what the game's events show on screen.
@@ -146,6 +148,12 @@ class TileConfig:
     # An edge prior (worldsim/model/tile_edge.py): a small net that draws the tiles coming
     # into view one at a time from their neighbours (TileSampler.reveal "edge").
     edge_prior: bool = False
+    # A clock on every fixed-row token (a HUD): how many steps ago its code last changed, as
+    # 1..hud_clock-1 (capped), or 0 while no change has been seen, read by the tile net through
+    # an embedding of each (token, clock) pair. A HUD's counters that tick on hidden timers
+    # (Crafter's food, water and energy fall every 26, 21 and 31 steps) can then tick on
+    # time, where two frames cannot tell when. 0: no clock.
+    hud_clock: int = 0
     # Networks.
     dim: int = 128
     depth: int = 4
@@ -195,6 +203,10 @@ class TileConfig:
                 )
         if len(set(self.events)) != len(self.events):
             raise ValueError(f"events must be distinct names, got {self.events}")
+        if self.hud_clock < 0 or (self.hud_clock and not self.fixed_rows):
+            raise ValueError(
+                f"hud_clock {self.hud_clock}: a clock needs fixed_rows (a HUD) and a value >= 0"
+            )
         if self.codebook_size < 2 or self.context < 1:
             raise ValueError("codebook_size must be >= 2 and context >= 1")
 

@@ -52,7 +52,7 @@ MOVE_OPPOSITE = (0, 4, 3, 2, 1)
 MOVE_KEY = 32  # width of the move head's query and key
 
 # Each part (a network, or the tile net's move head) -> its parameters' prefix.
-PARTS = {"shift": "s_", "tile": "t_", "move": "m_", "reward": "r_", "edge": "e_"}
+PARTS = {"shift": "s_", "tile": "t_", "move": "m_", "reward": "r_", "edge": "e_", "clock": "c_"}
 assert tuple(PARTS) == PART_NAMES
 
 
@@ -163,6 +163,12 @@ class TileWorldNet(nn.Module):
         self.t_events = nn.Linear(E, d, bias=False) if E else None
         if E:
             nn.init.zeros_(self.t_events.weight)  # a release without events draws as before
+        # Each HUD token's clock (steps since its code last changed; 0: none seen), per token
+        F_ = N - self.moving if config.hud_clock else 0
+        self.c_clock = nn.Embedding(F_ * config.hud_clock, d) if F_ else None
+        if self.c_clock is not None:
+            nn.init.zeros_(self.c_clock.weight)  # a release without clocks draws as before
+            self.register_buffer("c_base", torch.arange(F_) * config.hud_clock, persistent=False)
         self.t_pos = nn.Parameter(torch.randn(N + 1, d) * 0.02)
         self.t_body = _encoder(d, config.depth, config.heads)
         self.t_keep = nn.Linear(d, 1)
@@ -194,7 +200,8 @@ class TileWorldNet(nn.Module):
 
     # Parameters a release of the same net without them (trained before events, or without
     # the move head) leaves fresh.
-    OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "m_move.", "m_move_qk.", "e_prior.")
+    OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "m_move.", "m_move_qk.", "e_prior.",
+                     "c_clock.")  # fmt: skip
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
         """The parameters of one of the parts (shift, tile, move, reward)."""
@@ -282,6 +289,7 @@ class TileWorldNet(nn.Module):
         action: Tensor,
         shift: Tensor,
         events: Tensor | None = None,
+        clock: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Every token's logits of keeping the shifted tile [B, N] and of each code [B, N, K]
         (apart: one [B, N, 1 + K] tensor would be a copy of the largest tensor of a step),
@@ -290,7 +298,8 @@ class TileWorldNet(nn.Module):
         Args: shifted last codes [B, N] (K: unknown) and pixels [B, N, D]; the frame before,
         shifted to the same view [B, N]; memory codes/ages of the scrolling tokens [B, n]
         (NO_CODE / 0: none); committed choices [B, N] (0 none, 1 keep, 2 + c code c); encoded
-        action [B, A]; shift classes [B]; the events that happen, bool [B, E] (None: none).
+        action [B, A]; shift classes [B]; the events that happen, bool [B, E] (None: none);
+        the fixed-row tokens' clocks [B, N - moving] (`TileConfig.hud_clock`; None: none seen).
         """
         K, cfg = self.config.codebook_size, self.config
         B, N = code_sh.shape
@@ -306,6 +315,10 @@ class TileWorldNet(nn.Module):
             + self.t_age(age)
             + self.t_given(given)
         )
+        if self.c_clock is not None and clock is not None:
+            at = self.c_base + clock.clamp(0, cfg.hud_clock - 1)
+            hud = x[:, self.moving :] + self.c_clock(at)
+            x = torch.cat([x[:, : self.moving], hud], 1)
         step = self.t_act(action) + self.t_shift(shift)
         if self.t_events is not None and events is not None:
             step = step + self.t_events(events.float())
@@ -420,7 +433,10 @@ class TileWorldNet(nn.Module):
                 out["events"] = ev_loss.detach()
                 hit = (ev_logits > 0) == events.bool()
                 out["events_acc"] = hit.all(-1).float().mean()
-        if "tile" in lc.parts or ("move" in lc.parts and self.m_move is not None):
+        heads = ("move" in lc.parts and self.m_move is not None) or (
+            "clock" in lc.parts and self.c_clock is not None
+        )
+        if "tile" in lc.parts or heads:
             tile = self._tile_loss(batch, action, lc, generator)
             total = total + tile.pop("loss")
             out.update(tile)
@@ -466,6 +482,22 @@ class TileWorldNet(nn.Module):
         pix = torch.where(hit[..., None], self.codebook[other.clamp(max=K - 1)], pix_sh)
         return code, pix
 
+    def _rollout_clock(
+        self, clock: Tensor | None, generator: torch.Generator | None
+    ) -> Tensor | None:
+        """The data's HUD clocks [B, F] (steps since each token's code last changed in the
+        episode, 0 before its first change) as a rollout would know them: one that starts in
+        the middle of an episode has seen only its own steps, so half the transitions have
+        their clocks cut at a history of 1..hud_clock steps (0 where the change came before)."""
+        cap = self.config.hud_clock
+        if clock is None or not cap:
+            return None
+        clock = clock.long()
+        B, dev = len(clock), clock.device
+        history = torch.randint(1, cap + 1, (B, 1), generator=generator, device=dev)
+        cut = torch.rand(B, 1, generator=generator, device=dev) < 0.5
+        return torch.where(cut & (clock > history), 0, clock)
+
     def _tile_loss(
         self,
         batch: dict[str, Any],
@@ -494,9 +526,9 @@ class TileWorldNet(nn.Module):
         ratio = torch.rand(B, 1, generator=generator, device=code.device)
         committed = rand < ratio  # MaskGIT: a random share of tokens is given
         if "tile" not in lc.parts:
-            # The move head alone learns from the step a one-round sampler moves tiles in,
-            # nothing committed: trained with answers given, it would lean on them and move
-            # tiles half as often as the game does once they are not.
+            # A head alone (move, clock) learns from the step a one-round sampler draws,
+            # nothing committed: trained with answers given, the move head leant on them and
+            # moved tiles half as often as the game does once they were not.
             committed = torch.zeros_like(committed)
         trained = batch.get("loss_mask")  # self forcing: where the dream agrees with the game
         if trained is not None:
@@ -513,6 +545,7 @@ class TileWorldNet(nn.Module):
             action,
             shift,
             batch.get("events"),  # the real events: the net learns to draw what they show
+            self._rollout_clock(batch.get("clock"), generator),
         )
         code_logit = codes_logits.gather(-1, code_next[..., None])[..., 0]
         right = torch.logaddexp(
@@ -524,7 +557,7 @@ class TileWorldNet(nn.Module):
         if trained is not None:
             todo = todo * trained
         tile_loss = (per_token * todo).sum() / todo.sum().clamp(min=1)
-        loss = tile_loss if "tile" in lc.parts else torch.zeros_like(tile_loss)
+        loss = tile_loss if {"tile", "clock"} & set(lc.parts) else torch.zeros_like(tile_loss)
         moves: dict[str, Tensor] = {}
         if move_logits is not None:
             move_target = self.move_targets(code_sh, pix_sh, nxt)

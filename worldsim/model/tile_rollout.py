@@ -21,6 +21,7 @@ from worldsim.model.tiles import (
     Canvas,
     displacements,
     frames_to_patches,
+    hud_clocks,
     nearest_codes,
     novelty,
     patch_rms,
@@ -28,6 +29,7 @@ from worldsim.model.tiles import (
     remember,
     same_tile_codes,
     shift_from_pixels,
+    tick_clock,
 )
 
 __all__ = ["Given", "TileGroups", "TileRollout", "TileRolloutState"]
@@ -38,7 +40,8 @@ class TileRolloutState:
     """The last frame (pixels, patches, codes), the codes and shift before it, the memory of
     the world seen so far, which code each token has shown in this rollout, and which of the
     model's events (TileConfig.events) the rollout has paid: `paid` may be set to what the
-    real episode had unlocked before the context, else a rollout starts with none paid."""
+    real episode had unlocked before the context, else a rollout starts with none paid; and
+    the HUD's clocks (TileConfig.hud_clock: steps since each fixed-row token last changed)."""
 
     frame: Tensor  # uint8 [B, H, W, C]
     pix: Tensor  # uint8 [B, N, D]
@@ -48,10 +51,11 @@ class TileRolloutState:
     canvas: Canvas
     seen: Tensor  # bool [B, N, K]
     paid: Tensor  # bool [B, E]
+    clock: Tensor  # long [B, F]
 
     def assign(self, rows: Tensor, other: TileRolloutState) -> None:
         """Replace the rollouts `rows` (long [b]) with those of `other` (b rollouts)."""
-        for name in ("frame", "pix", "code", "prev_code", "prev_shift", "seen", "paid"):
+        for name in ("frame", "pix", "code", "prev_code", "prev_shift", "seen", "paid", "clock"):
             getattr(self, name)[rows] = getattr(other, name)
         self.canvas.assign(rows, other.canvas)
 
@@ -252,7 +256,10 @@ class TileRollout:
         prev = codes[:, -2] if K > 1 else codes[:, -1]
         prev_shift = shifts[:, -1] if K > 1 else torch.zeros(B, dtype=torch.long, device=dev)
         paid = torch.zeros(B, len(cfg.events), dtype=torch.bool, device=dev)
-        return TileRolloutState(frame, pix, codes[:, -1], prev, prev_shift, canvas, seen, paid)
+        clock = hud_clocks(codes[:, :, self.net.moving :])[:, -1]
+        return TileRolloutState(
+            frame, pix, codes[:, -1], prev, prev_shift, canvas, seen, paid, clock
+        )
 
     def shift_classes(self, motion: Tensor) -> Tensor:
         """View displacements [..., 2] (d_row, d_col tokens) -> shift classes [...] of the
@@ -431,8 +438,9 @@ class TileRollout:
             if not bool((given == 0).any()):
                 break  # every token was given
             keep, codes, moves = net.tile_logits(
-                code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift, events
-            )
+                code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift, events,
+                state.clock,
+            )  # fmt: skip
             if told.allowed is not None:
                 codes = codes.masked_fill(~told.allowed.to(codes.device), -1e4)
             last = r == rounds - 1  # the last round commits every open token: no ranking
@@ -463,6 +471,8 @@ class TileRollout:
         new = novelty(code_next, state.seen)
         reward, end = net.predict_reward(state.code, code_next, new, action, events, state.paid)
         state.paid = state.paid | events
+        M = net.moving
+        state.clock = tick_clock(state.clock, code_next[:, M:] != state.code[:, M:])
         state.canvas.write(code_next[:, : net.moving])
         state.prev_code, state.prev_shift = state.code, shift
         state.code, state.pix, state.frame = code_next, pix_next, frame

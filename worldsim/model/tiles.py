@@ -21,6 +21,7 @@ __all__ = [
     "displacements",
     "first_events",
     "frames_to_patches",
+    "hud_clocks",
     "nearest_codes",
     "novelty",
     "patch_rms",
@@ -30,6 +31,7 @@ __all__ = [
     "shift_from_offsets",
     "shift_from_pixels",
     "shift_table",
+    "tick_clock",
 ]
 
 NO_CODE = -1  # "no code here": a tile revealed by a shift, or an empty memory cell
@@ -252,6 +254,23 @@ def age_bucket(age: Tensor, buckets: int) -> Tensor:
     """Memory age in steps -> bucket 0 (no memory) or 1 + floor(log2(age)), capped."""
     b = 1 + torch.log2(age.clamp(min=1).float()).floor().long()
     return torch.where(age > 0, b.clamp(max=buckets - 1), torch.zeros_like(b))
+
+
+def tick_clock(clock: Tensor, changed: Tensor) -> Tensor:
+    """HUD clocks (`TileConfig.hud_clock`) one step on: 1 where the token's code changed, one
+    more where it did not and the clock runs, 0 where no change has been seen yet."""
+    return torch.where(changed, 1, torch.where(clock > 0, clock + 1, 0))
+
+
+def hud_clocks(codes: Tensor) -> Tensor:
+    """The clock of every frame of codes [B, T, F] (a HUD's tokens): steps since the token's
+    code last changed within the T frames, 0 before its first change. long [B, T, F]."""
+    clock = torch.zeros_like(codes[:, 0], dtype=torch.long)
+    out = [clock]
+    for t in range(1, codes.shape[1]):
+        clock = tick_clock(clock, codes[:, t] != codes[:, t - 1])
+        out.append(clock)
+    return torch.stack(out, 1)
 
 
 class Canvas:
