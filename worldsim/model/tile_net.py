@@ -51,7 +51,7 @@ __all__ = ["MOVE_OPPOSITE", "TileWorldNet", "encode_last", "pay_events", "tile_c
 MOVE_OPPOSITE = (0, 4, 3, 2, 1)
 MOVE_KEY = 32  # width of the move head's query and key
 
-# Each part (a network, or the tile net's move head) -> its parameters' prefix.
+# Each part (a network, or a head on the tile net: moves, HUD clocks) -> its parameters' prefix.
 PARTS = {"shift": "s_", "tile": "t_", "move": "m_", "reward": "r_", "edge": "e_", "clock": "c_"}
 assert tuple(PARTS) == PART_NAMES
 
@@ -199,12 +199,12 @@ class TileWorldNet(nn.Module):
         self.e_prior = EdgePrior(K) if config.edge_prior else None
 
     # Parameters a release of the same net without them (trained before events, or without
-    # the move head) leaves fresh.
+    # the move head, edge prior or HUD clocks) leaves fresh.
     OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "m_move.", "m_move_qk.", "e_prior.",
                      "c_clock.")  # fmt: skip
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
-        """The parameters of one of the parts (shift, tile, move, reward)."""
+        """The parameters of one of the parts (`PARTS`)."""
         return [p for k, p in self.named_parameters() if k.startswith(PARTS[part])]
 
     # ------------------------------------------------------------------ frames and actions
