@@ -87,6 +87,43 @@ def test_explorer_walks_in_runs_and_interacts():
         make_policy("explorer", gym.spaces.Discrete(3), None)
 
 
+def test_builder_crafts_after_it_interacts_and_builds_in_real_crafter():
+    import crafter
+    import gymnasium as gym
+
+    from envs.games import make_game
+
+    names = list(crafter.constants.actions)
+    policy = make_policy("builder", gym.spaces.Discrete(17), names)
+    policy.reset(5)
+    actions = [int(policy(None)) for _ in range(800)]
+    table = names.index("place_table")
+    # a crafting try follows an interaction burst and one move that faces open ground (the
+    # explorer's own rare "other" step may also pick place_table, alone)
+    at = [
+        i for i, a in enumerate(actions)
+        if a == table and names[actions[i - 2]] == "do" and names[actions[i - 1]].startswith("move")
+    ]  # fmt: skip
+    assert len(at) > 10
+    assert all(actions[i + 1] == names.index("make_wood_pickaxe") for i in at if i + 1 < 800)
+    policy.reset(5)
+    assert [int(policy(None)) for _ in range(800)] == actions
+    # played blind in the real game, it builds: a table stands in some of 12 episodes
+    env, built = make_game("crafter"), 0
+    for k in range(12):
+        env.reset(seed=k)
+        policy.reset(k)
+        done, info = False, {}
+        while not done:
+            _, _, terminated, truncated, info = env.step(policy(None))
+            done = terminated or truncated
+        built += bool(info["achievements"]["place_table"])
+    env.close()
+    assert built >= 2
+    with pytest.raises(WorldsimError, match="--policy explorer"):
+        make_policy("builder", gym.spaces.Discrete(3), ["noop", "move_left", "do"])
+
+
 def test_ctrl_c_keeps_finished_episodes(tmp_path):
     out = tmp_path / "s"
     cmd = [

@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--policy",
         default="sticky",
         help="random | sticky | explorer (walks in runs of 2-10 steps and interacts; first-person "
-        "games such as minetest: walks, turns, jumps and digs) | path of a saved agent (default: sticky)",
+        "games such as minetest: walks, turns, jumps and digs) | builder (an explorer that also tries "
+        "Crafter's place_/make_ actions after it interacts) | path of a saved agent (default: sticky)",
     )
     p.add_argument(
         "--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)"
