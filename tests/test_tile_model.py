@@ -693,6 +693,26 @@ def test_tile_choices_from_the_split_logits_equal_those_of_the_joined_ones() -> 
     assert (_choose_tiles(keep, codes, torch.zeros(4, 30), None)[0][0, :5] == 0).all()
 
 
+def test_new_ground_drawn_from_the_nucleus_never_takes_a_sliver_code() -> None:
+    from worldsim.model.tile_rollout import _choose
+
+    # 3 likely codes hold 0.99 of the probability; 60 codes share the last 1% (a HUD tile, a
+    # second player): over 20,000 draws at temperature 1 they come up about 200 times.
+    logits = torch.full((20_000, 63), math.log(0.01 / 60))
+    logits[:, :3] = math.log(0.33)
+    free = _choose(logits, 1.0, torch.Generator().manual_seed(0))
+    assert 100 < int((free >= 3).sum()) < 300
+    kept = _choose(logits, 1.0, torch.Generator().manual_seed(0), top_p=0.98)
+    assert int((kept >= 3).sum()) == 0
+    share = torch.bincount(kept, minlength=3)[:3] / len(kept)
+    assert torch.allclose(share, torch.full((3,), 1 / 3), atol=0.02)  # the nucleus as it was
+    x = torch.randn(50, 10, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(_choose(x, 0.0, None, top_p=0.5), x.argmax(-1))  # argmax is in it
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="reveal_top_p"):
+            TileSampler(reveal_top_p=bad)
+
+
 def test_the_likeliest_tile_pools_the_codebook_twins_that_draw_it() -> None:
     from worldsim.model.tile_rollout import TileGroups, _choose_tiles
     from worldsim.model.tiles import same_tile_codes

@@ -66,6 +66,11 @@ class TileSampler:
     guidance: float = 1.0  # no classifier-free guidance in this model: must stay 1
     temperature: float = 0.0  # sampling temperature of tiles that were in view (0: the likeliest)
     reveal_temperature: float = 0.0  # of tiles that just came into view: new terrain
+    # Nucleus of the edge prior's draws (reveal "edge", reveal_temperature > 0): each new
+    # ground tile is drawn from the likeliest codes that hold this share of its probability,
+    # so that codes the prior gives a sliver each (an inventory tile, a second player) are
+    # never drawn on the map over thousands of draws. 1: from every code.
+    reveal_top_p: float = 1.0
     # Who draws a tile that comes into view where the memory holds nothing: "net" (the tile
     # net, each token alone) or "edge" (the edge prior, TileConfig.edge_prior: one token at a
     # time along the new edge, each from its neighbours, so new ground comes in patches).
@@ -106,6 +111,10 @@ class TileSampler:
             raise ValueError(
                 "temperature, reveal_temperature, fixed_temperature, shift_temperature, "
                 "event_temperature and move_temperature must be >= 0 (0: the likeliest)"
+            )
+        if not 0 < self.reveal_top_p <= 1:
+            raise ValueError(
+                f"reveal_top_p must be in (0, 1] (1: draw from every code), got {self.reveal_top_p}"
             )
         if self.twin_rms < 0:
             raise ValueError(f"twin_rms must be >= 0 (0: the likeliest code), got {self.twin_rms}")

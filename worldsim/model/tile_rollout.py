@@ -88,13 +88,25 @@ def _gumbel(shape: torch.Size, generator: torch.Generator | None, device: torch.
     return -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
 
 
+def _nucleus(logits: Tensor, top_p: float) -> Tensor:
+    """logits [..., V] with every value outside the top-p nucleus (the likeliest values that
+    together hold at least `top_p` of the probability) set to -inf."""
+    ranked, order = logits.sort(-1, descending=True)
+    probs = ranked.softmax(-1)
+    outside = probs.cumsum(-1) - probs >= top_p  # the mass before it already reaches top_p
+    return logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside), -torch.inf)
+
+
 def _choose(
     logits: Tensor,
     temperature: float | Tensor,
     generator: torch.Generator | None,
+    top_p: float = 1.0,
 ) -> Tensor:
     """A choice from logits [..., V] at `temperature` (a float, or per row [...]): the argmax
-    where it is 0, else a Gumbel-max sample."""
+    where it is 0, else a Gumbel-max sample, from the top-p nucleus where `top_p` < 1."""
+    if top_p < 1:
+        logits = _nucleus(logits, top_p)
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
     choice = logits.argmax(-1)
     if bool((t > 0).any()):
@@ -345,7 +357,7 @@ class TileRollout:
         def choose(logits: Tensor) -> Tensor:
             if allowed is not None:
                 logits = logits.masked_fill(~allowed.to(logits.device), -1e4)
-            return _choose(logits, temperature, generator)
+            return _choose(logits, temperature, generator, self.sampler.reveal_top_p)
 
         B, shape = len(grid), (len(grid), self.rows, self.cols)
         drawn = net.e_prior.draw(grid.view(shape), todo.view(shape), self.disp[shift], choose)
