@@ -104,12 +104,13 @@ def _choose(
     top_p: float = 1.0,
 ) -> Tensor:
     """A choice from logits [..., V] at `temperature` (a float, or per row [...]): the argmax
-    where it is 0, else a Gumbel-max sample, from the top-p nucleus where `top_p` < 1."""
-    if top_p < 1:
-        logits = _nucleus(logits, top_p)
+    where it is 0, else a Gumbel-max sample, from the top-p nucleus where `top_p` < 1 (the
+    argmax is always in it, so only a sample sorts the logits)."""
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
     choice = logits.argmax(-1)
     if bool((t > 0).any()):
+        if top_p < 1:
+            logits = _nucleus(logits, top_p)
         gumbel = _gumbel(logits.shape, generator, logits.device)
         sampled = (logits / t.clamp(min=1e-6)[..., None] + gumbel).argmax(-1)
         choice = torch.where(t > 0, sampled, choice)
