@@ -184,7 +184,7 @@ class Player:
                     frame, *_ = self.real.step(noop)
                     frames.append(frame)
                 self.panes[-1].frame, _ = self.dream.reset(
-                    seed=seed, options={"frames": np.stack(frames)}
+                    seed=seed, options={"frames": np.stack(frames), "episode_start": True}
                 )
             self.panes[0].frame = frames[-1]
         else:

@@ -12,8 +12,12 @@ multiply or vanish shows it here before it shows in a share of tiles right. Also
 a cow steps to a neighbouring tile where the view holds still (`moves`): real cows wander,
 a dream's may stand still. And how many HUD tiles (Crafter's inventory: food, water, energy
 and health tick down on hidden timers) change a step, in the first and second half of the
-rollouts (`hud_changes`): a dream that cannot keep time ticks them too seldom or too often. To compare
-sampler settings, make a release of each (`worldsim model sampler --set twin_rms=0 ...`).
+rollouts (`hud_changes`): a dream that cannot keep time ticks them too seldom or too often. And
+whether the dream changes the HUD tiles the real game changes at the same step (`hud_on_time`:
+recall of the real changes, precision of the dream's), for the clips from an episode's first
+frame (the model is told so: its HUD clocks then know Crafter's timers from the first step)
+and those from the middle. To compare sampler settings, make a release of each
+(`worldsim model sampler --set twin_rms=0 ...`).
 """
 
 from __future__ import annotations
@@ -43,13 +47,12 @@ def _still(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def hud_changes(frames: np.ndarray, grid) -> np.ndarray:
-    """HUD tiles (the tile rows below the map) that change from each frame to the next, by
-    more than 3 RMS (0-255): frames [n, T, H, W, 3] -> [n, T-1]."""
+    """Which HUD tiles (the tile rows below the map) change from each frame to the next, by
+    more than 3 RMS (0-255): frames [n, T, H, W, 3] -> bool [n, T-1, rows, cols]."""
     from worldsim.bench.tiles import cut_tiles
 
     hud = cut_tiles(frames, grid)[..., grid.grid[0] :, :, :].astype(np.float32)
-    rms = np.sqrt(((hud[:, 1:] - hud[:, :-1]) ** 2).mean(-1))
-    return (rms > 3).sum((-1, -2))
+    return np.sqrt(((hud[:, 1:] - hud[:, :-1]) ** 2).mean(-1)) > 3
 
 
 def moves(labels: np.ndarray, cls: int) -> tuple[int, int]:
@@ -93,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         frames, actions = np.asarray(ep.frames), np.asarray(ep.actions)
         room = len(frames) - (K + H)
         for start in sorted({0, room // 2}) if room >= 0 else []:
-            clips.append((frames[start : start + K + H], actions[start : start + K + H - 1]))
+            clips.append((frames[start : start + K + H], actions[start : start + K + H - 1],
+                          start == 0))  # fmt: skip
     if not clips:
         raise SystemExit(f"no episode of {args.data} holds {K + H} frames: lower --horizon")
     real, dream, hud_real, hud_dream = [], [], [], []
@@ -101,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     for b in range(0, len(clips), args.batch_size):
         fr = np.stack([c[0] for c in clips[b : b + args.batch_size]])
         ac = np.stack([c[1] for c in clips[b : b + args.batch_size]])
-        out = wm.generate(fr[:, :K], ac[:, : K - 1], ac[:, K - 1 :], generator=gen)["frames"]
+        first = [c[2] for c in clips[b : b + args.batch_size]]
+        out = wm.generate(fr[:, :K], ac[:, : K - 1], ac[:, K - 1 :], generator=gen,
+                          episode_start=first)["frames"]  # fmt: skip
         real.append(tiles.classify(fr[:, K:]))
         dream.append(tiles.classify(out))
         hud_real.append(hud_changes(fr[:, K - 1 :], tiles.grid))
@@ -130,12 +136,20 @@ def main(argv: list[str] | None = None) -> int:
                   f"({moved / max(total, 1):.2f})")  # fmt: skip
     if tiles.grid.frame_grid[0] > tiles.grid.grid[0]:
         half = H // 2
+        hud_real, hud_dream = np.concatenate(hud_real), np.concatenate(hud_dream)
         for label, ch in (("real", hud_real), ("generated", hud_dream)):
-            ch = np.concatenate(ch)
+            ch = ch.sum((-1, -2))
             rate = [round(float(ch[:, :half].mean()), 3), round(float(ch[:, half:].mean()), 3)]
             result.setdefault("hud_changes", {})[label] = rate
             print(f"HUD tiles that change a step, steps 1-{half} / {half + 1}-{H}, {label}: "
                   f"{rate[0]} / {rate[1]}")  # fmt: skip
+        on, first = hud_real & hud_dream, np.array([c[2] for c in clips])
+        for label, rows in (("episode_start", first), ("middle", ~first)):
+            hit, n_real, n_dream = (int(a[rows].sum()) for a in (on, hud_real, hud_dream))
+            result.setdefault("hud_on_time", {})[label] = [hit, n_real, n_dream]
+            print(f"HUD changes on time, clips from the {label.replace('_', ' ')} "
+                  f"({int(rows.sum())}): {hit} of {n_real} real (recall {hit / max(n_real, 1):.2f}), "
+                  f"of {n_dream} drawn (precision {hit / max(n_dream, 1):.2f})")  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))

@@ -22,7 +22,8 @@ __all__ = ["START_OPTIONS", "StartContexts", "StartError", "check_options"]
 
 
 # The reset options a dream understands (StartContexts.draw); any other key is a typo.
-START_OPTIONS = ("context", "store", "episode", "start", "frames", "actions", "image")
+START_OPTIONS = ("context", "store", "episode", "start", "frames", "actions", "episode_start",
+                 "image")  # fmt: skip
 
 
 class StartError(WorldsimError, ValueError):
@@ -55,9 +56,12 @@ class StartContexts:
     picks one by index), an episode store (``"store"``: path or EpisodeStore, ``"episode"``,
     ``"start"``: a frame index; a start in the middle of an episode is told the named events
     the player had had by then, in ``info["paid"]``, so they do not pay again), given frames
-    (``"frames"``: uint8 [K, H, W, 3], ``"actions"``: [K-1, ...], no-ops if left out), or one
-    image (``"image"``: uint8 [H, W, 3], repeated K times with no-op actions between the
-    copies, i.e. a world standing still).
+    (``"frames"``: uint8 [K, H, W, 3], ``"actions"``: [K-1, ...], no-ops if left out;
+    ``"episode_start": True`` where the first is the game's reset frame), or one image
+    (``"image"``: uint8 [H, W, 3], repeated K times with no-op actions between the copies,
+    i.e. a world standing still). The info says in ``"episode_start"`` whether the context
+    starts at its episode's first frame (a store start at step 0, or so given), where the
+    game's timers start: a model with HUD clocks then knows when food and water fall.
     """
 
     def __init__(self, world_model: WorldModel) -> None:
@@ -81,7 +85,8 @@ class StartContexts:
         if options.get("image") is not None:
             return self._image(options["image"])
         if options.get("frames") is not None:
-            return self._given(options["frames"], options.get("actions"))
+            frames, actions, info = self._given(options["frames"], options.get("actions"))
+            return frames, actions, {**info, "episode_start": bool(options.get("episode_start"))}
         if options.get("store") is not None:
             return self._store(options, rng, index)
         if self.frames is None or len(self.frames) == 0:
@@ -94,7 +99,8 @@ class StartContexts:
         if not 0 <= i < len(self.frames):
             raise StartError(f"context {i} out of range: the checkpoint has {len(self.frames)}")
         actions = tree_index(self.actions, i) if self.actions is not None else None
-        return np.asarray(self.frames[i]), actions, {"start": "checkpoint", "context": i}
+        info = {"start": "checkpoint", "context": i, "episode_start": False}
+        return np.asarray(self.frames[i]), actions, info
 
     def _given(self, frames: Any, actions: Any) -> tuple[np.ndarray, Any, dict[str, Any]]:
         frames = np.asarray(frames)
@@ -125,7 +131,7 @@ class StartContexts:
         frames = np.repeat(image[None], self.length, axis=0)
         noop = noop_action(self.action_space)
         actions = stack_actions(self.action_space, [noop] * (self.length - 1))
-        return frames, actions, {"start": "image"}
+        return frames, actions, {"start": "image", "episode_start": False}
 
     def check_store(self, store: Any) -> None:
         """Raise StartError unless `store` holds episodes of the model's game, size and actions."""
@@ -170,7 +176,12 @@ class StartContexts:
         if length < 1:
             raise StartError(f"start {start} is past the end of episode {episode}")
         clip = store.clip(episode, start, length)
-        info: dict[str, Any] = {"start": "store", "episode": episode, "step": start}
+        info: dict[str, Any] = {
+            "start": "store",
+            "episode": episode,
+            "step": start,
+            "episode_start": start == 0,
+        }
         paid = self._paid_before(store, clip, length)
         if paid is not None:
             info["paid"] = paid

@@ -132,7 +132,10 @@ class WorldModelEnv(DreamCore, gym.Env):
             actions = stack_actions(self.action_space, [])
         paid = info.get("paid")
         self.world_model.reset(
-            frames[None], tree_index(actions, None), None if paid is None else paid[None]
+            frames[None],
+            tree_index(actions, None),
+            None if paid is None else paid[None],
+            episode_start=[info["episode_start"]],
         )
         self._frame = np.ascontiguousarray(frames[-1])
         if self.render_mode == "human":

@@ -7,6 +7,7 @@ Loading, checks, start contexts and sampler settings are the dream core (`envs.d
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -113,6 +114,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         self._steps = np.zeros(B, np.int64)
         self._done = np.zeros(B, np.bool_)  # ended last step: NEXT_STEP resets it now
         self._paid: list[np.ndarray | None] = [None] * B  # events had before each start
+        self._episode_start = np.zeros(B, np.bool_)  # each start is its episode's first frame
         self._options: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- contexts
@@ -130,6 +132,7 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         self._obs[i] = frames[-1]
         self._steps[i] = 0
         self._paid[i] = info.get("paid")
+        self._episode_start[i] = info["episode_start"]
         return info
 
     def _contexts(self, rows: np.ndarray) -> tuple[Any, Any]:
@@ -147,10 +150,15 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
         """Restart the model for envs `rows` (None: all) from their recent frames; a model
         that cannot restart some rollouts alone restarts all of them."""
         wm, B = self.world_model, self.num_envs
-        if rows is not None and len(rows) < B and wm.restarts_rows and wm.batch_size == B:
-            wm.restart(rows, *self._contexts(rows), self._paid_of(rows))
+        if rows is None or len(rows) == B or not wm.restarts_rows or wm.batch_size != B:
+            rows, restart = np.arange(B), wm.reset
         else:
-            wm.reset(*self._contexts(np.arange(B)), self._paid_of(np.arange(B)))
+            restart = partial(wm.restart, rows)
+        frames, actions = self._contexts(rows)
+        # A context trimmed to a shorter one of the batch no longer starts its episode.
+        whole = np.array([len(self._frames[i]) == frames.shape[1] for i in rows])
+        restart(frames, actions, self._paid_of(rows),
+                episode_start=self._episode_start[rows] & whole)  # fmt: skip
 
     def _paid_of(self, rows: np.ndarray) -> np.ndarray | None:
         """The named events envs `rows` had before their starts, bool [b, E] (a start from
@@ -234,6 +242,8 @@ class WorldModelVectorEnv(DreamCore, VectorEnv):
             truncated = np.zeros(B, np.bool_)
         self._obs[:] = frames
         for i in range(B):
+            # A history that drops its first frame no longer starts the episode.
+            self._episode_start[i] &= len(self._frames[i]) < self.window
             self._frames[i].append(frames[i])
             self._actions[i].append(tree_index(actions, i))
         infos = self._infos()

@@ -35,12 +35,14 @@ from worldsim.model.tiles import (
     build_codebook,
     displacements,
     frames_to_patches,
+    hud_clocks,
     nearest_codes,
     novelty,
     patches_to_frames,
     shift_from_offsets,
     shift_from_pixels,
     shift_table,
+    tick_clock,
 )
 from worldsim.world_model import WorldModel
 
@@ -930,21 +932,39 @@ def test_an_edge_prior_draws_the_revealed_tiles_and_is_refused_without_one(train
         TileSampler(reveal="prior")
 
 
-def _timer_store(path, world: ToyWorld, period: int, episodes: int = 16, T: int = 40):
+def _timer_store(
+    path, world: ToyWorld, period: int, episodes: int = 16, T: int = 40, phase: bool = True
+):
     """The toy game with a HUD counter on a hidden timer, as Crafter's food and water: the
-    first inventory tile darkens by one level every `period` steps (4 levels, then over)."""
+    first inventory tile darkens by one level every `period` steps (4 levels, then over).
+    `phase`: the timer starts at a random step of its period; else at the episode's first
+    frame, as Crafter's timers start at its reset."""
 
     def tick(frames, _actions, rng):
-        level = (np.arange(T + 1) + int(rng.integers(period))) // period % 4
+        start = int(rng.integers(period)) if phase else 0
+        level = (np.arange(T + 1) + start) // period % 4
         frames[:, 3 * TILE :, :TILE] = (60 * (level + 1)).astype(np.uint8)[:, None, None, None]
         return frames, np.zeros(T, np.float32), {}
 
     return _edited_store(path, world, SPEC, 5, episodes, T, tick)
 
 
+def _clocked_net(store, clock: int, **overrides) -> TileWorldNet:
+    """A small tile net with HUD clocks of `clock` steps (0: none), fitted on the toy `store`."""
+    dm = TileDataModule(str(store), patch=TILE, fixed_rows=1, codebook_size=32, frequent_codes=16,
+                        batch_size=32, samples_per_epoch=32 * 300, val_samples=32,
+                        val_fraction=0.2, test_fraction=0.0)  # fmt: skip
+    system = TileWorldSystem(overrides={**SMALL, "hud_clock": clock, **overrides}, lr=3e-3,
+                             warmup_steps=20, ema_decay=0.9)  # fmt: skip
+    trainer = L.Trainer(max_steps=300, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+    torch.manual_seed(0)
+    trainer.fit(system, dm)
+    return system.ema.module.eval()
+
+
 def test_a_hud_clock_ticks_a_hidden_timer_on_time(tmp_path) -> None:
     from worldsim.model.tile_rollout import TileRollout
-    from worldsim.model.tiles import hud_clocks, tick_clock
 
     # The clock: steps since the code last changed, 0 until a change is seen.
     codes = torch.tensor([[[5, 1], [5, 1], [6, 1], [6, 1], [6, 1], [7, 1]]])
@@ -967,16 +987,7 @@ def test_a_hud_clock_ticks_a_hidden_timer_on_time(tmp_path) -> None:
     hud = frames_to_patches(frames[:, 3 * TILE :, :TILE], TILE)[:, 0]  # [31, D]
     on_time = {}
     for clock in (0, 16):
-        dm = TileDataModule(str(tmp_path / "store"), patch=TILE, fixed_rows=1, codebook_size=32,
-                            frequent_codes=16, batch_size=32, samples_per_epoch=32 * 300,
-                            val_samples=32, val_fraction=0.2, test_fraction=0.0)  # fmt: skip
-        system = TileWorldSystem(overrides={**SMALL, "hud_clock": clock}, lr=3e-3,
-                                 warmup_steps=20, ema_decay=0.9)  # fmt: skip
-        trainer = L.Trainer(max_steps=300, accelerator="cpu", logger=False, enable_progress_bar=False,
-                            enable_checkpointing=False, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
-        torch.manual_seed(0)
-        trainer.fit(system, dm)
-        net = system.ema.module.eval()
+        net = _clocked_net(tmp_path / "store", clock)
         rollout = TileRollout(net)
         K = 8  # the context holds a tick (at step 5)
         state = rollout.start(net.frames_to_x(frames[None, :K]),
@@ -990,3 +1001,44 @@ def test_a_hud_clock_ticks_a_hidden_timer_on_time(tmp_path) -> None:
     # Without a clock a tick is a guess (right at most by chance); with one, every tick comes
     # on time and the HUD is right at every step.
     assert on_time[0][0] <= 2 and on_time[16] == (5, 23), on_time
+
+
+def test_a_dream_from_an_episode_start_knows_its_timers_before_it_sees_a_tick(tmp_path) -> None:
+    # Crafter's timers start at its reset, so a dream that starts at an episode's first frame
+    # knows when food and water fall before it has seen them fall.
+    assert hud_clocks(torch.tensor([[[5], [5], [6], [6]]]), episode_start=True)[0, :, 0].tolist() == [
+        1, 2, 1, 2
+    ]  # fmt: skip
+    period, world = 5, ToyWorld()
+    store = _timer_store(tmp_path / "store", world, period, phase=False)
+    # A context of one frame: the rollout has seen no tick when the first is due.
+    net = _clocked_net(tmp_path / "store", 16, context=2)
+    obs = gym.spaces.Box(0, 255, (16, 20, 3), np.uint8)
+    env = WorldModelEnv(world_model=WorldModel.from_net(net, obs, SPACE))
+    clip = store.clip(0, 0, 21)
+    real = frames_to_patches(torch.as_tensor(clip.frames[:, 3 * TILE :, :TILE]), TILE)[:, 0]
+    ticks = np.nonzero((real[1:] != real[:-1]).any(-1).numpy())[0] + 1
+    assert ticks.tolist() == [5, 10, 15, 20]
+    on_time = {}
+    for name, options in {
+        "store start": {"store": store, "episode": 0, "start": 0},
+        "frames, said to start the episode": {"frames": clip.frames[:1], "episode_start": True},
+        "frames": {"frames": clip.frames[:1]},
+    }.items():
+        _, info = env.reset(seed=0, options=options)
+        assert info["episode_start"] is (name != "frames"), name
+        drawn = [env.step(int(a))[0] for a in clip.actions]
+        hud = frames_to_patches(torch.as_tensor(np.stack(drawn)[:, 3 * TILE :, :TILE]), TILE)[:, 0]
+        right = (hud.float() - real[1:].float()).abs().max(-1).values < 8  # [20]
+        on_time[name] = (int(right[ticks - 1].sum()), int(right.sum()))
+    # From the episode's start every tick comes on time and the HUD is right at every step;
+    # told nothing, the dream does not know when the first one is due.
+    assert on_time["store start"] == on_time["frames, said to start the episode"] == (4, 20)
+    assert on_time["frames"][1] < 20, on_time
+    # The batched dream: each env knows whether its start was its episode's first frame.
+    venv = WorldModelVectorEnv(2, world_model=env.world_model)
+    _, infos = venv.reset(seed=0, options={"store": store, "episode": [0, 0], "start": [0, 1]})
+    assert infos["episode_start"].tolist() == [True, False]
+    drawn = [venv.step(np.array([a, b]))[0][0] for a, b in zip(clip.actions[:-1], clip.actions[1:])]
+    hud = frames_to_patches(torch.as_tensor(np.stack(drawn)[:, 3 * TILE :, :TILE]), TILE)[:, 0]
+    assert ((hud.float() - real[1:-1].float()).abs().max(-1).values < 8).all()

@@ -340,13 +340,16 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 codes[None], torch.as_tensor(shift)[None], Canvas(1, rows, cols), seen, disp
             )
             t_idx = np.arange(T)
+            # A stored episode starts at its game's reset, where the HUD's timers start.
             acc.add(
                 pix=patches,
                 code=codes.to(torch.int16),
                 err=errs.to(torch.float16),
                 mem_code=mem_code[0].to(torch.int16),
                 mem_age=mem_age[0].to(torch.int32),
-                clock=hud_clocks(codes[None, :, rows * cols :])[0].to(torch.int32),
+                clock=hud_clocks(codes[None, :, rows * cols :], episode_start=True)[0].to(
+                    torch.int32
+                ),
                 new=new[0],
                 last=offset + t_idx,
                 pos=t_idx,

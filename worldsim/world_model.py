@@ -195,18 +195,23 @@ class WorldModel:
 
     # ------------------------------------------------------------------ rollout
     @torch.inference_mode()
-    def reset(self, frames: Any, actions: Any, paid: Any | None = None) -> None:
+    def reset(
+        self, frames: Any, actions: Any, paid: Any | None = None, episode_start: Any | None = None
+    ) -> None:
         """Start B rollouts from context frames [B, K, H, W, 3] uint8 (np or torch) and the
         K-1 actions between them, [B, K-1, ...] (a dict of such for Dict spaces).
 
         Frames beyond the model's context keep only the newest `context - 1`. `paid`: bool
-        [B, E], the named events each episode had before the context (as in `generate`).
+        [B, E], the named events each episode had before the context; `episode_start`: bool
+        [B], whose context starts at its episode's first frame (both as in `generate`).
         """
         x, enc = self._context(frames, actions)
         self._batch = x.shape[0]
         state = self.rollout.start(x, enc)
         if paid is not None:
             self._set_paid(state, paid)
+        if episode_start is not None:
+            self._set_episode_start(state, episode_start, x)
         self._state = state
 
     @property
@@ -216,11 +221,19 @@ class WorldModel:
         return hasattr(self.rollout, "restart")
 
     @torch.inference_mode()
-    def restart(self, rows: Any, frames: Any, actions: Any, paid: Any | None = None) -> None:
+    def restart(
+        self,
+        rows: Any,
+        frames: Any,
+        actions: Any,
+        paid: Any | None = None,
+        episode_start: Any | None = None,
+    ) -> None:
         """Start the rollouts `rows` (indices into the batch) afresh from context frames
-        [b, K, H, W, 3] and actions [b, K-1, ...], one per row, and the events they had
-        before (`paid` bool [b, E], as in `reset`); the others go on, their memory included.
-        Needs `restarts_rows`; else `reset` them all."""
+        [b, K, H, W, 3] and actions [b, K-1, ...], one per row, the events they had before
+        (`paid` bool [b, E]) and whose context starts its episode (`episode_start` bool [b];
+        both as in `reset`); the others go on, their memory included. Needs `restarts_rows`;
+        else `reset` them all."""
         if self._state is None:
             raise WorldsimError("call reset(frames, actions) before restart(rows, ...)")
         if not self.restarts_rows:
@@ -237,6 +250,8 @@ class WorldModel:
             self.rollout.restart(self._state, rows, x, enc)
             if paid is not None:
                 self._set_paid(self._state, paid, rows.to(self.device))
+            if episode_start is not None:
+                self._set_episode_start(self._state, episode_start, x, rows.to(self.device))
 
     @torch.inference_mode()
     def step(
@@ -282,6 +297,7 @@ class WorldModel:
         generator: torch.Generator | None = None,
         chunk: int = 1,
         paid: Any | None = None,
+        episode_start: Any | None = None,
         view_motion: Any | None = None,
     ) -> dict[str, np.ndarray]:
         """Open-loop rollout of N frames after a context, leaving `reset` state untouched.
@@ -294,6 +310,11 @@ class WorldModel:
             paid: bool [B, E]: which of a tile model's named events (`config.events`) the
                 episode had already had before the context, so they do not pay again (None:
                 none; a clip from the middle of an episode should say).
+            episode_start: bool [B]: which contexts start at their episode's first frame
+                (the game's reset), where its timers start: a tile model with HUD clocks
+                (`config.hud_clock`) then knows from the first step when food and water fall
+                (None: none; the clocks run from the first change they see). Models without
+                clocks ignore it.
             view_motion: int [B, N, 2]: how far the view moves at each step, in tiles (d_row,
                 d_col; Crafter's `view_pos` differences). A tile model then scrolls so instead
                 of choosing: the benchmark's test of memory with the oracle's knowledge of
@@ -313,6 +334,8 @@ class WorldModel:
         state = self.rollout.start(x, enc)
         if paid is not None:
             self._set_paid(state, paid)
+        if episode_start is not None:
+            self._set_episode_start(state, episode_start, x)
         told = None if view_motion is None else self._told_motion(view_motion, future.shape[:2])
         xs, rewards, ends = [], [], []
         for i in range(0, future.shape[1], chunk):
@@ -368,6 +391,28 @@ class WorldModel:
             state.paid = given
         else:
             state.paid[rows] = given
+
+    def _set_episode_start(
+        self, state: Any, episode_start: Any, x: Tensor, rows: Tensor | None = None
+    ) -> None:
+        """Count the HUD clocks of the rollouts (`rows` of them; None: all) whose context x
+        [b, K, ...] starts its episode from that first frame, as if every HUD token had
+        changed there: the game's timers start at its reset (`tiles.hud_clocks`)."""
+        clock = getattr(state, "clock", None)
+        n, frames = x.shape[:2]
+        given = torch.as_tensor(np.asarray(episode_start, dtype=bool), device=self.device)
+        if given.shape != (n,):
+            raise ValueError(
+                f"episode_start has shape {tuple(given.shape)}; pass bool [{n}], one per rollout"
+            )
+        if clock is None:
+            return
+        part = clock if rows is None else clock[rows]
+        part = torch.where(given[:, None] & (part == 0), frames, part)
+        if rows is None:
+            state.clock = part
+        else:
+            state.clock[rows] = part
 
     @torch.inference_mode()
     def sample_clip(

@@ -163,11 +163,16 @@ class TileWorldNet(nn.Module):
         self.t_events = nn.Linear(E, d, bias=False) if E else None
         if E:
             nn.init.zeros_(self.t_events.weight)  # a release without events draws as before
-        # Each HUD token's clock (steps since its code last changed; 0: none seen), per token
+        # Each HUD token's clock (steps since its code last changed; 0: none seen), per token:
+        # an embedding added to its input, and its say on the token's change at the output
+        # (a timer's hazard: the log-odds that the tile changes at that clock, whatever the
+        # map shows; a dreamed map must not talk the net out of a tick that is due).
         F_ = N - self.moving if config.hud_clock else 0
         self.c_clock = nn.Embedding(F_ * config.hud_clock, d) if F_ else None
+        self.c_keep = nn.Embedding(F_ * config.hud_clock, 1) if F_ else None
         if self.c_clock is not None:
             nn.init.zeros_(self.c_clock.weight)  # a release without clocks draws as before
+            nn.init.zeros_(self.c_keep.weight)
             self.register_buffer("c_base", torch.arange(F_) * config.hud_clock, persistent=False)
         self.t_pos = nn.Parameter(torch.randn(N + 1, d) * 0.02)
         self.t_body = _encoder(d, config.depth, config.heads)
@@ -201,7 +206,7 @@ class TileWorldNet(nn.Module):
     # Parameters a release of the same net without them (trained before events, or without
     # the move head, edge prior or HUD clocks) leaves fresh.
     OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "m_move.", "m_move_qk.", "e_prior.",
-                     "c_clock.")  # fmt: skip
+                     "c_clock.", "c_keep.")  # fmt: skip
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
         """The parameters of one of the parts (`PARTS`)."""
@@ -315,6 +320,7 @@ class TileWorldNet(nn.Module):
             + self.t_age(age)
             + self.t_given(given)
         )
+        at = None
         if self.c_clock is not None and clock is not None:
             at = self.c_base + clock.clamp(0, cfg.hud_clock - 1)
             hud = x[:, self.moving :] + self.c_clock(at)
@@ -324,7 +330,12 @@ class TileWorldNet(nn.Module):
             step = step + self.t_events(events.float())
         x = torch.cat([x, step[:, None]], 1) + self.t_pos
         h = self.t_body(x)[:, :N]
-        keep = self.t_keep(h)[..., 0].masked_fill(code_sh == K, -1e4)
+        keep = self.t_keep(h)[..., 0]
+        if at is not None:
+            keep = torch.cat(
+                [keep[:, : self.moving], keep[:, self.moving :] - self.c_keep(at)[..., 0]], 1
+            )
+        keep = keep.masked_fill(code_sh == K, -1e4)
         moves = None
         if self.m_move is not None:  # a tile moves only within the view, from a known place
             ok = self.move_valid.T[None] & (code_sh != K)[..., None]  # [B, N, 5]

@@ -262,10 +262,12 @@ def tick_clock(clock: Tensor, changed: Tensor) -> Tensor:
     return torch.where(changed, 1, torch.where(clock > 0, clock + 1, 0))
 
 
-def hud_clocks(codes: Tensor) -> Tensor:
+def hud_clocks(codes: Tensor, episode_start: bool = False) -> Tensor:
     """The clock of every frame of codes [B, T, F] (a HUD's tokens): steps since the token's
-    code last changed within the T frames, 0 before its first change. long [B, T, F]."""
-    clock = torch.zeros_like(codes[:, 0], dtype=torch.long)
+    code last changed within the T frames, 0 before its first change. `episode_start`: the first
+    frame is the episode's first, where the game's timers start, so it counts as a change
+    (clock 1 there). long [B, T, F]."""
+    clock = torch.full_like(codes[:, 0], int(episode_start), dtype=torch.long)
     out = [clock]
     for t in range(1, codes.shape[1]):
         clock = tick_clock(clock, codes[:, t] != codes[:, t - 1])
