@@ -60,7 +60,8 @@ class StartContexts:
     ``"episode_start": True`` where the first is the game's reset frame), or one image
     (``"image"``: uint8 [H, W, 3], repeated K times with no-op actions between the copies,
     i.e. a world standing still). The info says in ``"episode_start"`` whether the context
-    starts at its episode's first frame (a store start at step 0, or so given), where the
+    starts at its episode's first frame (a store start at step 0, a checkpoint context the
+    release marks so: `worldsim export --episode-starts`, or so given), where the
     game's timers start: a model with HUD clocks then knows when food and water fall.
     """
 
@@ -71,6 +72,7 @@ class StartContexts:
         contexts = world_model.contexts or {}
         self.frames = contexts.get("frames")  # [N, K, H, W, 3] or None
         self.actions = contexts.get("actions")  # [N, K-1, ...]
+        self.episode_starts = contexts.get("episode_start")  # bool [N] or None
         window = max(world_model.release.context - 1, 1)
         self.length = int(self.frames.shape[1]) if self.frames is not None else window
         self._stores: dict[str, Any] = {}
@@ -99,7 +101,9 @@ class StartContexts:
         if not 0 <= i < len(self.frames):
             raise StartError(f"context {i} out of range: the checkpoint has {len(self.frames)}")
         actions = tree_index(self.actions, i) if self.actions is not None else None
-        info = {"start": "checkpoint", "context": i, "episode_start": False}
+        starts = self.episode_starts
+        info = {"start": "checkpoint", "context": i,
+                "episode_start": bool(starts is not None and starts[i])}  # fmt: skip
         return np.asarray(self.frames[i]), actions, info
 
     def _given(self, frames: Any, actions: Any) -> tuple[np.ndarray, Any, dict[str, Any]]:

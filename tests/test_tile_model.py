@@ -1042,3 +1042,24 @@ def test_a_dream_from_an_episode_start_knows_its_timers_before_it_sees_a_tick(tm
     drawn = [venv.step(np.array([a, b]))[0][0] for a, b in zip(clip.actions[:-1], clip.actions[1:])]
     hud = frames_to_patches(torch.as_tensor(np.stack(drawn)[:, 3 * TILE :, :TILE]), TILE)[:, 0]
     assert ((hud.float() - real[1:-1].float()).abs().max(-1).values < 8).all()
+    # A release whose starting contexts begin episodes says so (`worldsim export
+    # --episode-starts` takes them from the data module so), and its dreams keep the time.
+    from training.data import EpisodeDataModule
+
+    dm = EpisodeDataModule(str(tmp_path / "store"), val_fraction=0.2, test_fraction=0.0)
+    ctx = dm.contexts(3, 2, split="train", episode_starts=True)
+    firsts = [store.clip(e, 0, 2).frames for e in range(len(store))]
+    assert ctx["episode_start"].tolist() == [True] * 3
+    assert all(any(np.array_equal(np.asarray(c), f) for f in firsts) for c in ctx["frames"])
+    contexts = {"frames": np.stack([clip.frames[:1]] * 2), "actions": np.zeros((2, 0), np.int64),
+                "episode_start": [True, False]}  # fmt: skip
+    save_release(tmp_path / "release", net, observation_space=obs, action_space=SPACE,
+                 contexts=contexts)  # fmt: skip
+    env = WorldModelEnv(checkpoint=str(tmp_path / "release"), device="cpu")
+    for i in (0, 1):
+        _, info = env.reset(seed=0, options={"context": i})
+        assert info["episode_start"] is (i == 0)
+        drawn = [env.step(int(a))[0] for a in clip.actions]
+        hud = frames_to_patches(torch.as_tensor(np.stack(drawn)[:, 3 * TILE :, :TILE]), TILE)[:, 0]
+        right = int(((hud.float() - real[1:].float()).abs().max(-1).values < 8).sum())
+        assert (right == 20) is (i == 0), (i, right)

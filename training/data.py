@@ -256,14 +256,19 @@ class EpisodeDataModule(StoreFacts, L.LightningDataModule):
             return []
         return self._loader(self.val_set, shuffle=False)
 
-    def contexts(self, n: int, length: int, split: str = "val") -> dict[str, Any]:
-        """`n` real clips of `length` frames, evenly spread over a split's episodes.
+    def contexts(
+        self, n: int, length: int, split: str = "val", episode_starts: bool = False
+    ) -> dict[str, Any]:
+        """`n` real clips of `length` frames, evenly spread over a split's episodes; with
+        `episode_starts`, each from an episode's first frame (a stored episode starts at the
+        game's reset) and marked so.
 
         Falls back to the train split when `split` has no episode of `length` frames.
 
         Returns:
             {"frames": uint8 tensor [n, length, H, W, 3], "actions": [n, length-1, ...]}
-            (fewer than n if the split holds fewer clips).
+            (fewer than n if the split holds fewer clips), and with `episode_starts`
+            "episode_start": bool [n], all True.
         """
         store = self.store
         dataset = ClipDataset(self.path, self.split(split), store.lengths, length)
@@ -273,6 +278,12 @@ class EpisodeDataModule(StoreFacts, L.LightningDataModule):
             raise StoreError(
                 f"no episode in {self.path} has {length} frames: record longer episodes or ask for shorter clips"
             )
-        picks = np.linspace(0, len(dataset) - 1, num=min(n, len(dataset))).round().astype(int)
+        starts = np.arange(len(dataset))
+        if episode_starts:  # the first clip of every episode long enough
+            starts = dataset.offsets[:-1][np.diff(dataset.offsets) > 0]
+        picks = starts[np.linspace(0, len(starts) - 1, num=min(n, len(starts))).round().astype(int)]
         batch = collate_clips([dataset[int(k)] for k in picks])
-        return {"frames": batch["frames"], "actions": batch["actions"]}
+        out = {"frames": batch["frames"], "actions": batch["actions"]}
+        if episode_starts:
+            out["episode_start"] = np.ones(len(picks), np.bool_)
+        return out

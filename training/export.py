@@ -63,6 +63,7 @@ def export_checkpoint(
     sampler_steps: int | None = None,
     guidance: float | None = None,
     motion_temperature: float | None = None,
+    episode_starts: bool = False,
 ) -> Path:
     """Write the release folder `out` from the Lightning checkpoint `ckpt`.
 
@@ -78,6 +79,9 @@ def export_checkpoint(
             scale (chosen with `worldsim bench fidelity --steps/--guidance`); None: the run's.
         motion_temperature: the release's motion-kernel sampling temperature (models with
             motion_radius; below 1 rollouts commit to the likeliest displacement); None: the run's.
+        episode_starts: take the starting contexts from episodes' first frames and mark them
+            so: a dream started from one knows the game's timers from its first step (a tile
+            model's HUD clocks), as a game starts at its reset.
 
     Returns:
         The release folder.
@@ -174,7 +178,7 @@ def export_checkpoint(
         **{k: v for k, v in data_args.items() if k in shared}, num_workers=0
     )
     K = context_frames or max(1, net.config.context // 2)
-    clips = datamodule.contexts(contexts, K, split=split)
+    clips = datamodule.contexts(contexts, K, split=split, episode_starts=episode_starts)
     metadata = {
         "game": datamodule.store.game,
         "fps": datamodule.store.fps,
@@ -185,15 +189,17 @@ def export_checkpoint(
         "preset": hparams.get("preset"),
     }
     frames, actions = _to_numpy(clips["frames"]), _to_numpy(clips["actions"])
+    episode_start = clips.get("episode_start")
     if data_args.get("reverse"):  # trained on time-reversed play: it plays backwards from these
         metadata["reversed"] = True
         frames, actions = _time_reversed(frames), _time_reversed(actions)
+        episode_start = None  # reversed, a clip ends at its episode's start
     save_release(
         out,
         net,
         observation_space=system.observation_space,
         action_space=system.action_space,
-        contexts={"frames": frames, "actions": actions},
+        contexts={"frames": frames, "actions": actions, "episode_start": episode_start},
         metadata=metadata,
         sampler=sampler,
         loss=system.loss_config,

@@ -8,7 +8,8 @@ Layout of a release folder:
                            (minari.serialization), "metadata", "files" (sha256 of each file
                            beside it: a folder mixing two exports is refused)}
     contexts.safetensors  optional: "frames" uint8 [N, K, H, W, 3] and "actions"
-                          [N, K-1, ...] (or "actions.<key>" for each key of a Dict space)
+                          [N, K-1, ...] (or "actions.<key>" for each key of a Dict space);
+                          optional "episode_start" bool [N]: which start their episode
 Format 1 held one flat "model_config" mixing the three; it is still read (split by field).
 Loading never unpickles anything. A release is written into a temporary folder beside the
 target and swapped in at the end, so an export killed at any point leaves the old release
@@ -152,6 +153,13 @@ def _context_tensors(
             out[f"actions.{key}"] = torch.from_numpy(np.ascontiguousarray(np.asarray(actions[key])))
     else:
         out["actions"] = torch.from_numpy(np.ascontiguousarray(np.asarray(actions)))
+    if contexts.get("episode_start") is not None:
+        start = np.asarray(contexts["episode_start"], dtype=bool)
+        if start.shape != frames.shape[:1]:
+            raise CheckpointError(
+                f"contexts['episode_start'] must be bool [{len(frames)}], got {start.shape}"
+            )
+        out["episode_start"] = torch.from_numpy(start)
     return out
 
 
@@ -389,5 +397,7 @@ def load_release(
             contexts["actions"] = {k: tensors[f"actions.{k}"].numpy() for k in act_space.spaces}
         else:
             contexts["actions"] = tensors["actions"].numpy()
+        if "episode_start" in tensors:
+            contexts["episode_start"] = tensors["episode_start"].numpy()
     metadata = config.get("metadata", {})
     return Release(net.to(device).eval(), obs_space, act_space, contexts, metadata, sampler)

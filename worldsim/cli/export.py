@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
         store=args.store,
         contexts=args.contexts,
         context_frames=args.context_frames,
+        episode_starts=args.episode_starts,
         split=args.split,
         weights=args.weights,
         sampler_steps=args.sampler_steps,
@@ -52,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="frames per starting context (default: half the model context)",
+    )
+    p.add_argument(
+        "--episode-starts",
+        action="store_true",
+        help="starting contexts from episodes' first frames, marked so (the game's timers "
+        "then run from the dream's first step)",
     )
     p.add_argument(
         "--split",
