@@ -100,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                           start == 0))  # fmt: skip
     if not clips:
         raise SystemExit(f"no episode of {args.data} holds {K + H} frames: lower --horizon")
+    first = np.array([c[2] for c in clips])  # clips from an episode's first frame
     real, dream, hud_real, hud_dream = [], [], [], []
     gen = torch.Generator().manual_seed(args.seed)
     for b in range(0, len(clips), args.batch_size):
         fr = np.stack([c[0] for c in clips[b : b + args.batch_size]])
         ac = np.stack([c[1] for c in clips[b : b + args.batch_size]])
-        first = [c[2] for c in clips[b : b + args.batch_size]]
         out = wm.generate(fr[:, :K], ac[:, : K - 1], ac[:, K - 1 :], generator=gen,
-                          episode_start=first)["frames"]  # fmt: skip
+                          episode_start=first[b : b + args.batch_size])["frames"]  # fmt: skip
         real.append(tiles.classify(fr[:, K:]))
         dream.append(tiles.classify(out))
         hud_real.append(hud_changes(fr[:, K - 1 :], tiles.grid))
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             result.setdefault("hud_changes", {})[label] = rate
             print(f"HUD tiles that change a step, steps 1-{half} / {half + 1}-{H}, {label}: "
                   f"{rate[0]} / {rate[1]}")  # fmt: skip
-        on, first = hud_real & hud_dream, np.array([c[2] for c in clips])
+        on = hud_real & hud_dream
         for label, rows in (("episode_start", first), ("middle", ~first)):
             hit, n_real, n_dream = (int(a[rows].sum()) for a in (on, hud_real, hud_dream))
             result.setdefault("hud_on_time", {})[label] = [hit, n_real, n_dream]
