@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     # Lockstep over the episodes: transition t of every episode long enough, each from its K
     # real frames; a tile model's record of the events it has paid follows its own calls.
     paid = torch.zeros(len(eps), E, dtype=torch.bool)
+    spec = store.label_spec.get("events", {})
+    paying = np.array([n not in spec.get("unpaid", []) for n in spec.get("names", [])], bool)
     gen_r = [np.zeros(len(a), np.float32) for a in ac]
     gen_hud = [np.zeros(len(a), bool) for a in ac]
     gen_hud_right = [np.zeros(len(a), bool) for a in ac]  # drawn as the real next frame's
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             # Whether an event happened in the step (any counter goes up), and which event
             # each real unlock is (the first counter to leave 0).
             evented.append((np.diff(np.asarray(counts), axis=0) > 0).any(1)[ts])
-            first = first_events(counts)
+            first = first_events(counts) & paying  # what pays (not Crafter's falling asleep)
             kinds.append(np.where(first.any(1), first.argmax(1), -1)[ts])
         if tile:  # the reward head on the real next frames, paying from its own record
             with torch.no_grad():

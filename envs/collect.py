@@ -32,7 +32,7 @@ class CollectConfig:
     game: str = "crafter"  # a name known to envs.games.make_game
     episodes: int = 10  # episodes of this policy and seed the store holds when done
     out: str = "data/crafter"  # store directory or fsspec URL
-    policy: str = "sticky"  # random | sticky | explorer | path of a saved agent
+    policy: str = "sticky"  # random | sticky | explorer | builder | sleeper | path of a saved agent
     workers: int = 1  # worker processes, each with its own game instance
     seed: int = 0  # run seed: episode k is played with a seed derived from (seed, k)
     max_steps: int | None = (

@@ -18,6 +18,31 @@ from worldsim.validation import check_discrete_action
 CRAFTER_MAX_STEPS = 10000
 
 
+def sleeping_view(frames: np.ndarray) -> np.ndarray:
+    """Whether each 64x64 Crafter frame [..., 64, 64, 3] shows the sleeping view: the game
+    desaturates its map (the top 7 tile rows, 63 x 49 px) and tints it blue, so R = G and
+    B = G + 8 there. Real frames separate by a margin of 19 levels (asleep at most 3.1, awake
+    at least 22.1 over 15 episodes of the sleeper policy); night leaves colour."""
+    m = np.asarray(frames)[..., :49, :63, :].astype(np.float32)
+    r, g, b = m[..., 0], m[..., 1], m[..., 2]
+    return np.abs(r - g).mean((-1, -2)) + np.abs(b - g - 8).mean((-1, -2)) < 10
+
+
+def relabel(frames: np.ndarray, labels: dict[str, np.ndarray], spec: dict[str, Any]) -> dict:
+    """The labels of an episode recorded before Crafter's stores counted falling asleep,
+    brought to today's: the `events` counters gain `fall_asleep`, the times the frames turn to
+    the sleeping view (`sleeping_view`), in the order of `spec` (CrafterEnv's label_spec)."""
+    names = spec["events"]["names"]
+    old = np.asarray(labels["events"])
+    if old.shape[1] == len(names):
+        return dict(labels)
+    if old.shape[1] != len(names) - 1 or names[-1] != "fall_asleep":
+        raise ValueError(f"events of {old.shape[1]} counters: not a Crafter store of this project")
+    asleep = sleeping_view(frames)
+    fell = np.concatenate([[0], np.cumsum(asleep[1:] & ~asleep[:-1])]).astype(np.int32)
+    return {**labels, "events": np.concatenate([old, fell[:, None]], 1)}
+
+
 class CrafterEnv(FrameEnv):
     """Crafter, the open-world survival game of Hafner (2021), through Gymnasium 1.x.
 
@@ -54,9 +79,11 @@ class CrafterEnv(FrameEnv):
     episode: ``semantic`` (uint8 [7, 9], the semantic id drawn in each map tile of the view,
     from the game's own semantic map: material, or the creature standing on it; 0 outside the
     world; names in ``label_spec``) and ``view_pos`` (int32 [2], world row and column of the
-    view's top-left map tile) and ``events`` (int32 [22], the count of each achievement so far
+    view's top-left map tile) and ``events`` (int32 [23], the count of each achievement so far
     in the episode, in the order of ``label_spec["events"]["names"]``: the first time one
-    leaves 0, Crafter pays its +1). All are copies, safe to keep.
+    leaves 0, Crafter pays its +1; and last, ``fall_asleep``, how often the player fell
+    asleep, which greys the whole view until it wakes: an event the game shows but does not
+    pay, listed under ``label_spec["events"]["unpaid"]``). All are copies, safe to keep.
 
     ## Arguments
     ``size`` (int or (H, W)), ``area`` (world size in tiles), ``view`` (tiles seen),
@@ -92,7 +119,10 @@ class CrafterEnv(FrameEnv):
         self.observation_space = image_space(self.size)
         self.action_space = spaces.Discrete(len(constants.actions))
         self.action_names: list[str] = list(constants.actions)
-        self._event_names = sorted(constants.achievements)
+        # Crafter's achievements, and falling asleep (counted here: the game pays nothing for
+        # it, but the view turns grey at once, a change a world model must be told).
+        self._event_names = [*sorted(constants.achievements), "fall_asleep"]
+        self._fell_asleep = 0
         self.label_spec = self._label_spec(view)
         self._frame: np.ndarray | None = None
 
@@ -126,8 +156,14 @@ class CrafterEnv(FrameEnv):
             },
             # action -> change of view_pos when the move is not blocked
             "moves": {str(self.action_names.index(k)): v for k, v in moves.items()},
-            # per-episode event counters; a step where any of them first leaves 0 pays `reward`
-            "events": {"names": list(self._event_names), "reward": 1.0, "pays": "first"},
+            # per-episode event counters; a step where any of them but the unpaid ones first
+            # leaves 0 pays `reward`
+            "events": {
+                "names": list(self._event_names),
+                "reward": 1.0,
+                "pays": "first",
+                "unpaid": ["fall_asleep"],
+            },
         }
 
     def _labels(self) -> dict[str, np.ndarray]:
@@ -137,7 +173,7 @@ class CrafterEnv(FrameEnv):
         semantic = np.pad(self.game._sem_view(), max(rows, cols))  # [X, Y]; 0 outside
         pad = max(rows, cols)
         window = semantic[left + pad : left + pad + cols, top + pad : top + pad + rows]
-        counts = self.game._player.achievements
+        counts = {**self.game._player.achievements, "fall_asleep": self._fell_asleep}
         return {
             "semantic": np.ascontiguousarray(window.T, dtype=np.uint8),
             "view_pos": np.array([top, left], np.int32),
@@ -163,6 +199,7 @@ class CrafterEnv(FrameEnv):
         self.game._seed = int(self.np_random.integers(2**31 - 1))
         self.game._episode = 0
         self._frame = self.game.reset()
+        self._fell_asleep = 0
         return self._frame.copy(), self._info()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -170,7 +207,9 @@ class CrafterEnv(FrameEnv):
             raise gym.error.ResetNeeded("call reset() before step()")
         # The same check, and the same ActionError, as the dream of this game.
         action = check_discrete_action(action, self.action_space, self.action_names)
+        was_asleep = self.game._player.sleeping
         self._frame, reward, _, _ = self.game.step(action)
+        self._fell_asleep += self.game._player.sleeping and not was_asleep
         terminated = bool(self.game._player.health <= 0)
         return self._frame.copy(), float(reward), terminated, False, self._info()
 

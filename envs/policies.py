@@ -15,7 +15,7 @@ import numpy as np
 
 from worldsim.errors import WorldsimError
 
-POLICIES = ("random", "sticky", "explorer", "builder")
+POLICIES = ("random", "sticky", "explorer", "builder", "sleeper")
 
 
 class Policy(Protocol):
@@ -171,6 +171,55 @@ class BuilderPolicy(ExplorerPolicy):
         return plan
 
 
+class SleeperPolicy(BuilderPolicy):
+    """A builder that also rests: the play where a game's sleep happens.
+
+    Crafter's player falls asleep on "sleep" only when its energy is below the maximum, which
+    it first is about 30 steps into an episode; asleep, the view turns grey, every action is
+    ignored, and it wakes (paying the wake_up achievement) once its energy is full again,
+    11 steps a point later. The explorer presses sleep on one plan in 150, so 200 builder
+    episodes held 591 sleeping frames and a world model trained on them never fell asleep.
+    After `rest_after` steps of an episode, the sleeper ends a plan with `rest` (Crafter's
+    "sleep") with probability `rest_p`. It does not look at the screen: a press at full
+    energy does nothing, and what it presses while asleep is ignored, as a player's would be.
+    """
+
+    name = "sleeper"
+
+    def __init__(
+        self,
+        action_space: gym.Space,
+        action_names: list[str] | None,
+        rest: str = "sleep",
+        rest_p: float = 0.15,
+        rest_after: int = 25,
+        **builder: Any,
+    ) -> None:
+        super().__init__(action_space, action_names, **builder)
+        names = list(action_names or [])
+        if rest not in names:
+            raise WorldsimError(
+                f"--policy sleeper presses {rest!r} and this game has no such action (it has "
+                f"{names}): use --policy builder"
+            )
+        self.rest, self.rest_p, self.rest_after = names.index(rest), rest_p, rest_after
+        self._t = 0
+
+    def reset(self, seed: int) -> None:
+        super().reset(seed)
+        self._t = 0
+
+    def _new_plan(self) -> list[int]:
+        plan = super()._new_plan()
+        if self._t >= self.rest_after and self._rng.random() < self.rest_p:
+            plan.append(self.rest)
+        return plan
+
+    def __call__(self, observation: np.ndarray) -> Any:
+        self._t += 1
+        return super().__call__(observation)
+
+
 class FirstPersonExplorer:
     """Explores a first-person world with a MineRL-style Dict action space (Minetest, MineRL).
 
@@ -226,7 +275,8 @@ def make_policy(
 ) -> Policy:
     """The policy named by `spec`: "random", "sticky", "explorer" (needs the game's
     `action_names`, or a MineRL-style Dict space with a camera: `FirstPersonExplorer`),
-    "builder" (an explorer that crafts; needs Crafter-style place_/make_ actions), or the path
+    "builder" (an explorer that crafts; needs Crafter-style place_/make_ actions), "sleeper"
+    (a builder that also sleeps; needs a "sleep" action), or the path
     of a saved agent."""
     if spec == "random":
         return RandomPolicy(action_space)
@@ -234,6 +284,8 @@ def make_policy(
         return StickyPolicy(action_space)
     if spec == "builder":
         return BuilderPolicy(action_space, action_names)
+    if spec == "sleeper":
+        return SleeperPolicy(action_space, action_names)
     if spec == "explorer":
         if isinstance(action_space, gym.spaces.Dict) and "camera" in action_space.spaces:
             return FirstPersonExplorer(action_space)

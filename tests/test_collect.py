@@ -87,11 +87,27 @@ def test_explorer_walks_in_runs_and_interacts():
         make_policy("explorer", gym.spaces.Discrete(3), None)
 
 
+def _achievements(policy, episodes: int) -> list[dict]:
+    """The achievement counts of `episodes` real Crafter episodes (worlds 0, 1, ...) that
+    `policy` plays blind."""
+    from envs.games import make_game
+
+    env, out = make_game("crafter"), []
+    for k in range(episodes):
+        env.reset(seed=k)
+        policy.reset(k)
+        done, info = False, {}
+        while not done:
+            _, _, terminated, truncated, info = env.step(policy(None))
+            done = terminated or truncated
+        out.append(info["achievements"])
+    env.close()
+    return out
+
+
 def test_builder_crafts_after_it_interacts_and_builds_in_real_crafter():
     import crafter
     import gymnasium as gym
-
-    from envs.games import make_game
 
     names = list(crafter.constants.actions)
     policy = make_policy("builder", gym.spaces.Discrete(17), names)
@@ -109,19 +125,66 @@ def test_builder_crafts_after_it_interacts_and_builds_in_real_crafter():
     policy.reset(5)
     assert [int(policy(None)) for _ in range(800)] == actions
     # played blind in the real game, it builds: a table stands in some of 12 episodes
-    env, built = make_game("crafter"), 0
-    for k in range(12):
-        env.reset(seed=k)
-        policy.reset(k)
-        done, info = False, {}
-        while not done:
-            _, _, terminated, truncated, info = env.step(policy(None))
-            done = terminated or truncated
-        built += bool(info["achievements"]["place_table"])
-    env.close()
-    assert built >= 2
+    assert sum(a["place_table"] > 0 for a in _achievements(policy, 12)) >= 2
     with pytest.raises(WorldsimError, match="--policy explorer"):
         make_policy("builder", gym.spaces.Discrete(3), ["noop", "move_left", "do"])
+
+
+def test_sleeper_sleeps_once_its_energy_can_be_low_and_wakes_in_real_crafter():
+    import crafter
+    import gymnasium as gym
+
+    names = list(crafter.constants.actions)
+    sleep = names.index("sleep")
+    policy = make_policy("sleeper", gym.spaces.Discrete(17), names)
+    policy.reset(6)
+    actions = [int(policy(None)) for _ in range(400)]
+    presses = [i for i, a in enumerate(actions) if a == sleep]
+    assert len(presses) > 4 and min(presses) >= 25  # not before Crafter's energy can fall
+    policy.reset(6)
+    assert [int(policy(None)) for _ in range(400)] == actions
+    # played blind in the real game, it falls asleep and wakes up (a builder hardly does)
+    woke = {spec: sum(a["wake_up"] > 0 for a in _achievements(
+        make_policy(spec, gym.spaces.Discrete(17), names), 12)) for spec in ("sleeper", "builder")}  # fmt: skip
+    assert woke["sleeper"] >= 4 and woke["sleeper"] >= 2 * woke["builder"], woke
+    with pytest.raises(WorldsimError, match="--policy builder"):
+        make_policy("sleeper", gym.spaces.Discrete(4), ["noop", "move_left", "do", "place_table"])
+
+
+def test_relabel_reads_the_falls_asleep_of_an_older_store_off_its_frames(tmp_path, capsys):
+    # A store as recorded before falling asleep was counted: 22 event counters.
+    cfg = CollectConfig(game="crafter", episodes=3, out=str(tmp_path / "new"), policy="sleeper",
+                        workers=1, seed=0, max_steps=150)  # fmt: skip
+    collect(cfg, progress=False)
+    new = EpisodeStore.open(cfg.out)
+    spec = new.label_spec
+    old_spec = {**spec, "events": {k: v for k, v in spec["events"].items() if k != "unpaid"}}
+    old_spec["events"]["names"] = spec["events"]["names"][:-1]
+    old = EpisodeStore.create(str(tmp_path / "old"), game="crafter", action_space=new.action_space,
+                              observation_space=new.observation_space, fps=new.fps,
+                              metadata=new.metadata, label_spec=old_spec)  # fmt: skip
+    for i in range(len(new)):
+        ep = new.episode(i)
+        labels = {**ep.labels, "events": ep.labels["events"][:, :-1]}
+        old.append(ep.frames, ep.actions, ep.rewards, ep.terminated, ep.truncated, info=ep.info,
+                   labels=labels)  # fmt: skip
+    assert worldsim_main(["data", "relabel", str(tmp_path / "old"), "--out",
+                          str(tmp_path / "relabelled")]) == 0  # fmt: skip
+    assert "3 episodes" in capsys.readouterr().out
+    back = EpisodeStore.open(str(tmp_path / "relabelled"))
+    assert back.label_spec["events"] == spec["events"]
+    falls = 0
+    for i in range(len(new)):  # the counts read off the frames are the game's own
+        got, want = back.episode(i), new.episode(i)
+        np.testing.assert_array_equal(got.labels["events"], want.labels["events"])
+        np.testing.assert_array_equal(got.frames, want.frames)
+        assert got.info["k"] == want.info["k"]
+        falls += int(want.labels["events"][-1, -1])
+    assert falls >= 1
+    # the copy never writes into an existing store
+    assert worldsim_main(["data", "relabel", str(tmp_path / "old"), "--out", cfg.out]) != 0
+    assert "exists" in capsys.readouterr().err
+    assert len(EpisodeStore.open(cfg.out)) == 3
 
 
 def test_ctrl_c_keeps_finished_episodes(tmp_path):

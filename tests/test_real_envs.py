@@ -93,6 +93,26 @@ def test_crafter_death_terminates() -> None:
     assert info["inventory"]["health"] == 0
 
 
+def test_crafter_counts_falling_asleep_as_an_unpaid_event() -> None:
+    env = make_game("crafter")
+    spec = env.unwrapped.label_spec["events"]
+    fall = spec["names"].index("fall_asleep")
+    assert spec["unpaid"] == ["fall_asleep"] and len(spec["names"]) == 23
+    _, info = env.reset(seed=0)
+    sleep = env.unwrapped.action_names.index("sleep")
+    info = env.step(sleep)[-1]  # energy full: nothing happens
+    assert info["events"][fall] == 0 and not env.unwrapped.player.sleeping
+    for _ in range(40):  # Crafter's energy falls after 30 steps awake
+        env.step(0)
+    view = env.step(sleep)
+    assert env.unwrapped.player.sleeping and view[-1]["events"][fall] == 1
+    assert view[1] < 0.5  # falling asleep unlocks nothing (health may change)
+    info = env.step(sleep)[-1]  # asleep: no new fall
+    assert info["events"][fall] == 1
+    env.reset(seed=1)
+    assert env.step(0)[-1]["events"][fall] == 0  # counted per episode
+
+
 def test_doom_death_terminates() -> None:
     env = make_game("doom-health")
     env.reset(seed=0)

@@ -164,6 +164,24 @@ def test_training_lowers_the_loss_and_learns_the_shift(trained) -> None:
     assert after["shift_acc"] > 0.85 and after["tile_acc"] > 0.95
 
 
+def test_training_with_nothing_given_learns_the_one_round_step(trained) -> None:
+    _world, dm, _system, net, _obs, _path = trained
+    batch = dm.batch(dm.val, dm.val_index)
+
+    def loss(given: float, seed: int) -> float:
+        lc = TileLoss(parts=("tile",), given=given)
+        with torch.no_grad():
+            return float(
+                net.training_loss(batch, torch.Generator().manual_seed(seed), loss=lc)["tile"]
+            )
+
+    # MaskGIT gives a random share of the tiles; at given 0 none, whatever the draw.
+    assert loss(1.0, 0) != loss(1.0, 1)
+    assert loss(0.0, 0) == loss(0.0, 1) > loss(1.0, 0)
+    with pytest.raises(ValueError, match="given"):
+        TileLoss(given=1.5)
+
+
 def test_rollouts_scroll_with_the_keys_and_a_release_round_trips(trained) -> None:
     world, _dm, _system, net, obs, path = trained
     save_release(path / "release", net, observation_space=obs, action_space=SPACE,
@@ -560,6 +578,87 @@ def test_events_are_told_before_the_frame_and_pay_only_the_first_time(trained, t
         assert info["paid"].tolist() == [had] and one.step(0)[1] == (0.0 if had else 1.0)
     with pytest.raises(ValueError, match="parts"):
         TileWorldSystem(loss={"parts": ["decoder"]})
+
+
+def test_an_unpaid_event_is_told_but_never_pays_and_a_release_keeps_the_events_it_knew(
+    trained, tmp_path
+) -> None:
+    # As Crafter's falling asleep: "nap" (moving left) is counted and told, and pays nothing.
+    world, _dm, _system, net, obs, _path = trained
+    spec = {**SPEC, "arrays": [*SPEC["arrays"], "events"],
+            "events": {"names": ["nap", "rest"], "reward": 1.0, "pays": "first",
+                       "unpaid": ["nap"]}}  # fmt: skip
+
+    def count(frames, actions, _rng):
+        counts = np.stack([np.concatenate([[0], np.cumsum(actions == a)]) for a in (1, 0)], 1)
+        rewards = ((counts[1:, 1] == 1) & (counts[:-1, 1] == 0)).astype(np.float32)
+        return frames, rewards, {"events": counts.astype(np.int32)}
+
+    _edited_store(tmp_path / "store", world, spec, 12, 8, 30, count)
+    old = TileWorldNet(replace(net.config, events=["rest"], event_reward=1.0), SPACE,
+                       net.codebook, net.reward_values)  # fmt: skip
+    with torch.no_grad():
+        old.t_events.weight.normal_()  # as a trained one's, not the fresh zeros
+    save_release(tmp_path / "old", old, observation_space=obs, action_space=SPACE,
+                 metadata={"game": "toy"})  # fmt: skip
+    dm = TileDataModule(str(tmp_path / "store"), patch=TILE, fixed_rows=1, codebook_size=64,
+                        frequent_codes=32, batch_size=8, samples_per_epoch=8, val_samples=8,
+                        val_fraction=0.2, test_fraction=0.0, codebook_from=str(tmp_path / "old"))  # fmt: skip
+    system = TileWorldSystem(overrides=SMALL, init_from=str(tmp_path / "old"),
+                             loss={"parts": ["shift", "reward"]})  # fmt: skip
+    trainer = L.Trainer(max_steps=0, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(system, dm)
+    # The data: a first nap is not what the store's rewards paid for; only the rest is.
+    assert dm.unpaid_events == ["nap"] and (dm.train["reward"] == 0).all()
+    assert dm.train["events"][:, 0].any()
+    new = system.net
+    assert new.config.events == ["nap", "rest"] and new.config.unpaid_events == ["nap"]
+    # The release's "rest" keeps its logit and its say in the tile net; "nap" starts fresh.
+    assert torch.equal(new.s_events.weight[1], old.s_events.weight[0])
+    assert torch.equal(new.t_events.weight[:, 1], old.t_events.weight[:, 0])
+    assert not new.t_events.weight[:, 0].any()
+    B = 3
+    code = torch.zeros(B, new.config.tokens_per_frame, dtype=torch.long)
+    act = new.encode_actions(torch.zeros(B, dtype=torch.long))
+    fired = torch.tensor([[True, False], [False, True], [True, True]])
+    with torch.no_grad():
+        reward = new.predict_reward(code, code, torch.zeros_like(code, dtype=torch.bool), act,
+                                    fired)[0]  # fmt: skip
+    base = new.predict_reward(code, code, torch.zeros_like(code, dtype=torch.bool), act)[0]
+    assert (reward - base).tolist() == [0.0, 1.0, 1.0]  # a nap pays nothing, a rest +1
+    with pytest.raises(ValueError, match="unpaid_events"):
+        replace(new.config, unpaid_events=["sleep"])
+
+
+def test_cuts_where_the_whole_view_changes_at_once_are_drawn_more_often(tmp_path) -> None:
+    # As Crafter's player falls asleep (the map turns grey) and wakes: steps 10-15 of every
+    # episode show the map inverted, while the view scrolls as ever.
+    def sleep(frames, _actions, _rng):
+        frames[11:16, : 3 * TILE] = 255 - frames[11:16, : 3 * TILE]  # the 3 map rows
+        return frames, np.zeros(len(frames) - 1, np.float32), {}
+
+    _edited_store(tmp_path / "store", ToyWorld(), SPEC, 3, 8, 30, sleep)
+    kw = dict(patch=TILE, fixed_rows=1, codebook_size=64, frequent_codes=32, val_fraction=0.0,
+              test_fraction=0.0)  # fmt: skip
+    dm = TileDataModule(str(tmp_path / "store"), cut_weight=9.0, **kw)
+    dm.setup()
+    cut = dm.train["cut"].reshape(8, 30)
+    assert cut[:, [10, 15]].all() and cut.sum() == 16  # into and out of the inverted stretch
+    p = dm.draw_weights()[0]
+    assert p[dm.train["cut"]].sum() == pytest.approx(10 * 16 / (240 + 9 * 16))
+    # With a span, the steps after a cut (Crafter: asleep) are drawn as often, within their
+    # own episode only.
+    span = TileDataModule(str(tmp_path / "store"), cut_weight=9.0, cut_span=3, **kw)
+    span.setup()
+    heavy = (span.weights > 1).reshape(8, 30)
+    assert (np.flatnonzero(heavy[0]) == [10, 11, 12, 13, 15, 16, 17, 18]).all()
+    assert (heavy == heavy[0]).all()
+    plain = TileDataModule(str(tmp_path / "store"), **kw)
+    plain.setup()
+    assert plain.draw_weights()[0][plain.train["cut"]].sum() == pytest.approx(16 / 240)
+    with pytest.raises(ConfigError, match="cut_weight"):
+        TileDataModule(str(tmp_path / "store"), cut_weight=-1.0)
 
 
 def test_events_fire_as_likely_as_the_model_says_at_temperature_one() -> None:

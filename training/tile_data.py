@@ -28,6 +28,7 @@ from worldsim.model.tiles import (
     frames_to_patches,
     hud_clocks,
     nearest_codes,
+    patch_rms,
     remember,
     shift_from_offsets,
     shift_from_pixels,
@@ -113,6 +114,16 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         event_weight: A transition with a non-zero reward, an episode end or one of the
             store's named events is drawn 1 + event_weight times as often (the model learns
             from rare events; its reward head undoes the oversampling at inference).
+        cut_weight: A cut, a transition where most of the view changes at once beyond its
+            shift (the median map token moves more than `cut_rms` in pixels: Crafter's player
+            falling asleep or waking, which greys or colours the whole map), is drawn
+            1 + cut_weight times as often: one transition in 300 of sleeper play, and the
+            tile net must learn to change every token together.
+        cut_rms: The RMS (0-255) that makes a cut (Crafter: sleep and wake 28 or more, every
+            other transition 15 or less).
+        cut_span: The transitions up to this many steps after a cut, in its episode, are drawn
+            as often as the cut (Crafter: the 12-40 steps asleep that follow falling asleep,
+            where the energy comes back; one frame in 30 of the data).
         seed: Seeds the codebook, the batches and the validation set.
         unroll: Self forcing: each training batch draws k in 0..unroll and, for k > 0, brings
             the `unroll_context` real frames and the k transitions before its own, so that
@@ -145,6 +156,9 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         val_fraction: float = 0.05,
         test_fraction: float = 0.05,
         event_weight: float = 4.0,
+        cut_weight: float = 0.0,
+        cut_rms: float = 20.0,
+        cut_span: int = 0,
         seed: int = 0,
         reverse: bool = False,
         codebook_from: str | None = None,
@@ -160,8 +174,13 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 raise ConfigError(
                     f"--data.{name} must be at least 1, got {getattr(self.hparams, name)}"
                 )
-        if event_weight < 0:
-            raise ConfigError(f"--data.event_weight must be >= 0, got {event_weight}")
+        if event_weight < 0 or cut_weight < 0:
+            raise ConfigError(
+                f"--data.event_weight and --data.cut_weight must be >= 0, got {event_weight} "
+                f"and {cut_weight}"
+            )
+        if cut_span < 0:
+            raise ConfigError(f"--data.cut_span must be >= 0, got {cut_span}")
         if unroll < 0 or unroll_context < 1:
             raise ConfigError(
                 f"--data.unroll must be >= 0 and --data.unroll_context >= 1, got {unroll} "
@@ -172,6 +191,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         self.codebook: np.ndarray | None = None
         self.event_names: list[str] = []
         self.event_reward = 0.0
+        self.unpaid_events: list[str] = []
         self.train: dict[str, Any] | None = None
         self.val: dict[str, Any] | None = None
 
@@ -190,7 +210,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             raise StoreError(
                 f"{self.path} has no training episodes: record more with `worldsim collect`"
             )
-        self.event_names, self.event_reward = self._event_spec()
+        self.event_names, self.event_reward, self.unpaid_events = self._event_spec()
         train = [self._read(i) for i in train_eps]
         given = self._release_vocabulary() if h.codebook_from else None
         if given is not None:
@@ -214,7 +234,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 part["reward_class"] = np.abs(part["reward"][:, None] - keep[None]).argmin(1)
         events = self.train["events"]
         event = (self.train["reward"] != 0) | self.train["terminated"] | events.any(1)
-        self.weights = 1.0 + h.event_weight * event
+        self.weights = 1.0 + h.event_weight * event + h.cut_weight * self._after_cut()
         n, w = len(events), self.weights
         p_real = (events.sum(0) + 1) / (n + 2)
         p_drawn = ((w[:, None] * events).sum(0) + 1) / (w.sum() + 2)
@@ -234,27 +254,43 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         self.val_index = np.sort(rng.choice(n_val, min(h.val_samples, n_val), replace=False))
         shifts = np.bincount(self.train["shift"], minlength=len(displacements(h.motion_radius)))
         log.info(
-            "tile data: %d train transitions, %d val; shifts %s; reward values %s",
+            "tile data: %d train transitions, %d val; shifts %s; cuts %d; reward values %s",
             len(self.train["reward"]),
             n_val,
             shifts.tolist(),
+            int(self.train["cut"].sum()),
             self.reward_values.tolist(),
         )
 
-    def _event_spec(self) -> tuple[list[str], float]:
+    def _after_cut(self) -> np.ndarray:
+        """bool [n]: the training transitions that are cuts or follow one by at most
+        `cut_span` steps in the same episode."""
+        cut, pos = self.train["cut"], self.train["pos"]
+        idx = np.arange(len(cut))
+        last = np.maximum.accumulate(np.where(cut, idx, -1))  # the latest cut at or before
+        return (last >= idx - pos) & (idx - last <= self.hparams.cut_span)
+
+    def _event_spec(self) -> tuple[list[str], float, list[str]]:
         """The store's named events (label `events`: per-episode counters, a first increase
-        pays `reward`) as (names, reward); ([], 0) for a store without them."""
+        pays `reward` but for those listed `unpaid`) as (names, reward, unpaid); ([], 0, [])
+        for a store without them."""
         spec = self.store.label_spec.get("events")
         if not spec or "events" not in self.store.label_spec.get("arrays", []):
-            return [], 0.0
+            return [], 0.0, []
         if self.hparams.reverse:  # a backward model has no rewards to pay
-            return [], 0.0
+            return [], 0.0, []
         if spec.get("pays") != "first":
             raise StoreError(
                 f"{self.path}: its events label pays {spec.get('pays')!r}; the tile model "
                 "knows events whose first occurrence in an episode pays (pays: first)"
             )
-        return list(spec["names"]), float(spec["reward"])
+        unpaid = list(spec.get("unpaid", []))
+        if not set(unpaid) <= set(spec["names"]):
+            raise StoreError(
+                f"{self.path}: its events label lists unpaid events {unpaid} that are not among "
+                f"its names {spec['names']}: record the store again with `worldsim collect`"
+            )
+        return list(spec["names"]), float(spec["reward"]), unpaid
 
     def _release_vocabulary(self) -> tuple[np.ndarray, np.ndarray]:
         """(codebook, reward values) of the release `codebook_from`, checked against this
@@ -308,7 +344,8 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 )
             counts = np.asarray(labels["events"])
             out["events"] = counts[1:] > counts[:-1]
-            first = first_events(counts).any(1)
+            pays = np.array([n not in self.unpaid_events for n in self.event_names])
+            first = first_events(counts)[:, pays].any(1)
             out["rewards"] = out["rewards"] - self.event_reward * first  # what else it pays
         if self.hparams.reverse:  # transition t of the reversed episode is T-1-t played back
             out["patches"] = out["patches"][::-1].copy()
@@ -335,6 +372,12 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 shift = shift_from_offsets(ep["view_pos"], h.motion_radius)
             else:
                 shift = shift_from_pixels(patches, self.source, self.valid)
+            sh = torch.as_tensor(shift).long()
+            shifted = patches[:-1].gather(
+                1, self.source[sh][..., None].expand(-1, -1, patches.shape[-1])
+            )
+            moved = torch.where(self.valid[sh], patch_rms(shifted, patches[1:]), torch.nan)
+            cut = moved[:, : rows * cols].nanmedian(1).values > h.cut_rms
             seen = torch.zeros(1, codes.shape[1], len(book), dtype=torch.bool)
             mem_code, mem_age, new = remember(
                 codes[None], torch.as_tensor(shift)[None], Canvas(1, rows, cols), seen, disp
@@ -360,6 +403,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 reward=ep["rewards"],
                 terminated=ep["terminated"],
                 events=ep["events"],
+                cut=cut.numpy(),
             )
             offset += T + 1
         return acc.cat()

@@ -98,6 +98,7 @@ class TileWorldSystem(WorldModelSystem):
                 fields[name] = dm.hparams[name]
         if dm is not None and hasattr(dm, "event_names"):  # the store's named events
             fields["events"], fields["event_reward"] = list(dm.event_names), dm.event_reward
+            fields["unpaid_events"] = list(getattr(dm, "unpaid_events", []))
         try:
             return TileConfig(**fields)
         except (TypeError, ValueError) as e:
@@ -145,6 +146,7 @@ class TileWorldSystem(WorldModelSystem):
         events = getattr(net, "event_prior", torch.zeros(0))
         priors = net.reward_prior.clone(), net.end_prior.clone(), events.clone()
         self._init_weights(net, folder, action_space, observation_space)
+        self._carry_events(net, folder, observation_space)
         if not torch.equal(book, net.codebook):
             raise ConfigError(
                 f"model.init_from {folder} was trained with another tile codebook than the one "
@@ -156,6 +158,27 @@ class TileWorldSystem(WorldModelSystem):
             net.end_prior.copy_(priors[1])
         if len(priors[2]) and "shift" in parts:
             net.event_prior.copy_(priors[2])
+
+    @staticmethod
+    def _carry_events(net: Any, folder: str, observation_space: gym.Space) -> None:
+        """init_from's events by name, where the data names others (a store that counts one
+        more, as Crafter's falling asleep): each event both know keeps what the release
+        learned (its logit, its say in the tile net, its prior); a new one starts fresh, as
+        in a release trained before events."""
+        from worldsim.checkpoint import load_release
+
+        source = load_release(folder, observation_space=observation_space)[0]
+        old, new = list(source.config.events), list(net.config.events)
+        if old == new or not old or not new:
+            return
+        with torch.no_grad():
+            for j, name in enumerate(new):
+                if name in old:
+                    i = old.index(name)
+                    net.s_events.weight[j] = source.s_events.weight[i]
+                    net.s_events.bias[j] = source.s_events.bias[i]
+                    net.t_events.weight[:, j] = source.t_events.weight[:, i]
+                    net.event_prior[j] = source.event_prior[i]
 
     def configure_model(self) -> None:
         if self._trainer is None:

@@ -79,12 +79,19 @@ def _events_had(
     world_model: Any, labels: dict[str, np.ndarray] | None, label_spec: dict[str, Any] | None
 ) -> np.ndarray | None:
     """bool [N, T, E]: which of the model's named events each clip's episode had had by each
-    frame (its `events` counters above 0), when the clips carry them under the same names."""
+    frame (its `events` counters above 0), matched by name (an event the clips do not count:
+    never), when the clips carry them."""
     names = list(getattr(getattr(getattr(world_model, "net", None), "config", None), "events", []))
     spec = (label_spec or {}).get("events") or {}
-    if not names or labels is None or "events" not in labels or spec.get("names") != names:
+    if not names or labels is None or "events" not in labels or "names" not in spec:
         return None
-    return np.asarray(labels["events"]) > 0
+    had = np.asarray(labels["events"]) > 0
+    index = {name: i for i, name in enumerate(spec["names"])}
+    out = np.zeros((*had.shape[:-1], len(names)), bool)
+    for j, name in enumerate(names):
+        if name in index:
+            out[..., j] = had[..., index[name]]
+    return out
 
 
 def evaluate_rollouts(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -64,6 +66,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Minari datasets root for --format minari (default: $MINARI_DATASETS_PATH or ~/.minari)",
     )
     imp.set_defaults(func=run_import)
+
+    rel = dsub.add_parser(
+        "relabel",
+        help="copy a store with its labels brought to what its game records today",
+        description="Writes a copy of STORE to --out whose per-frame labels are what "
+        "`worldsim collect` records for its game today, derived from the stored frames and "
+        "labels (Crafter: stores recorded before 2026-12-07 gain the fall_asleep counter, "
+        "read off the sleeping view). STORE is left as it is.",
+        epilog="example: worldsim data relabel data/crafter-build --out data/crafter-build-sleep",
+    )
+    rel.add_argument("store", help="store directory or fsspec URL")
+    rel.add_argument("--out", required=True, help="the new store (must not exist)")
+    rel.set_defaults(func=run_relabel)
 
     exp = dsub.add_parser(
         "export",
@@ -181,6 +196,32 @@ def run_import(args: argparse.Namespace) -> int:
             args.source, args.out, format=args.format, size=size or (128, 224), **kwargs
         )
     print(f"imported {n} episodes into {args.out}")
+    return 0
+
+
+def run_relabel(args: argparse.Namespace) -> int:
+    from envs.games import make_game
+    from worldsim.data import EpisodeStore
+    from worldsim.errors import StoreError
+
+    src = EpisodeStore.open(args.store)
+    if src.game != "crafter":
+        raise StoreError(
+            f"{args.store} holds {src.game!r}: only Crafter stores have labels to relabel"
+        )
+    from envs.crafter_env import relabel
+
+    env = make_game("crafter")
+    spec = env.unwrapped.label_spec
+    env.close()
+    dst = EpisodeStore.create(args.out, game=src.game, action_space=src.action_space,
+                              observation_space=src.observation_space, fps=src.fps,
+                              metadata=src.metadata, label_spec=spec)  # fmt: skip
+    for i in range(len(src)):
+        ep = src.episode(i)
+        dst.append(ep.frames, ep.actions, ep.rewards, ep.terminated, ep.truncated, info=ep.info,
+                   labels=relabel(np.asarray(ep.frames), ep.labels, spec))  # fmt: skip
+    print(f"wrote {len(src)} episodes of {args.store} to {args.out} with today's labels")
     return 0
 
 

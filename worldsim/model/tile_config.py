@@ -40,6 +40,12 @@ class TileLoss:
     # real next tile. In a dream those tiles are the net's own inventions of one step ago: it
     # learns to redraw a bad one rather than build on it. 0: the frames as they are.
     context_noise: float = 0.0
+    # MaskGIT: each transition gives (commits) a random share of its tiles, drawn uniformly
+    # up to `given`, and the net learns the others. A one-round sampler commits nothing, so
+    # at 0 the net learns exactly the step it draws: a change of every tile at once (Crafter's
+    # falling asleep) must then come from what the step is told (its events), not from tiles
+    # given around it.
+    given: float = 1.0
 
     def __post_init__(self) -> None:
         self.parts = tuple(self.parts)
@@ -52,6 +58,8 @@ class TileLoss:
             raise ValueError(f"change_weight must be positive, got {self.change_weight}")
         if not 0 <= self.context_noise <= 1:
             raise ValueError(f"context_noise must be in [0, 1], got {self.context_noise}")
+        if not 0 <= self.given <= 1:
+            raise ValueError(f"given must be in [0, 1], got {self.given}")
         if self.reward_weight < 0:
             raise ValueError(f"reward_weight must be >= 0, got {self.reward_weight}")
 
@@ -145,8 +153,11 @@ class TileConfig:
     # shift net tells which of them the action causes, the tile net draws them, and a step
     # where one happens for the first time in the rollout pays `event_reward` on top of the
     # reward class. The rollout remembers what it has paid: a repeat (a second drink) pays 0.
+    # `unpaid_events` are told and drawn but never pay (Crafter's falling asleep, which greys
+    # the whole view at once: one choice for the frame, not one per token).
     events: list[str] = field(default_factory=list)
     event_reward: float = 0.0
+    unpaid_events: list[str] = field(default_factory=list)
     # A patch within this RMS (0-255 units) of another counts as the same tile: what the loss
     # counts as right, and what a rollout told a patch keeps as unchanged.
     match_rms: float = 3.0
@@ -212,6 +223,10 @@ class TileConfig:
                 )
         if len(set(self.events)) != len(self.events):
             raise ValueError(f"events must be distinct names, got {self.events}")
+        if not set(self.unpaid_events) <= set(self.events):
+            raise ValueError(
+                f"unpaid_events {self.unpaid_events} must be among the events {self.events}"
+            )
         if self.hud_clock < 0 or (self.hud_clock and not self.fixed_rows):
             raise ValueError(
                 f"hud_clock {self.hud_clock}: a clock needs fixed_rows (a HUD) and a value >= 0"

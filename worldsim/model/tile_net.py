@@ -136,6 +136,8 @@ class TileWorldNet(nn.Module):
         E = len(config.events)
         if E:  # the same, per event (a net without events has none: releases before them)
             self.register_buffer("event_prior", torch.zeros(E))
+        pays = [name not in config.unpaid_events for name in config.events]
+        self.register_buffer("event_pays", torch.tensor(pays, dtype=torch.bool), persistent=False)
         source, valid = shift_table(*config.grid, config.fixed_rows, config.motion_radius)
         self.register_buffer("source", source, persistent=False)
         self.register_buffer("valid", valid, persistent=False)
@@ -403,13 +405,14 @@ class TileWorldNet(nn.Module):
         paid: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Rewards [B] (the likeliest value, plus `event_reward` where one of the `events`
-        bool [B, E] that happen is not in `paid` [B, E]; None: none) and termination
-        probabilities [B]."""
+        bool [B, E] that happen is not in `paid` [B, E] nor in `config.unpaid_events`; None:
+        none) and termination probabilities [B]."""
         logits, end = self.reward_logits(code_last, code_next, new, action)
         reward = self.reward_values[(logits + self.reward_prior).argmax(-1)]
         if events is not None and events.shape[-1]:
             paid = torch.zeros_like(events) if paid is None else paid.to(events.device)
-            reward = reward + pay_events(events, paid, self.config.event_reward)[0]
+            paying = events & self.event_pays.to(events.device)  # unpaid events never pay
+            reward = reward + pay_events(paying, paid, self.config.event_reward)[0]
         return reward, torch.sigmoid(end + self.end_prior)
 
     # ------------------------------------------------------------------ training
@@ -534,7 +537,7 @@ class TileWorldNet(nn.Module):
         code_ok = (batch["code_err_next"] < cfg.match_rms) | ~keep_ok
         B, N = code.shape
         rand = torch.rand(B, N, generator=generator, device=code.device)
-        ratio = torch.rand(B, 1, generator=generator, device=code.device)
+        ratio = torch.rand(B, 1, generator=generator, device=code.device) * lc.given
         committed = rand < ratio  # MaskGIT: a random share of tokens is given
         if "tile" not in lc.parts:
             # A head alone (move, clock) learns from the step a one-round sampler draws,
