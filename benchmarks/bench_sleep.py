@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         f"wake-ups paid within 3 steps of the game's: {w[0]} of {w[1]}; "
         f"unlock rewards the dream paid while asleep: {result['dream_unlocks_asleep']}"
     )
+    pa = result["paid_after_sleeping"]
+    print(f"an unlock paid after the dream fell asleep: in {pa[0]} of the {pa[1]} clips where "
+          f"the game paid a wake-up, in {pa[2]} of the {pa[3]} others")  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
