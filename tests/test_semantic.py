@@ -301,7 +301,7 @@ def test_store_without_labels_gets_a_realism_bank_only(tmp_path) -> None:
     with pytest.raises(StoreError, match="one entry per frame"):
         store.append(np.zeros((3, 8, 8, 3), np.uint8), [0, 0], [0, 0], [0, 0], [0, 0],
                      labels={"semantic": np.zeros((2, 2, 2))})  # fmt: skip
-    with pytest.raises(StoreError, match="another layout"):
+    with pytest.raises(StoreError, match=r"another layout \(they differ in \[.arrays.*relabel"):
         store.set_label_spec({"arrays": ["other"]})
     assert len(store) == 3
 
@@ -441,11 +441,13 @@ def test_crafter_records_tile_labels(tmp_path, capsys) -> None:
     assert any(d != (0, 0) for d in map(tuple, np.diff(views, axis=0)))
     clip = store.clip(0, 10, 5)
     assert (clip.labels["semantic"] == sem[10:15]).all()
-    # Achievement counters: a step pays its +1 exactly where one of them first leaves 0.
+    # Achievement counters: a step pays its +1 exactly where one of them first leaves 0; the
+    # last counter, falling asleep, pays nothing.
     counts = ep.labels["events"]
-    assert counts.shape == (61, 22) and (np.diff(counts, axis=0) >= 0).all()
-    first = ((counts[:-1] == 0) & (counts[1:] > 0)).any(1)
+    assert counts.shape == (61, 23) and (np.diff(counts, axis=0) >= 0).all()
+    first = ((counts[:-1, :22] == 0) & (counts[1:, :22] > 0)).any(1)
     assert ((np.asarray(ep.rewards) >= 0.5) == first).all()
-    assert spec["events"]["names"] == sorted(constants_achievements())
+    assert spec["events"]["names"] == [*sorted(constants_achievements()), "fall_asleep"]
+    assert spec["events"]["unpaid"] == ["fall_asleep"]
     assert main(["data", "info", out]) == 0
     assert "semantic, view_pos, events (1 episodes)" in capsys.readouterr().out

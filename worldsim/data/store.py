@@ -218,9 +218,13 @@ class EpisodeStore:
         if self.label_spec == spec:
             return
         if self.label_spec:
+            differ = sorted(
+                k for k in {*self.label_spec, *spec} if self.label_spec.get(k) != spec.get(k)
+            )
             raise StoreError(
-                f"the store at {self.path} holds labels of another layout "
-                f"({sorted(self.label_spec)}): write these episodes to another --out directory"
+                f"the store at {self.path} holds labels of another layout (they differ in "
+                f"{differ}): write these episodes to another --out directory, or copy the store "
+                "with today's labels first (`worldsim data relabel`, Crafter)"
             )
         if not self._writable:
             raise StoreError(f"the store at {self.path} is open read-only: open it with mode='a'")
