@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from envs.crafter_env import sleeping_view as asleep
     from worldsim.data import EpisodeStore
-    from worldsim.model.tiles import first_events
+    from worldsim.model.tiles import events_had, first_events
     from worldsim.world_model import WorldModel
 
     wm, K, H = WorldModel.from_checkpoint(args.checkpoint), args.context, args.horizon
@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             s = t - (K - 1)
             woke = np.flatnonzero(firsts[t : t + H, wake])  # index into the future steps
-            counts = np.asarray(ep.labels["events"])[s]
-            paid = np.array([counts[event_names.index(n)] > 0 for n in model_events], bool)
+            paid = events_had(np.asarray(ep.labels["events"])[s], event_names, model_events)
             clips.append((frames[s : t + 1 + H], actions[s : t + H], paid,
                           int(woke[0]) if len(woke) else -1))  # fmt: skip
     clips = clips[: args.max_clips]

@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from worldsim.data import EpisodeStore
     from worldsim.model.tile_net import TileWorldNet
-    from worldsim.model.tiles import first_events, frames_to_patches, nearest_codes, novelty
+    from worldsim.model.tiles import (
+        first_events,
+        frames_to_patches,
+        nearest_codes,
+        novelty,
+        paying_events,
+    )
     from worldsim.world_model import WorldModel
 
     wm, K = WorldModel.from_checkpoint(args.checkpoint), args.context
@@ -64,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     # Lockstep over the episodes: transition t of every episode long enough, each from its K
     # real frames; a tile model's record of the events it has paid follows its own calls.
     paid = torch.zeros(len(eps), E, dtype=torch.bool)
-    spec = store.label_spec.get("events", {})
-    paying = np.array([n not in spec.get("unpaid", []) for n in spec.get("names", [])], bool)
+    paying = paying_events(store.label_spec.get("events", {}))
     gen_r = [np.zeros(len(a), np.float32) for a in ac]
     gen_hud = [np.zeros(len(a), bool) for a in ac]
     gen_hud_right = [np.zeros(len(a), bool) for a in ac]  # drawn as the real next frame's

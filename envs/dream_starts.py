@@ -201,9 +201,9 @@ class StartContexts:
         counts = (clip.labels or {}).get("events")
         if not names or counts is None or "names" not in spec:
             return None
-        had = np.asarray(counts)[length - 1] > 0
-        index = {name: i for i, name in enumerate(spec["names"])}
-        return np.array([bool(had[index[n]]) if n in index else False for n in names])
+        from worldsim.model.tiles import events_had
+
+        return events_had(np.asarray(counts)[length - 1], spec["names"], names)
 
 
 def _pick(value: Any, index: int) -> Any:

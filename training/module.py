@@ -183,8 +183,9 @@ class WorldModelSystem(L.LightningModule):
     @staticmethod
     def _init_weights(
         net: Any, folder: str, action_space: gym.Space, observation_space: gym.Space
-    ) -> None:
-        """Copy a release's weights into `net` (same game, same shapes), or raise ConfigError."""
+    ) -> Any:
+        """Copy a release's weights into `net` (same game, same shapes), or raise ConfigError;
+        returns the release's net."""
         from worldsim.checkpoint import load_release
 
         source = load_release(
@@ -210,6 +211,7 @@ class WorldModelSystem(L.LightningModule):
                 f"({str(e).splitlines()[0]}); copy the release's dim, depth, heads, mlp_ratio, "
                 "patch_size and stem_channels into model.overrides"
             ) from None
+        return source
 
     def configure_model(self) -> None:
         if self._trainer is None:  # load_from_checkpoint: on_load_checkpoint builds the net

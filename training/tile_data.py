@@ -29,10 +29,12 @@ from worldsim.model.tiles import (
     hud_clocks,
     nearest_codes,
     patch_rms,
+    paying_events,
     remember,
     shift_from_offsets,
     shift_from_pixels,
     shift_table,
+    shift_tokens,
 )
 from worldsim.spaces import tree_index
 
@@ -211,6 +213,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 f"{self.path} has no training episodes: record more with `worldsim collect`"
             )
         self.event_names, self.event_reward, self.unpaid_events = self._event_spec()
+        self.event_pays = paying_events({"names": self.event_names, "unpaid": self.unpaid_events})
         train = [self._read(i) for i in train_eps]
         given = self._release_vocabulary() if h.codebook_from else None
         if given is not None:
@@ -344,8 +347,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 )
             counts = np.asarray(labels["events"])
             out["events"] = counts[1:] > counts[:-1]
-            pays = np.array([n not in self.unpaid_events for n in self.event_names])
-            first = first_events(counts)[:, pays].any(1)
+            first = first_events(counts)[:, self.event_pays].any(1)
             out["rewards"] = out["rewards"] - self.event_reward * first  # what else it pays
         if self.hparams.reverse:  # transition t of the reversed episode is T-1-t played back
             out["patches"] = out["patches"][::-1].copy()
@@ -373,9 +375,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             else:
                 shift = shift_from_pixels(patches, self.source, self.valid)
             sh = torch.as_tensor(shift).long()
-            shifted = patches[:-1].gather(
-                1, self.source[sh][..., None].expand(-1, -1, patches.shape[-1])
-            )
+            shifted = shift_tokens(patches[:-1], sh, self.source, self.valid, 0)
             moved = torch.where(self.valid[sh], patch_rms(shifted, patches[1:]), torch.nan)
             cut = moved[:, : rows * cols].nanmedian(1).values > h.cut_rms
             seen = torch.zeros(1, codes.shape[1], len(book), dtype=torch.bool)

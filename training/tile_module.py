@@ -145,8 +145,7 @@ class TileWorldSystem(WorldModelSystem):
         book = net.codebook.clone()
         events = getattr(net, "event_prior", torch.zeros(0))
         priors = net.reward_prior.clone(), net.end_prior.clone(), events.clone()
-        self._init_weights(net, folder, action_space, observation_space)
-        self._carry_events(net, folder, observation_space)
+        self._carry_events(net, self._init_weights(net, folder, action_space, observation_space))
         if not torch.equal(book, net.codebook):
             raise ConfigError(
                 f"model.init_from {folder} was trained with another tile codebook than the one "
@@ -160,14 +159,11 @@ class TileWorldSystem(WorldModelSystem):
             net.event_prior.copy_(priors[2])
 
     @staticmethod
-    def _carry_events(net: Any, folder: str, observation_space: gym.Space) -> None:
-        """init_from's events by name, where the data names others (a store that counts one
-        more, as Crafter's falling asleep): each event both know keeps what the release
-        learned (its logit, its say in the tile net, its prior); a new one starts fresh, as
-        in a release trained before events."""
-        from worldsim.checkpoint import load_release
-
-        source = load_release(folder, observation_space=observation_space)[0]
+    def _carry_events(net: Any, source: Any) -> None:
+        """init_from's events by name (`source`: its net), where the data names others (a
+        store that counts one more, as Crafter's falling asleep): each event both know keeps
+        what the release learned (its logit, its say in the tile net, its prior); a new one
+        starts fresh, as in a release trained before events."""
         old, new = list(source.config.events), list(net.config.events)
         if old == new or not old or not new:
             return

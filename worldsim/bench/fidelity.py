@@ -35,6 +35,7 @@ from worldsim.bench.metrics import (
 from worldsim.bench.rollouts import rollout_seed
 from worldsim.bench.semantic_verdict import semantic_verdict
 from worldsim.errors import WorldsimError
+from worldsim.model.tiles import events_had
 from worldsim.spaces import tree_index
 
 __all__ = ["FidelityResult", "evaluate_rollouts"]
@@ -85,13 +86,7 @@ def _events_had(
     spec = (label_spec or {}).get("events") or {}
     if not names or labels is None or "events" not in labels or "names" not in spec:
         return None
-    had = np.asarray(labels["events"]) > 0
-    index = {name: i for i, name in enumerate(spec["names"])}
-    out = np.zeros((*had.shape[:-1], len(names)), bool)
-    for j, name in enumerate(names):
-        if name in index:
-            out[..., j] = had[..., index[name]]
-    return out
+    return events_had(labels["events"], spec["names"], names)
 
 
 def evaluate_rollouts(

@@ -42,7 +42,14 @@ from worldsim.actions import ActionEncoder
 from worldsim.model.net import check_frames, pixels_to_x, x_to_pixels
 from worldsim.model.tile_config import PART_NAMES, TileConfig, TileLoss
 from worldsim.model.tile_edge import EdgePrior
-from worldsim.model.tiles import NO_CODE, age_bucket, patch_rms, shift_table
+from worldsim.model.tiles import (
+    NO_CODE,
+    age_bucket,
+    patch_rms,
+    paying_events,
+    shift_table,
+    shift_tokens,
+)
 
 __all__ = ["MOVE_OPPOSITE", "TileWorldNet", "encode_last", "pay_events", "tile_choice"]
 
@@ -136,8 +143,8 @@ class TileWorldNet(nn.Module):
         E = len(config.events)
         if E:  # the same, per event (a net without events has none: releases before them)
             self.register_buffer("event_prior", torch.zeros(E))
-        pays = [name not in config.unpaid_events for name in config.events]
-        self.register_buffer("event_pays", torch.tensor(pays, dtype=torch.bool), persistent=False)
+        pays = paying_events({"names": config.events, "unpaid": config.unpaid_events})
+        self.register_buffer("event_pays", torch.from_numpy(pays), persistent=False)
         source, valid = shift_table(*config.grid, config.fixed_rows, config.motion_radius)
         self.register_buffer("source", source, persistent=False)
         self.register_buffer("valid", valid, persistent=False)
@@ -265,13 +272,7 @@ class TileWorldNet(nn.Module):
 
     def shifted(self, tensor: Tensor, shift: Tensor, fill: Any) -> Tensor:
         """Tokens [B, N, ...] moved by shift classes [B]; revealed tokens get `fill`."""
-        src, ok = self.source[shift], self.valid[shift]  # [B, N]
-        idx = src.view(*src.shape, *([1] * (tensor.dim() - 2))).expand_as(tensor)
-        out = tensor.gather(1, idx)
-        mask = ok.view(*ok.shape, *([1] * (tensor.dim() - 2)))
-        return torch.where(
-            mask, out, torch.as_tensor(fill, dtype=tensor.dtype, device=tensor.device)
-        )
+        return shift_tokens(tensor, shift, self.source, self.valid, fill)
 
     def shift_inputs(
         self, pix: Tensor, code: Tensor, prev_code: Tensor, prev_shift: Tensor, shift: Tensor

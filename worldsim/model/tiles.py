@@ -9,6 +9,8 @@ a count of bottom rows that never scroll (a HUD) describe the layout.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -361,6 +363,36 @@ def first_events(counts: np.ndarray) -> np.ndarray:
     steps where each counter first leaves 0 (what pays once, e.g. Crafter's unlocks)."""
     counts = np.asarray(counts)
     return (counts[:-1] == 0) & (counts[1:] > 0)
+
+
+def events_had(counts: np.ndarray, names: list[str], wanted: list[str]) -> np.ndarray:
+    """Which of the events `wanted` (a model's, by name) per-episode counters [..., E] named
+    `names` (a store's label spec) show as had (above 0): bool [..., len(wanted)]; an event the
+    store does not count, never."""
+    had = np.asarray(counts) > 0
+    index = {name: i for i, name in enumerate(names)}
+    out = np.zeros((*had.shape[:-1], len(wanted)), bool)
+    for j, name in enumerate(wanted):
+        if name in index:
+            out[..., j] = had[..., index[name]]
+    return out
+
+
+def paying_events(spec: dict) -> np.ndarray:
+    """Which of a store's named events (its label spec's `events`) pay when they first fire:
+    bool [E], all but those listed `unpaid` (Crafter's falling asleep)."""
+    unpaid = set(spec.get("unpaid", []))
+    return np.array([name not in unpaid for name in spec.get("names", [])], bool)
+
+
+def shift_tokens(tensor: Tensor, shift: Tensor, source: Tensor, valid: Tensor, fill: Any) -> Tensor:
+    """Tokens [B, N, ...] moved by shift classes [B] (`shift_table`'s source and valid);
+    revealed tokens get `fill`."""
+    src, ok = source[shift], valid[shift]  # [B, N]
+    idx = src.view(*src.shape, *([1] * (tensor.dim() - 2))).expand_as(tensor)
+    out = tensor.gather(1, idx)
+    mask = ok.view(*ok.shape, *([1] * (tensor.dim() - 2)))
+    return torch.where(mask, out, torch.as_tensor(fill, dtype=tensor.dtype, device=tensor.device))
 
 
 def novelty(codes: Tensor, seen: Tensor) -> Tensor:
