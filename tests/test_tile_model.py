@@ -34,6 +34,7 @@ from worldsim.model.tiles import (
     Canvas,
     build_codebook,
     displacements,
+    event_clocks,
     frames_to_patches,
     hud_clocks,
     nearest_codes,
@@ -1048,14 +1049,14 @@ def _timer_store(
     return _edited_store(path, world, SPEC, 5, episodes, T, tick)
 
 
-def _clocked_net(store, clock: int, **overrides) -> TileWorldNet:
+def _clocked_net(store, clock: int, steps: int = 300, **overrides) -> TileWorldNet:
     """A small tile net with HUD clocks of `clock` steps (0: none), fitted on the toy `store`."""
     dm = TileDataModule(str(store), patch=TILE, fixed_rows=1, codebook_size=32, frequent_codes=16,
-                        batch_size=32, samples_per_epoch=32 * 300, val_samples=32,
+                        batch_size=32, samples_per_epoch=32 * steps, val_samples=32,
                         val_fraction=0.2, test_fraction=0.0)  # fmt: skip
     system = TileWorldSystem(overrides={**SMALL, "hud_clock": clock, **overrides}, lr=3e-3,
                              warmup_steps=20, ema_decay=0.9)  # fmt: skip
-    trainer = L.Trainer(max_steps=300, accelerator="cpu", logger=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
     torch.manual_seed(0)
     trainer.fit(system, dm)
@@ -1100,6 +1101,80 @@ def test_a_hud_clock_ticks_a_hidden_timer_on_time(tmp_path) -> None:
     # Without a clock a tick is a guess (right at most by chance); with one, every tick comes
     # on time and the HUD is right at every step.
     assert on_time[0][0] <= 2 and on_time[16] == (5, 23), on_time
+
+
+def _beat_store(path, world: ToyWorld, delay: int, episodes: int = 16, T: int = 40):
+    """The toy game where starting to rest (a noop after another action) is a named event and
+    the first inventory tile darkens one level `delay` steps later and every `delay` steps
+    after, as Crafter's energy comes back 11 steps after falling asleep and every 11: a beat
+    that starts at the event, not at a HUD change."""
+    spec = {**SPEC, "arrays": [*SPEC["arrays"], "events"],
+            "events": {"names": ["rest"], "reward": 1.0, "pays": "first", "unpaid": ["rest"]}}  # fmt: skip
+
+    def beat(frames, actions, _rng):
+        fired = (actions == 0) & (np.concatenate([[1], actions[:-1]]) != 0)
+        clock = event_clocks(torch.as_tensor(fired[:, None]))[:, 0].numpy()  # [T + 1]
+        beat = (clock[:-1] > 0) & (clock[:-1] % delay == 0)
+        level = np.concatenate([[0], np.cumsum(beat)]) % 4
+        frames[:, 3 * TILE :, :TILE] = (60 * (level + 1)).astype(np.uint8)[:, None, None, None]
+        counts = np.concatenate([[0], np.cumsum(fired)])[:, None].astype(np.int32)
+        return frames, np.zeros(len(actions), np.float32), {"events": counts}
+
+    return _edited_store(path, world, spec, 6, episodes, T, beat)
+
+
+def test_an_event_clock_ticks_a_beat_that_starts_at_an_event(tmp_path) -> None:
+    from worldsim.model.tile_rollout import Given, TileRollout
+
+    fired = torch.tensor([[False], [True], [False], [False], [True], [False]])
+    assert event_clocks(fired)[:, 0].tolist() == [0, 0, 1, 2, 3, 1, 2]  # 0: not seen yet
+    with pytest.raises(ValueError, match="event_clock"):
+        TileConfig(height=16, width=20, patch=TILE, event_clock=8)  # no HUD to time
+    delay, world = 3, ToyWorld()
+    store = _beat_store(tmp_path / "store", world, delay)
+    # The HUD ticks 3 steps after each rest starts, and every 3 after: its own last change
+    # says nothing of when the next rest moves the beat, the clock of the event does.
+    net = _clocked_net(tmp_path / "store", 0, steps=800, event_clock=64)
+    assert net.c_event is not None and net.c_event.weight.abs().sum() > 0
+    K = 2  # context frames: the episode's first rest comes after them
+    counts = [np.asarray(store.episode(i).labels["events"])[:, 0] for i in range(len(store))]
+    i = max(range(len(store)), key=lambda i: (counts[i][K - 1] == 0) * counts[i][-1])
+    ep, counts = store.episode(i), counts[i]
+    frames, actions = np.asarray(ep.frames), np.asarray(ep.actions)
+    events = torch.as_tensor(counts[1:] > counts[:-1])[:, None]  # [T, 1]
+    hud = frames_to_patches(frames[:, 3 * TILE :, :TILE], TILE)[:, 0]
+    rollout = TileRollout(net)
+    state = rollout.start(
+        net.frames_to_x(frames[None, :K]), net.encode_actions(actions[None, : K - 1])
+    )
+    assert state.event_clock.tolist() == [[0]]  # a rollout starts with no event seen
+    told = [Given(events=events[t][None]) for t in range(K - 1, len(actions))]
+    x = rollout.next(state, net.encode_actions(actions[None, K - 1 :]), given=told)[0]
+    drawn = frames_to_patches(net.x_to_frames(x)[0, :, 3 * TILE :, :TILE], TILE)[:, 0]
+    right = (drawn.float() - hud[K:].float()).abs().max(-1).values < 8
+    ticks = np.nonzero((hud[K:] != hud[K - 1 : -1]).any(-1).numpy())[0]
+    assert len(ticks) >= 3 and right.all(), (ticks, right)
+
+
+def test_misses_of_an_action_that_causes_an_event_are_drawn_as_often_as_its_hits(tmp_path) -> None:
+    # Resting (noop) is an event only where it starts a rest (after another action), as
+    # Crafter's sleep falls asleep only below full energy: the shift net must learn what
+    # decides it, so the noops that fire nothing are drawn as often in all as those that do.
+    _beat_store(tmp_path / "store", ToyWorld(), 3)
+    kw = dict(patch=TILE, fixed_rows=1, codebook_size=64, frequent_codes=32, val_fraction=0.0,
+              test_fraction=0.0)  # fmt: skip
+    dm = TileDataModule(str(tmp_path / "store"), balance_misses=True, **kw)
+    dm.setup()
+    noop, hit = dm.train["action"] == 0, dm.train["events"][:, 0]
+    p = dm.draw_weights()[0]
+    assert hit.any() and (noop & ~hit).any()
+    assert p[noop & ~hit].sum() == pytest.approx(p[hit].sum())
+    assert np.allclose(dm.weights[~noop], 1.0)  # the other actions are drawn as before
+    plain = TileDataModule(str(tmp_path / "store"), **kw)
+    plain.setup()
+    assert plain.weights[noop & ~hit].max() == 1.0
+    # The event prior undoes the extra draws: the net's odds stay the real ones.
+    assert dm.event_prior[0] > plain.event_prior[0]
 
 
 def test_a_dream_from_an_episode_start_knows_its_timers_before_it_sees_a_tick(tmp_path) -> None:

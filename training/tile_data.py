@@ -24,6 +24,7 @@ from worldsim.model.tiles import (
     Canvas,
     build_codebook,
     displacements,
+    event_clocks,
     first_events,
     frames_to_patches,
     hud_clocks,
@@ -126,6 +127,12 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         cut_span: The transitions up to this many steps after a cut, in its episode, are drawn
             as often as the cut (Crafter: the 12-40 steps asleep that follow falling asleep,
             where the energy comes back; one frame in 30 of the data).
+        balance_misses: A transition whose action causes one of the store's events
+            elsewhere, but not here, is drawn at least as often, all such misses together,
+            as the transitions where it does (Crafter's `sleep` pressed at full energy, which
+            the game ignores: 215 presses against 460 falls): the shift net learns what
+            decides the event (the energy the HUD shows), not only the action. Needs a
+            discrete action space.
         seed: Seeds the codebook, the batches and the validation set.
         unroll: Self forcing: each training batch draws k in 0..unroll and, for k > 0, brings
             the `unroll_context` real frames and the k transitions before its own, so that
@@ -161,6 +168,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         cut_weight: float = 0.0,
         cut_rms: float = 20.0,
         cut_span: int = 0,
+        balance_misses: bool = False,
         seed: int = 0,
         reverse: bool = False,
         codebook_from: str | None = None,
@@ -238,6 +246,8 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         events = self.train["events"]
         event = (self.train["reward"] != 0) | self.train["terminated"] | events.any(1)
         self.weights = 1.0 + h.event_weight * event + h.cut_weight * self._after_cut()
+        if h.balance_misses:
+            self.weights = np.maximum(self.weights, self._miss_weights())
         n, w = len(events), self.weights
         p_real = (events.sum(0) + 1) / (n + 2)
         p_drawn = ((w[:, None] * events).sum(0) + 1) / (w.sum() + 2)
@@ -272,6 +282,32 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         idx = np.arange(len(cut))
         last = np.maximum.accumulate(np.where(cut, idx, -1))  # the latest cut at or before
         return (last >= idx - pos) & (idx - last <= self.hparams.cut_span)
+
+    def _miss_weights(self) -> np.ndarray:
+        """float [n]: per training transition, the weight that draws the misses of each
+        (action, event) pair it is a miss of (the action, not the event; the event happens
+        with that action elsewhere) as often in all as its hits are drawn (`balance_misses`);
+        0 for the others."""
+        actions, events = self.train["action"], self.train["events"]
+        if not (
+            isinstance(actions, np.ndarray) and actions.ndim == 1 and actions.dtype.kind in "iu"
+        ):
+            from training.module import ConfigError
+
+            raise ConfigError(
+                "--data.balance_misses needs a discrete action space (one integer per step); "
+                f"{self.path}'s actions are {getattr(actions, 'dtype', type(actions).__name__)}: "
+                "leave it off"
+            )
+        out = np.zeros(len(actions))
+        for a in np.unique(actions):
+            at = actions == a
+            for e in np.flatnonzero(events[at].any(0)):
+                miss = at & ~events[:, e]
+                if miss.any():
+                    hits = self.weights[at & events[:, e]].sum()
+                    out[miss] = np.maximum(out[miss], hits / miss.sum())
+        return out
 
     def _event_spec(self) -> tuple[list[str], float, list[str]]:
         """The store's named events (label `events`: per-episode counters, a first increase
@@ -393,6 +429,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 clock=hud_clocks(codes[None, :, rows * cols :], episode_start=True)[0].to(
                     torch.int32
                 ),
+                event_clock=event_clocks(torch.as_tensor(ep["events"])).to(torch.int32),
                 new=new[0],
                 last=offset + t_idx,
                 pos=t_idx,
@@ -461,6 +498,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             "mem_code": part["mem_code"][nxt].long(),
             "mem_age": part["mem_age"][nxt].long(),
             "clock": part["clock"][last].long(),
+            "event_clock": part["event_clock"][last].long(),
             "new_next": part["new"][nxt],
             "reward_class": torch.as_tensor(part["reward_class"][idx]),
             "terminated": torch.as_tensor(part["terminated"][idx]),

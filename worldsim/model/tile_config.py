@@ -28,8 +28,8 @@ class TileLoss:
     # starts from (model.init_from) and their losses are not computed, e.g. [reward] retrains
     # the reward net alone on new labels and leaves the frames the model draws untouched, and
     # [move] trains the move head (TileConfig.object_moves) on the tile net's features alone,
-    # [edge] the edge prior (TileConfig.edge_prior) alone, and [clock] the HUD clocks
-    # (TileConfig.hud_clock) alone. A head trained alone on the tile net (move, clock) learns
+    # [edge] the edge prior (TileConfig.edge_prior) alone, and [clock] the HUD and event
+    # clocks (TileConfig.hud_clock, event_clock) alone. A head trained alone on the tile net (move, clock) learns
     # from a step with nothing committed, as a one-round rollout draws it.
     parts: tuple[str, ...] = PART_NAMES
     # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
@@ -174,6 +174,12 @@ class TileConfig:
     # (Crafter's food, water and energy fall every 26, 21 and 31 steps) can then tick on
     # time, where two frames cannot tell when. 0: no clock.
     hud_clock: int = 0
+    # A clock on every named event: how many steps ago it last happened in the rollout, as
+    # 1..event_clock-1 (capped), or 0 while it has not, with a say on each HUD token's change
+    # learned per (event, clock, token). Some HUD counters keep a beat that starts at an event
+    # (Crafter's energy comes back 11 steps after falling asleep, then every 11), which no
+    # HUD clock can time from the event. 0: no event clocks.
+    event_clock: int = 0
     # Networks.
     dim: int = 128
     depth: int = 4
@@ -230,6 +236,11 @@ class TileConfig:
         if self.hud_clock < 0 or (self.hud_clock and not self.fixed_rows):
             raise ValueError(
                 f"hud_clock {self.hud_clock}: a clock needs fixed_rows (a HUD) and a value >= 0"
+            )
+        if self.event_clock < 0 or (self.event_clock and not self.fixed_rows):
+            raise ValueError(
+                f"event_clock {self.event_clock}: an event clock needs fixed_rows (a HUD whose "
+                "changes it times) and a value >= 0"
             )
         if self.codebook_size < 2 or self.context < 1:
             raise ValueError("codebook_size must be >= 2 and context >= 1")

@@ -183,6 +183,19 @@ class TileWorldNet(nn.Module):
             nn.init.zeros_(self.c_clock.weight)  # a release without clocks draws as before
             nn.init.zeros_(self.c_keep.weight)
             self.register_buffer("c_base", torch.arange(F_) * config.hud_clock, persistent=False)
+        # Each event's clock (steps since it last happened; 0: not yet), read by the tile net
+        # through an embedding of each (event, clock) pair added to the step's token, and
+        # with its say on each HUD token's change, per (event, clock, token): a beat that
+        # starts at an event.
+        F_e = (N - self.moving) if config.event_clock and E else 0
+        self.c_event = nn.Embedding(E * config.event_clock, d) if F_e else None
+        self.c_event_keep = nn.Embedding(E * config.event_clock * F_e, 1) if F_e else None
+        if self.c_event is not None:
+            nn.init.zeros_(self.c_event.weight)  # a release without event clocks draws as before
+            nn.init.zeros_(self.c_event_keep.weight)
+            self.register_buffer(
+                "c_event_base", torch.arange(E) * config.event_clock, persistent=False
+            )
         self.t_pos = nn.Parameter(torch.randn(N + 1, d) * 0.02)
         self.t_body = _encoder(d, config.depth, config.heads)
         self.t_keep = nn.Linear(d, 1)
@@ -215,7 +228,7 @@ class TileWorldNet(nn.Module):
     # Parameters a release of the same net without them (trained before events, or without
     # the move head, edge prior or HUD clocks) leaves fresh.
     OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "m_move.", "m_move_qk.", "e_prior.",
-                     "c_clock.", "c_keep.")  # fmt: skip
+                     "c_clock.", "c_keep.", "c_event.", "c_event_keep.")  # fmt: skip
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
         """The parameters of one of the parts (`PARTS`)."""
@@ -298,6 +311,7 @@ class TileWorldNet(nn.Module):
         shift: Tensor,
         events: Tensor | None = None,
         clock: Tensor | None = None,
+        event_clock: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Every token's logits of keeping the shifted tile [B, N] and of each code [B, N, K]
         (apart: one [B, N, 1 + K] tensor would be a copy of the largest tensor of a step),
@@ -307,7 +321,8 @@ class TileWorldNet(nn.Module):
         shifted to the same view [B, N]; memory codes/ages of the scrolling tokens [B, n]
         (NO_CODE / 0: none); committed choices [B, N] (0 none, 1 keep, 2 + c code c); encoded
         action [B, A]; shift classes [B]; the events that happen, bool [B, E] (None: none);
-        the fixed-row tokens' clocks [B, N - moving] (`TileConfig.hud_clock`; None: none seen).
+        the fixed-row tokens' clocks [B, N - moving] (`TileConfig.hud_clock`; None: none seen);
+        the events' clocks [B, E] (`TileConfig.event_clock`; None: none seen).
         """
         K, cfg = self.config.codebook_size, self.config
         B, N = code_sh.shape
@@ -331,6 +346,10 @@ class TileWorldNet(nn.Module):
         step = self.t_act(action) + self.t_shift(shift)
         if self.t_events is not None and events is not None:
             step = step + self.t_events(events.float())
+        ev_at = None
+        if self.c_event is not None and event_clock is not None:
+            ev_at = self.c_event_base + event_clock.long().clamp(0, cfg.event_clock - 1)  # [B, E]
+            step = step + self.c_event(ev_at).sum(1)
         x = torch.cat([x, step[:, None]], 1) + self.t_pos
         h = self.t_body(x)[:, :N]
         keep = self.t_keep(h)[..., 0]
@@ -338,6 +357,11 @@ class TileWorldNet(nn.Module):
             keep = torch.cat(
                 [keep[:, : self.moving], keep[:, self.moving :] - self.c_keep(at)[..., 0]], 1
             )
+        if ev_at is not None:
+            F_ = N - self.moving
+            at = (ev_at * F_)[..., None] + torch.arange(F_, device=ev_at.device)  # [B, E, F]
+            hazard = self.c_event_keep(at)[..., 0].sum(1)
+            keep = torch.cat([keep[:, : self.moving], keep[:, self.moving :] - hazard], 1)
         keep = keep.masked_fill(code_sh == K, -1e4)
         moves = None
         if self.m_move is not None:  # a tile moves only within the view, from a known place
@@ -448,9 +472,8 @@ class TileWorldNet(nn.Module):
                 out["events"] = ev_loss.detach()
                 hit = (ev_logits > 0) == events.bool()
                 out["events_acc"] = hit.all(-1).float().mean()
-        heads = ("move" in lc.parts and self.m_move is not None) or (
-            "clock" in lc.parts and self.c_clock is not None
-        )
+        clocks = self.c_clock is not None or self.c_event is not None
+        heads = ("move" in lc.parts and self.m_move is not None) or ("clock" in lc.parts and clocks)
         if "tile" in lc.parts or heads:
             tile = self._tile_loss(batch, action, lc, generator)
             total = total + tile.pop("loss")
@@ -497,21 +520,30 @@ class TileWorldNet(nn.Module):
         pix = torch.where(hit[..., None], self.codebook[other.clamp(max=K - 1)], pix_sh)
         return code, pix
 
-    def _rollout_clock(
-        self, clock: Tensor | None, generator: torch.Generator | None
-    ) -> Tensor | None:
+    def _rollout_clocks(
+        self, batch: dict[str, Any], generator: torch.Generator | None
+    ) -> tuple[Tensor | None, Tensor | None]:
         """The data's HUD clocks [B, F] (steps since each token's code last changed in the
-        episode, 0 before its first change) as a rollout would know them: one that starts in
-        the middle of an episode has seen only its own steps, so half the transitions have
-        their clocks cut at a history of 1..hud_clock steps (0 where the change came before)."""
-        cap = self.config.hud_clock
-        if clock is None or not cap:
-            return None
-        clock = clock.long()
-        B, dev = len(clock), clock.device
+        episode, 0 before its first change) and event clocks [B, E] (steps since each event
+        last happened) as a rollout would know them: one that starts in the middle of an
+        episode has seen only its own steps, so half the transitions have their clocks cut at
+        a history of 1..cap steps (0 where the change or event came before). (None, None)
+        for clocks the net or the batch lacks."""
+        cfg = self.config
+        clock = batch.get("clock") if self.c_clock is not None else None
+        ev_clock = batch.get("event_clock") if self.c_event is not None else None
+        if clock is None and ev_clock is None:
+            return None, None
+        given = clock if clock is not None else ev_clock
+        B, dev = len(given), given.device
+        cap = max(cfg.hud_clock, cfg.event_clock)
         history = torch.randint(1, cap + 1, (B, 1), generator=generator, device=dev)
         cut = torch.rand(B, 1, generator=generator, device=dev) < 0.5
-        return torch.where(cut & (clock > history), 0, clock)
+        out = [
+            None if c is None else torch.where(cut & (c.long() > history), 0, c.long())
+            for c in (clock, ev_clock)
+        ]
+        return out[0], out[1]
 
     def _tile_loss(
         self,
@@ -560,7 +592,7 @@ class TileWorldNet(nn.Module):
             action,
             shift,
             batch.get("events"),  # the real events: the net learns to draw what they show
-            self._rollout_clock(batch.get("clock"), generator),
+            *self._rollout_clocks(batch, generator),
         )
         code_logit = codes_logits.gather(-1, code_next[..., None])[..., 0]
         right = torch.logaddexp(

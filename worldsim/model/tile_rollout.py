@@ -41,7 +41,9 @@ class TileRolloutState:
     the world seen so far, which code each token has shown in this rollout, and which of the
     model's events (TileConfig.events) the rollout has paid: `paid` may be set to what the
     real episode had unlocked before the context, else a rollout starts with none paid; and
-    the HUD's clocks (TileConfig.hud_clock: steps since each fixed-row token last changed)."""
+    the HUD's clocks (TileConfig.hud_clock: steps since each fixed-row token last changed) and
+    the events' clocks (TileConfig.event_clock: steps since each event last happened; a rollout
+    starts with none seen)."""
 
     frame: Tensor  # uint8 [B, H, W, C]
     pix: Tensor  # uint8 [B, N, D]
@@ -52,10 +54,12 @@ class TileRolloutState:
     seen: Tensor  # bool [B, N, K]
     paid: Tensor  # bool [B, E]
     clock: Tensor  # long [B, F]
+    event_clock: Tensor  # long [B, E]
 
     def assign(self, rows: Tensor, other: TileRolloutState) -> None:
         """Replace the rollouts `rows` (long [b]) with those of `other` (b rollouts)."""
-        for name in ("frame", "pix", "code", "prev_code", "prev_shift", "seen", "paid", "clock"):
+        names = ("frame", "pix", "code", "prev_code", "prev_shift", "seen", "paid", "clock")
+        for name in (*names, "event_clock"):
             getattr(self, name)[rows] = getattr(other, name)
         self.canvas.assign(rows, other.canvas)
 
@@ -271,7 +275,16 @@ class TileRollout:
         paid = torch.zeros(B, len(cfg.events), dtype=torch.bool, device=dev)
         clock = hud_clocks(codes[:, :, self.net.moving :])[:, -1]
         return TileRolloutState(
-            frame, pix, codes[:, -1], prev, prev_shift, canvas, seen, paid, clock
+            frame,
+            pix,
+            codes[:, -1],
+            prev,
+            prev_shift,
+            canvas,
+            seen,
+            paid,
+            clock,
+            torch.zeros_like(paid, dtype=torch.long),
         )
 
     def shift_classes(self, motion: Tensor) -> Tensor:
@@ -452,7 +465,7 @@ class TileRollout:
                 break  # every token was given
             keep, codes, moves = net.tile_logits(
                 code_sh, pix_sh, prev_sh, mem_code, mem_age, given, action, shift, events,
-                state.clock,
+                state.clock, state.event_clock,
             )  # fmt: skip
             if told.allowed is not None:
                 codes = codes.masked_fill(~told.allowed.to(codes.device), -1e4)
@@ -486,6 +499,7 @@ class TileRollout:
         state.paid = state.paid | events
         M = net.moving
         state.clock = tick_clock(state.clock, code_next[:, M:] != state.code[:, M:])
+        state.event_clock = tick_clock(state.event_clock, events.to(state.event_clock.device))
         state.canvas.write(code_next[:, : net.moving])
         state.prev_code, state.prev_shift = state.code, shift
         state.code, state.pix, state.frame = code_next, pix_next, frame

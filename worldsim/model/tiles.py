@@ -21,6 +21,7 @@ __all__ = [
     "age_bucket",
     "build_codebook",
     "displacements",
+    "event_clocks",
     "first_events",
     "frames_to_patches",
     "hud_clocks",
@@ -259,8 +260,9 @@ def age_bucket(age: Tensor, buckets: int) -> Tensor:
 
 
 def tick_clock(clock: Tensor, changed: Tensor) -> Tensor:
-    """HUD clocks (`TileConfig.hud_clock`) one step on: 1 where the token's code changed, one
-    more where it did not and the clock runs, 0 where no change has been seen yet."""
+    """Clocks one step on (HUD clocks, `TileConfig.hud_clock`: `changed` where the token's code
+    changed; event clocks, `TileConfig.event_clock`: where the event happened): 1 where it
+    did, one more where it did not and the clock runs, 0 where it has not been seen yet."""
     return torch.where(changed, 1, torch.where(clock > 0, clock + 1, 0))
 
 
@@ -275,6 +277,18 @@ def hud_clocks(codes: Tensor, episode_start: bool = False) -> Tensor:
         clock = tick_clock(clock, codes[:, t] != codes[:, t - 1])
         out.append(clock)
     return torch.stack(out, 1)
+
+
+def event_clocks(fired: Tensor) -> Tensor:
+    """The event clocks (`TileConfig.event_clock`) of every frame of an episode whose T steps
+    fired events bool [T, E]: steps since each last happened, 0 before it first does (the
+    first frame: none yet). long [T + 1, E]."""
+    clock = torch.zeros(fired.shape[1:], dtype=torch.long)
+    out = [clock]
+    for t in range(len(fired)):
+        clock = tick_clock(clock, fired[t])
+        out.append(clock)
+    return torch.stack(out)
 
 
 class Canvas:
