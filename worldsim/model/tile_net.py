@@ -65,7 +65,7 @@ MOVE_KEY = 32  # width of the move head's query and key
 # to turn a kept tile at temperature 0.
 EVENT_HAZARD_GAIN = 8.0
 
-# Each part (a network, or a head on the tile net: moves, HUD clocks) -> its parameters' prefix.
+# Each part (a network, or a head on the tile net: moves, HUD and event clocks) -> its parameters' prefix.
 PARTS = {"shift": "s_", "tile": "t_", "move": "m_", "reward": "r_", "edge": "e_", "clock": "c_"}
 assert tuple(PARTS) == PART_NAMES
 
