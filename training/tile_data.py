@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import gymnasium as gym
 import lightning as L
 import numpy as np
 import torch
@@ -214,6 +215,13 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         if H // h.patch < 1 or W // h.patch < 1:
             raise StoreError(f"patch {h.patch} is larger than the store's {H}x{W} frames")
         rows, cols = H // h.patch, W // h.patch
+        if h.balance_misses and not isinstance(self.action_space, gym.spaces.Discrete):
+            from training.module import ConfigError
+
+            raise ConfigError(
+                "--data.balance_misses needs a discrete action space (one integer per step); "
+                f"{self.path}'s is {self.action_space}: leave it off"
+            )
         self.source, self.valid = shift_table(rows, cols, h.fixed_rows, h.motion_radius)
         train_eps, val_eps = self.split("train"), self.split("val")
         if not train_eps:
@@ -288,17 +296,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         (action, event) pair it is a miss of (the action, not the event; the event happens
         with that action elsewhere) as often in all as its hits are drawn (`balance_misses`);
         0 for the others."""
-        actions, events = self.train["action"], self.train["events"]
-        if not (
-            isinstance(actions, np.ndarray) and actions.ndim == 1 and actions.dtype.kind in "iu"
-        ):
-            from training.module import ConfigError
-
-            raise ConfigError(
-                "--data.balance_misses needs a discrete action space (one integer per step); "
-                f"{self.path}'s actions are {getattr(actions, 'dtype', type(actions).__name__)}: "
-                "leave it off"
-            )
+        actions, events = self.train["action"], self.train["events"]  # Discrete: checked in setup
         out = np.zeros(len(actions))
         for a in np.unique(actions):
             at = actions == a

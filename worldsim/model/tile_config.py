@@ -29,8 +29,8 @@ class TileLoss:
     # the reward net alone on new labels and leaves the frames the model draws untouched, and
     # [move] trains the move head (TileConfig.object_moves) on the tile net's features alone,
     # [edge] the edge prior (TileConfig.edge_prior) alone, and [clock] the HUD and event
-    # clocks (TileConfig.hud_clock, event_clock) alone. A head trained alone on the tile net (move, clock) learns
-    # from a step with nothing committed, as a one-round rollout draws it.
+    # clocks (TileConfig.hud_clock, event_clock) alone. A head trained alone on the tile net
+    # (move, clock) learns from a step with nothing committed, as a one-round rollout draws it.
     parts: tuple[str, ...] = PART_NAMES
     # Loss weight of tokens in view whose tile changes (a cow steps, the inventory counts):
     # rare next to the many kept tiles, and what the game's events show on screen.

@@ -65,7 +65,8 @@ MOVE_KEY = 32  # width of the move head's query and key
 # to turn a kept tile at temperature 0.
 EVENT_HAZARD_GAIN = 8.0
 
-# Each part (a network, or a head on the tile net: moves, HUD and event clocks) -> its parameters' prefix.
+# Each part (a network, or a head on the tile net: moves, HUD and event clocks) -> its
+# parameters' prefix.
 PARTS = {"shift": "s_", "tile": "t_", "move": "m_", "reward": "r_", "edge": "e_", "clock": "c_"}
 assert tuple(PARTS) == PART_NAMES
 
@@ -360,15 +361,15 @@ class TileWorldNet(nn.Module):
         x = torch.cat([x, step[:, None]], 1) + self.t_pos
         h = self.t_body(x)[:, :N]
         keep = self.t_keep(h)[..., 0]
-        if at is not None:
-            keep = torch.cat(
-                [keep[:, : self.moving], keep[:, self.moving :] - self.c_keep(at)[..., 0]], 1
-            )
-        if ev_at is not None:
-            F_ = N - self.moving
-            at = (ev_at * F_)[..., None] + torch.arange(F_, device=ev_at.device)  # [B, E, F]
-            hazard = EVENT_HAZARD_GAIN * self.c_event_keep(at)[..., 0].sum(1)
-            keep = torch.cat([keep[:, : self.moving], keep[:, self.moving :] - hazard], 1)
+        if at is not None or ev_at is not None:  # the clocks' say on the HUD tokens' change
+            hud = keep[:, self.moving :]
+            if at is not None:
+                hud = hud - self.c_keep(at)[..., 0]
+            if ev_at is not None:
+                F_ = N - self.moving
+                ev_hud = (ev_at * F_)[..., None] + torch.arange(F_, device=ev_at.device)
+                hud = hud - EVENT_HAZARD_GAIN * self.c_event_keep(ev_hud)[..., 0].sum(1)
+            keep = torch.cat([keep[:, : self.moving], hud], 1)
         keep = keep.masked_fill(code_sh == K, -1e4)
         moves = None
         if self.m_move is not None:  # a tile moves only within the view, from a known place
