@@ -129,6 +129,16 @@ class Frozen(ToyOracle):
         return out
 
 
+class TwoAvatars(ToyOracle):
+    """Knows the rules, but draws a second player in the view's top-left tile."""
+
+    def generate(self, context_frames, context_actions, future_actions, **_):
+        out = super().generate(context_frames, context_actions, future_actions)
+        centre = out["frames"][:, :, TILE * (R // 2) : TILE * (R // 2 + 1), TILE * (C // 2) :]
+        out["frames"][:, :, :TILE, :TILE] = centre[:, :, :, :TILE]
+        return out
+
+
 class FrozenUnlessTold(Frozen):
     """Never scrolls by itself; told the view motion (as a tile model can be), follows it."""
 
@@ -336,6 +346,10 @@ def test_a_model_that_knows_the_rules_scores_perfectly(toy) -> None:
     assert sc["false_scroll"]["all"]["n"] > 5 and sc["false_scroll"]["all"]["share"] == 0.0
     assert sc["opposite_real_way"]["all"]["share"] == 0.0
     assert sem["long_horizon"]["noop"]["min_map_real"] == 1.0
+    for block in sem["long_horizon"].values():  # one player, at the centre, all along
+        assert block["avatars"] == [1.0] * len(block["steps"]) and not any(block["avatar_missing"])
+    two = _run(TwoAvatars(world), store, tiles, long_horizon=40, long_horizon_clips=4).semantic
+    assert two["long_horizon"]["random"]["avatars"] == [2.0] * len(block["steps"])
     assert sem["walk"]["n"] > 10 and sem["walk"]["all"] == 1.0  # the open-loop walk walks on
     assert all(q["class_tv"] == 0.0 for q in sem["terrain"]["by_quarter"])  # the real ground
     assert sem["static_frames"]["n"] > 5 and sem["static_frames"]["median_db"] >= 40

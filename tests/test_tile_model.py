@@ -37,6 +37,7 @@ from worldsim.model.tiles import (
     event_clocks,
     frames_to_patches,
     hud_clocks,
+    move_table,
     nearest_codes,
     novelty,
     patches_to_frames,
@@ -96,6 +97,52 @@ def test_shifts_are_exact_copies_and_are_read_off_pixels_or_offsets() -> None:
         assert (moved[ok] == patches[t + 1][ok]).all()  # the shifted frame is exact
         assert (~ok[15:]).sum() == 0  # the inventory row never moves
     assert displacements(1) == [(0, 0), (-1, 0), (0, -1), (0, 1), (1, 0)]
+
+
+def test_an_anchored_avatar_holds_still_while_the_world_scrolls_under_it() -> None:
+    world, avatar = ToyWorld(), 1 * 5 + 2  # the toy's player sits at the view's centre
+    source, valid = shift_table(4, 5, fixed_rows=1, radius=1, anchored=[avatar])
+    frames, _actions, _, views = world.episode(np.random.default_rng(1), 30)
+    patches = frames_to_patches(frames, TILE)
+    scrolls = shift_from_offsets(views, 1)
+    assert (shift_from_pixels(patches, source, valid) == scrolls).mean() > 0.9
+    for t in np.flatnonzero(scrolls):
+        k = scrolls[t]
+        assert source[k, avatar] == avatar and valid[k, avatar]  # the avatar stays put...
+        behind = avatar + 5 * displacements(1)[k][0] + displacements(1)[k][1]
+        assert not valid[k, avatar - (behind - avatar)]  # ...and uncovers the ground it stood on
+        moved = patches[t][source[k]]
+        assert (moved[valid[k]] == patches[t + 1][valid[k]]).all()  # exact, avatar and all
+    # The world memory never holds the avatar: its cell keeps the ground seen there before.
+    canvas = Canvas(1, rows=3, cols=5, size=16, anchored=[avatar])
+    view = torch.arange(15)[None].clone()
+    view[0, avatar] = 99
+    canvas.write(view)  # world (1, 3) is token 8 here
+    canvas.move(torch.tensor([[0, 1]]))
+    code, _ = canvas.read()
+    assert code[0, avatar - 1] == NO_CODE  # the cell the avatar covered was never seen
+    canvas.write(view)  # the avatar now covers world (1, 3)
+    canvas.move(torch.tensor([[0, -1]]))
+    code, _ = canvas.read()
+    assert code[0, avatar + 1] == 8 and code[0, avatar] == NO_CODE and (code != 99).all()
+    # The move head can neither step the avatar nor step onto it.
+    m_source, m_valid = move_table(4, 5, fixed_rows=1, anchored=[avatar])
+    assert m_valid[0, avatar] and not m_valid[1:, avatar].any()
+    assert not (m_valid & (m_source == avatar))[1:].any()
+
+
+def test_an_anchored_store_trains_a_model_that_keeps_its_anchor(trained, tmp_path) -> None:
+    _world, _dm, _, _, _, path = trained
+    kw = {"patch": TILE, "fixed_rows": 1, "codebook_size": 64, "frequent_codes": 32}
+    _trainer, system, dm = _fit(str(path / "store"), tmp_path, 2, anchored=[[1, 2]], **kw)
+    assert system.net.config.anchored == [[1, 2]]
+    assert system.net.config.anchored_tokens == [7]
+    assert (dm.train["mem_code"][:, 7] == NO_CODE).all()  # the avatar is never remembered
+    assert (dm.train["mem_code"][:, 6] != NO_CODE).any()
+    with pytest.raises(ConfigError, match="anchored"):
+        _fit(str(path / "store"), tmp_path / "bad", 2, anchored=[[3, 0]], **kw)
+    with pytest.raises(ValueError, match="anchored"):
+        TileConfig(height=16, width=20, patch=4, fixed_rows=1, anchored=[[3, 0]])
 
 
 def test_canvas_remembers_tiles_walked_away_from_and_back() -> None:
@@ -245,6 +292,26 @@ def test_a_rollout_told_the_view_motion_scrolls_so(trained) -> None:
         wm.generate(start, none, np.array([[2]]), view_motion=np.array([[[0, 2]]]))
     with pytest.raises(ValueError, match="view_motion has shape"):
         wm.generate(start, none, np.array([[2, 2]]), view_motion=np.array([[[0, 1]]]))
+
+
+def test_remembered_tiles_come_back_as_drawn_in_view_and_only_new_ground_is_sampled(
+    trained,
+) -> None:
+    world, _dm, _system, net, obs, _path = trained
+    sampler = TileSampler(sampler_steps=1, reveal="net", reveal_temperature=3.0, temperature=0.0)
+    wm = WorldModel.from_net(net, obs, SPACE, sampler=sampler)
+    C = world.map.shape[1]
+    pos = next(p for p in sorted(world.pos_of.values()) if p[1] + 3 < C)
+    start = np.repeat(world.render(pos)[0][None, None], 16, 0)
+    none = np.zeros((16, 0), np.int64)
+    walk = np.array([[0, 1], [0, 1], [0, -1], [0, -1]])  # right twice, back left twice
+    out = wm.generate(start, none, np.full((16, 4), 2), generator=torch.Generator().manual_seed(0),
+                      view_motion=np.repeat(walk[None], 16, 0))["frames"]  # fmt: skip
+    cols = frames_to_patches(out, TILE)[:, :, :15].reshape(16, 4, 3, 5, -1)
+    new_ground = cols[:, 1, :, 4]  # the right column after two steps right: never seen
+    back = cols[:, 3, :, 0]  # the left column back at the start: seen in the start frame
+    assert len({bytes(x.numpy()) for x in new_ground}) > 1  # drawn at the reveal temperature
+    assert len({bytes(x.numpy()) for x in back}) == 1  # remembered: as a tile in view, argmax
 
 
 def test_the_dream_env_runs_a_tile_model(trained) -> None:
@@ -811,8 +878,25 @@ def test_new_ground_drawn_from_the_nucleus_never_takes_a_sliver_code() -> None:
     x = torch.randn(50, 10, generator=torch.Generator().manual_seed(1))
     assert torch.equal(_choose(x, 0.0, None, top_p=0.5), x.argmax(-1))  # argmax is in it
     for bad in (0.0, 1.5):
-        with pytest.raises(ValueError, match="reveal_top_p"):
-            TileSampler(reveal_top_p=bad)
+        for name in ("reveal_top_p", "move_top_p"):
+            with pytest.raises(ValueError, match=name):
+                TileSampler(**{name: bad})
+
+
+def test_the_tile_net_draws_revealed_tiles_from_their_nucleus_and_the_rest_from_all() -> None:
+    from worldsim.model.tile_rollout import _choose_tiles
+
+    # Keep and 3 codes hold 0.99; 60 codes share the last 1%. Half the tokens came into view
+    # (top_p 0.98), the other half are drawn from every choice.
+    keep = torch.full((400, 50), math.log(0.2475))
+    codes = torch.full((400, 50, 63), math.log(0.01 / 60))
+    codes[..., :3] = math.log(0.2475)
+    top_p = torch.ones(400, 50)
+    top_p[:, :25] = 0.98
+    choice = _choose_tiles(keep, codes, torch.ones(400, 50), torch.Generator().manual_seed(0),
+                           with_prob=False, top_p=top_p)[0]  # fmt: skip
+    assert int((choice[:, :25] > 3).sum()) == 0
+    assert 50 < int((choice[:, 25:] > 3).sum()) < 150  # about 100 of 10,000
 
 
 def test_the_likeliest_tile_pools_the_codebook_twins_that_draw_it() -> None:

@@ -107,6 +107,8 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         store: Episode store directory (record one with `worldsim collect`).
         patch: Patch size in pixels (must match model.overrides.patch).
         fixed_rows: Bottom token rows that never scroll (must match the model's).
+        anchored: View tokens [row, col] that hold still while the view scrolls, an avatar
+            the camera follows (Crafter's player: [[3, 4]]; TileConfig.anchored).
         motion_radius: View shifts of at most this many tokens (must match the model's).
         codebook_size / frequent_codes: The codebook (must match the model's).
         reward_classes: How many distinct reward values the reward head tells apart.
@@ -156,6 +158,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         store: str = "data/crafter",
         patch: int = 7,
         fixed_rows: int = 0,
+        anchored: list[list[int]] | None = None,
         motion_radius: int = 1,
         codebook_size: int = 2048,
         frequent_codes: int = 1024,
@@ -222,7 +225,18 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 "--data.balance_misses needs a discrete action space (one integer per step); "
                 f"{self.path}'s is {self.action_space}: leave it off"
             )
-        self.source, self.valid = shift_table(rows, cols, h.fixed_rows, h.motion_radius)
+        for at in h.anchored or []:
+            if len(at) != 2 or not (0 <= at[0] < rows - h.fixed_rows and 0 <= at[1] < cols):
+                from training.module import ConfigError
+
+                raise ConfigError(
+                    f"--data.anchored {h.anchored}: each is a [row, col] of a scrolling token "
+                    f"(rows 0..{rows - h.fixed_rows - 1}, cols 0..{cols - 1})"
+                )
+        self.anchored = [r * cols + c for r, c in h.anchored or []]
+        self.source, self.valid = shift_table(
+            rows, cols, h.fixed_rows, h.motion_radius, self.anchored
+        )
         train_eps, val_eps = self.split("train"), self.split("val")
         if not train_eps:
             raise StoreError(
@@ -414,7 +428,11 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             cut = moved[:, : rows * cols].nanmedian(1).values > h.cut_rms
             seen = torch.zeros(1, codes.shape[1], len(book), dtype=torch.bool)
             mem_code, mem_age, new = remember(
-                codes[None], torch.as_tensor(shift)[None], Canvas(1, rows, cols), seen, disp
+                codes[None],
+                torch.as_tensor(shift)[None],
+                Canvas(1, rows, cols, anchored=self.anchored),
+                seen,
+                disp,
             )
             t_idx = np.arange(T)
             # A stored episode starts at its game's reset, where the HUD's timers start.

@@ -27,6 +27,7 @@ __all__ = ["TileWorldSystem"]
 _MATCH_DATA = (
     "patch",
     "fixed_rows",
+    "anchored",
     "motion_radius",
     "codebook_size",
     "frequent_codes",
@@ -39,7 +40,7 @@ class TileWorldSystem(WorldModelSystem):
 
     Args:
         overrides: TileConfig (architecture) fields, e.g. {dim: 128, depth: 4}. The frame
-            size and the data-layout fields (patch, fixed_rows, motion_radius, codebook_size,
+            size and the data-layout fields (patch, fixed_rows, anchored, motion_radius, codebook_size,
             frequent_codes, reward_classes) come from the data module.
         loss: TileLoss fields, e.g. {change_weight: 3}, or {parts: [reward]} to train the
             reward net alone from init_from (the frames the model draws stay the same).
@@ -96,6 +97,7 @@ class TileWorldSystem(WorldModelSystem):
                         f"{dm.hparams[name]}: set it once, under data"
                     )
                 fields[name] = dm.hparams[name]
+        fields["anchored"] = [list(at) for at in fields.get("anchored") or []]
         if dm is not None and hasattr(dm, "event_names"):  # the store's named events
             fields["events"], fields["event_reward"] = list(dm.event_names), dm.event_reward
             fields["unpaid_events"] = list(getattr(dm, "unpaid_events", []))

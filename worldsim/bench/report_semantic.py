@@ -155,6 +155,10 @@ def semantic_sections(report: dict[str, Any], fmt: Any) -> list[str]:
                 vals = [v.get(part) for v in block["at"].values()]
                 if any(v is not None for v in vals):
                     rows.append([policy, part, *vals])
+            if "avatar" in block:  # the class every context shows at the view's centre
+                for part, name in (("avatars", "a frame"), ("avatar_missing", "gone from centre")):
+                    vals = [v.get(part) for v in block["at"].values()]
+                    rows.append([policy, f"{block['avatar']} {name}", *vals])
         at = list(next(iter(sem["long_horizon"].values()))["at"])
         lines += _table(["actions", "tiles", *(f"@{s}" for s in at)], rows, fmt)
     if "realism_open_loop" in sem:

@@ -396,11 +396,19 @@ def long_horizon(
 
     Returns:
         {policy: {"steps": [..], "map_real": [..], "inventory_real": [..] (if the lattice has
-        rows below the map), "at": {step: {"map", "inventory"}}, "frames_per_s": ..}}.
+        rows below the map), "at": {step: {"map", "inventory"}}, "frames_per_s": ..}}, and
+        where every context shows one tile class at the view's centre (an avatar the camera
+        follows: Crafter's player), "avatars" (tiles of that class a frame) and
+        "avatar_missing" (share of frames whose centre lost it) at each measured step: a
+        dream that leaves its avatar behind as it scrolls shows two, or none.
     """
     N = len(frames)
     at = sorted({*range(every, length + 1, every), *(s for s in LONG_AT if s <= length), length})
     rows = tiles.grid.grid[0] if tiles.classifier is not None else tiles.grid.frame_grid[0]
+    avatar = None
+    if tiles.classifier is not None:
+        centre = tiles.classify(frames[:, K - 1])[:, rows // 2, tiles.grid.grid[1] // 2]
+        avatar = int(centre[0]) if (centre == centre[0]).all() else None
     out: dict[str, Any] = {}
     for policy in policies:
         if policy == "noop":
@@ -412,6 +420,8 @@ def long_horizon(
         else:
             raise ValueError(f"policy must be 'noop' or 'random', not {policy!r}")
         real = np.zeros((N, len(at), *tiles.grid.frame_grid), bool)
+        avatars = np.zeros((N, len(at)))
+        missing = np.zeros((N, len(at)), bool)
         shown = []
         t0 = time.perf_counter()
         for b0 in range(0, N, batch_size):
@@ -426,6 +436,10 @@ def long_horizon(
                 generator=g,
             )["frames"][:, np.asarray(at) - 1]  # [b, len(at), H, W, 3]
             real[sl] = tiles.looks_real(gen)
+            if avatar is not None:
+                cls = tiles.classify(gen)
+                avatars[sl] = (cls == avatar).sum((-2, -1))
+                missing[sl] = cls[..., rows // 2, tiles.grid.grid[1] // 2] != avatar
             if b0 < keep:
                 shown.append(gen[: keep - b0])
         seconds = time.perf_counter() - t0
@@ -446,6 +460,14 @@ def long_horizon(
             if s in at
         }
         block["min_map_real"] = float(min(block["map_real"]))
+        if avatar is not None:
+            block["avatar"] = tiles.names[avatar]
+            block["avatars"] = avatars.mean(0).tolist()
+            block["avatar_missing"] = missing.mean(0).tolist()
+            for s in block["at"]:
+                i = at.index(int(s))
+                block["at"][s]["avatars"] = block["avatars"][i]
+                block["at"][s]["avatar_missing"] = block["avatar_missing"][i]
         if shown:  # popped into FidelityResult.long_gallery, not JSON
             block["frames"] = np.concatenate(shown)
             block["frames_real"] = real[: len(block["frames"])]

@@ -73,11 +73,13 @@ class TileSampler:
     sampler_steps: int = 2  # commit rounds per frame
     guidance: float = 1.0  # no classifier-free guidance in this model: must stay 1
     temperature: float = 0.0  # sampling temperature of tiles that were in view (0: the likeliest)
-    reveal_temperature: float = 0.0  # of tiles that just came into view: new terrain
-    # Nucleus of the edge prior's draws (reveal "edge", reveal_temperature > 0): each new
-    # ground tile is drawn from the likeliest codes that hold this share of its probability,
-    # so that codes the prior gives a sliver each (an inventory tile, a second player) are
-    # never drawn on the map over thousands of draws. 1: from every code.
+    # Of tiles that come into view where the memory holds nothing: new terrain. A tile the
+    # memory holds comes back at `temperature`, as the tiles in view.
+    reveal_temperature: float = 0.0
+    # Nucleus of the draws of new terrain (reveal_temperature > 0), by the edge prior or the
+    # tile net: each is drawn from the likeliest codes that hold this share of its
+    # probability, so that codes given a sliver each (an inventory tile, a second player,
+    # lava on grassland) are never drawn on the map over thousands of draws. 1: every code.
     reveal_top_p: float = 1.0
     # Who draws a tile that comes into view where the memory holds nothing: "net" (the tile
     # net, each token alone) or "edge" (the edge prior, TileConfig.edge_prior: one token at a
@@ -95,6 +97,11 @@ class TileSampler:
     # expects (Crafter's cows step on about a third of the steps); 0 moves a tile only where
     # the head finds a step likelier than staying.
     move_temperature: float = 1.0
+    # Nucleus of the move head's draws (move_temperature > 0): each tile steps only to the
+    # likeliest choices that hold this share of its probability, so a tile the head gives a
+    # sliver of a step each (the player, water) stays put over thousands of steps while a
+    # cow still wanders. 1: from every choice.
+    move_top_p: float = 1.0
     # A token choosing at temperature 0 takes the likeliest tile rather than the likeliest
     # code: codes within this RMS (0-255) of each other count as one tile, their probability
     # summed (keep counts with the shifted tile's). A codebook holds near twins (an exact
@@ -120,10 +127,12 @@ class TileSampler:
                 "temperature, reveal_temperature, fixed_temperature, shift_temperature, "
                 "event_temperature and move_temperature must be >= 0 (0: the likeliest)"
             )
-        if not 0 < self.reveal_top_p <= 1:
-            raise ValueError(
-                f"reveal_top_p must be in (0, 1] (1: draw from every code), got {self.reveal_top_p}"
-            )
+        for name in ("reveal_top_p", "move_top_p"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(
+                    f"{name} must be in (0, 1] (1: draw from every choice), "
+                    f"got {getattr(self, name)}"
+                )
         if self.twin_rms < 0:
             raise ValueError(f"twin_rms must be >= 0 (0: the likeliest code), got {self.twin_rms}")
 
@@ -145,6 +154,12 @@ class TileConfig:
     patch: int = 7
     fixed_rows: int = 0  # bottom token rows that never scroll (a HUD; Crafter's inventory: 2)
     motion_radius: int = 1  # view displacements of at most this many tokens (1: 4 directions)
+    # View tokens [row, col] that hold still while the view scrolls: the avatar of a game
+    # whose camera follows it (Crafter's player, [3, 4]). Not part of the world: not scrolled
+    # with it, not remembered, never moved by the move head; the tile under one comes into
+    # view when the view moves off it. Without, the avatar scrolls away with the world each
+    # step and has to be drawn back, and a dream that misses once shows two or none.
+    anchored: list[list[int]] = field(default_factory=list)
     codebook_size: int = 2048
     frequent_codes: int = 1024  # exact most-frequent patches; the rest are k-means centroids
     memory_buckets: int = 8  # memory ages, log2-bucketed
@@ -203,6 +218,11 @@ class TileConfig:
         return rows * cols
 
     @property
+    def anchored_tokens(self) -> list[int]:
+        """The anchored tokens' indices in a frame's token order (row-major)."""
+        return [r * self.grid[1] + c for r, c in self.anchored]
+
+    @property
     def patch_dim(self) -> int:
         return self.patch * self.patch * self.channels
 
@@ -222,6 +242,12 @@ class TileConfig:
             raise ValueError(f"fixed_rows must be in [0, {rows}), got {self.fixed_rows}")
         if self.motion_radius < 0:
             raise ValueError(f"motion_radius must be >= 0, got {self.motion_radius}")
+        for at in self.anchored:
+            if len(at) != 2 or not (0 <= at[0] < rows - self.fixed_rows and 0 <= at[1] < cols):
+                raise ValueError(
+                    f"anchored {self.anchored}: each is a [row, col] of a scrolling token, "
+                    f"row in [0, {rows - self.fixed_rows}) and col in [0, {cols})"
+                )
         for name in ("dim", "shift_dim", "reward_dim"):
             if getattr(self, name) % self.heads:
                 raise ValueError(

@@ -45,6 +45,7 @@ from worldsim.model.tile_edge import EdgePrior
 from worldsim.model.tiles import (
     NO_CODE,
     age_bucket,
+    move_table,
     patch_rms,
     paying_events,
     shift_table,
@@ -153,7 +154,9 @@ class TileWorldNet(nn.Module):
             self.register_buffer("event_prior", torch.zeros(E))
         pays = paying_events({"names": config.events, "unpaid": config.unpaid_events})
         self.register_buffer("event_pays", torch.from_numpy(pays), persistent=False)
-        source, valid = shift_table(*config.grid, config.fixed_rows, config.motion_radius)
+        source, valid = shift_table(
+            *config.grid, config.fixed_rows, config.motion_radius, config.anchored_tokens
+        )
         self.register_buffer("source", source, persistent=False)
         self.register_buffer("valid", valid, persistent=False)
         rows, cols = config.grid
@@ -218,7 +221,7 @@ class TileWorldNet(nn.Module):
             nn.init.zeros_(self.m_move.weight)
             nn.init.constant_(self.m_move.bias, 0.0)
             self.m_move.bias.data[0] = 4.0  # start out staying
-            m_source, m_valid = shift_table(*config.grid, config.fixed_rows, 1)
+            m_source, m_valid = move_table(*config.grid, config.fixed_rows, config.anchored_tokens)
             m_valid[:, self.moving :] = False  # the fixed rows hold no moving tiles
             self.register_buffer("move_source", m_source, persistent=False)
             self.register_buffer("move_valid", m_valid, persistent=False)

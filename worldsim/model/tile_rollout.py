@@ -92,12 +92,13 @@ def _gumbel(shape: torch.Size, generator: torch.Generator | None, device: torch.
     return -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
 
 
-def _nucleus(logits: Tensor, top_p: float) -> Tensor:
+def _nucleus(logits: Tensor, top_p: float | Tensor) -> Tensor:
     """logits [..., V] with every value outside the top-p nucleus (the likeliest values that
-    together hold at least `top_p` of the probability) set to -inf."""
+    together hold at least `top_p` of the probability: a float, or per row [...]) set to -inf."""
     ranked, order = logits.sort(-1, descending=True)
     probs = ranked.softmax(-1)
-    outside = probs.cumsum(-1) - probs >= top_p  # the mass before it already reaches top_p
+    top_p = torch.as_tensor(top_p, dtype=probs.dtype, device=probs.device)
+    outside = probs.cumsum(-1) - probs >= top_p[..., None]  # the mass before it reaches top_p
     return logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside), -torch.inf)
 
 
@@ -105,15 +106,15 @@ def _choose(
     logits: Tensor,
     temperature: float | Tensor,
     generator: torch.Generator | None,
-    top_p: float = 1.0,
+    top_p: float | Tensor = 1.0,
 ) -> Tensor:
     """A choice from logits [..., V] at `temperature` (a float, or per row [...]): the argmax
-    where it is 0, else a Gumbel-max sample, from the top-p nucleus where `top_p` < 1 (the
-    argmax is always in it, so only a sample sorts the logits)."""
+    where it is 0, else a Gumbel-max sample, from the top-p nucleus where `top_p` (a float, or
+    per row) < 1 (the argmax is always in it, so only a sample sorts the logits)."""
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
     choice = logits.argmax(-1)
     if bool((t > 0).any()):
-        if top_p < 1:
+        if bool((torch.as_tensor(top_p) < 1).any()):
             logits = _nucleus(logits, top_p)
         gumbel = _gumbel(logits.shape, generator, logits.device)
         sampled = (logits / t.clamp(min=1e-6)[..., None] + gumbel).argmax(-1)
@@ -182,13 +183,15 @@ def _choose_tiles(
     with_prob: bool = True,
     groups: TileGroups | None = None,
     code_sh: Tensor | None = None,
+    top_p: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Every token's choice from its [keep, codes] logits (`TileWorldNet.tile_logits`), given
     apart: (the choice [B, N], 0 keep or 1 + code; its probability at temperature 1, or None
     without `with_prob`). At temperature 0 the likeliest code, or with `groups` (and the
     shifted codes `code_sh`) the likeliest tile, its probability the tile's. Only the tokens
-    sampled (temperature > 0, e.g. the revealed ones) draw noise: a [B, N, 1 + K] Gumbel
-    tensor a step would halve the dream's speed."""
+    sampled (temperature > 0 [B, N], e.g. the revealed ones) draw noise, from each token's
+    top-p nucleus (`top_p` [B, N]; None: every choice): a [B, N, 1 + K] Gumbel tensor a step
+    would halve the dream's speed."""
     hot = temperature.to(keep.device) > 0
     if groups is not None and code_sh is not None:
         choice, prob = groups.likeliest(keep, codes, code_sh, with_prob)
@@ -197,7 +200,8 @@ def _choose_tiles(
         choice, prob, redo = tile_choice(keep, codes), None, torch.ones_like(hot)
     if bool(hot.any()):
         joined = torch.cat([keep[hot][:, None], codes[hot]], -1)
-        choice[hot] = _choose(joined, temperature.to(keep)[hot], generator)
+        nucleus = 1.0 if top_p is None else top_p.to(keep)[hot]
+        choice[hot] = _choose(joined, temperature.to(keep)[hot], generator, nucleus)
     if not with_prob:
         return choice, None
     prob = torch.zeros_like(keep) if prob is None else prob
@@ -267,7 +271,7 @@ class TileRollout:
             frame = torch.zeros(
                 B, cfg.height, cfg.width, cfg.channels, dtype=torch.uint8, device=dev
             )
-        canvas = Canvas(B, self.rows, self.cols, device=dev)
+        canvas = Canvas(B, self.rows, self.cols, device=dev, anchored=cfg.anchored_tokens)
         seen = torch.zeros(B, cfg.tokens_per_frame, cfg.codebook_size, dtype=torch.bool, device=dev)
         remember(codes, shifts, canvas, seen, self.disp)
         prev = codes[:, -2] if K > 1 else codes[:, -1]
@@ -457,8 +461,14 @@ class TileRollout:
         if sp.reveal == "edge":
             given = self._reveal_by_edge(given, code_sh, mem_code, shift, generator, told.allowed)
         revealed = code_sh == K
-        temperature = torch.where(revealed, sp.reveal_temperature, sp.temperature)
+        # New ground (nothing remembered there) is drawn at the reveal temperature; a tile
+        # the memory holds comes back into view as the tiles in view are drawn: sampled from
+        # the tile net, remembered ground grew cows, players and lava on the way back.
+        new_ground = revealed.clone()
+        new_ground[:, : net.moving] &= mem_code == NO_CODE
+        temperature = torch.where(new_ground, sp.reveal_temperature, sp.temperature)
         temperature[:, net.moving :] = sp.fixed_temperature
+        top_p = torch.where(new_ground, sp.reveal_top_p, 1.0)
         moves = None  # the move head's logits of the last round (none if every token was given)
         for r in range(rounds):
             if not bool((given == 0).any()):
@@ -471,7 +481,7 @@ class TileRollout:
                 codes = codes.masked_fill(~told.allowed.to(codes.device), -1e4)
             last = r == rounds - 1  # the last round commits every open token: no ranking
             choice, conf = _choose_tiles(
-                keep, codes, temperature, generator, not last, self.groups, code_sh
+                keep, codes, temperature, generator, not last, self.groups, code_sh, top_p
             )
             open_ = given == 0
             if last:
@@ -491,7 +501,7 @@ class TileRollout:
         code_next = torch.where(keep, code_sh, given - 2)
         pix_next = torch.where(keep[..., None], pix_sh, net.codebook[code_next.clamp(0, K - 1)])
         if moves is not None and told.mask is None and told.hide is None:
-            step = _choose(moves, sp.move_temperature, generator)
+            step = _choose(moves, sp.move_temperature, generator, sp.move_top_p)
             code_next, pix_next = self._move(step, code_sh, pix_sh, code_next, pix_next)
         frame = patches_to_frames(pix_next, state.frame, cfg.patch)
         new = novelty(code_next, state.seen)

@@ -9,6 +9,7 @@ a count of bottom rows that never scroll (a HUD) describe the layout.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "first_events",
     "frames_to_patches",
     "hud_clocks",
+    "move_table",
     "nearest_codes",
     "novelty",
     "patch_rms",
@@ -196,11 +198,15 @@ def displacements(radius: int) -> list[tuple[int, int]]:
     return out
 
 
-def shift_table(rows: int, cols: int, fixed_rows: int, radius: int) -> tuple[Tensor, Tensor]:
+def shift_table(
+    rows: int, cols: int, fixed_rows: int, radius: int, anchored: Sequence[int] = ()
+) -> tuple[Tensor, Tensor]:
     """Where each token of a shifted frame comes from.
 
     The view moves by (dr, dc) tiles: the new token (r, c) shows what the old one at
-    (r + dr, c + dc) showed. Tokens in the bottom `fixed_rows` rows never move.
+    (r + dr, c + dc) showed. Tokens in the bottom `fixed_rows` rows never move, nor do the
+    `anchored` tokens (indices; `TileConfig.anchored`), and what an anchored token covered
+    comes into view where the view moves off it.
 
     Returns:
         source [K, N] long (a token's own index where nothing is there) and
@@ -219,6 +225,24 @@ def shift_table(rows: int, cols: int, fixed_rows: int, radius: int) -> tuple[Ten
                     source[k, r * cols + c] = rr * cols + cc
                 else:
                     valid[k, r * cols + c] = False
+    if len(anchored):
+        pinned = torch.as_tensor(list(anchored))
+        valid &= ~torch.isin(source, pinned) | (source == torch.arange(N))
+        source[:, pinned], valid[:, pinned] = pinned, True
+    return source, valid
+
+
+def move_table(
+    rows: int, cols: int, fixed_rows: int, anchored: Sequence[int] = ()
+) -> tuple[Tensor, Tensor]:
+    """`shift_table` of the move head's one-tile steps (`MOVE_OPPOSITE` order): source [5, N]
+    (the neighbour each token would step onto) and valid [5, N]; an anchored token neither
+    steps nor is stepped onto."""
+    source, valid = shift_table(rows, cols, fixed_rows, 1)
+    if len(anchored):
+        pinned = torch.as_tensor(list(anchored))
+        valid &= ~torch.isin(source, pinned)
+        valid[1:, pinned], valid[0] = False, True
     return source, valid
 
 
@@ -301,9 +325,18 @@ class Canvas:
     """
 
     def __init__(
-        self, batch: int, rows: int, cols: int, size: int = 128, device: torch.device | None = None
+        self,
+        batch: int,
+        rows: int,
+        cols: int,
+        size: int = 128,
+        device: torch.device | None = None,
+        anchored: Sequence[int] = (),
     ) -> None:
         self.rows, self.cols, self.size = rows, cols, size
+        # The view's tokens that show the world: not the anchored ones (an avatar).
+        self.world = torch.ones(rows * cols, dtype=torch.bool, device=device)
+        self.world[list(anchored)] = False
         self.code = torch.full((batch, size, size), NO_CODE, dtype=torch.long, device=device)
         self.where = torch.full((batch, size, size, 2), -(1 << 30), dtype=torch.long, device=device)
         self.when = torch.zeros((batch, size, size), dtype=torch.long, device=device)
@@ -328,7 +361,7 @@ class Canvas:
         """Memory of the view's scrolling tiles: codes [B, n] (NO_CODE: never seen) and ages
         [B, n] in steps (0: never seen)."""
         pos, b, i, j = self._cells()
-        hit = (self.where[b, i, j] == pos).all(-1) & (self.code[b, i, j] != NO_CODE)
+        hit = (self.where[b, i, j] == pos).all(-1) & (self.code[b, i, j] != NO_CODE) & self.world
         code = torch.where(hit, self.code[b, i, j], torch.full_like(i, NO_CODE))
         age = torch.where(hit, self.step - self.when[b, i, j], torch.zeros_like(i))
         return code, age
@@ -340,9 +373,12 @@ class Canvas:
         self.when[rows] = other.when + (self.step - other.step)
 
     def write(self, codes: Tensor) -> None:
-        """Remember the view's scrolling tiles codes [B, n] (then the clock ticks)."""
+        """Remember the view's scrolling tiles codes [B, n] (then the clock ticks); an
+        anchored token's cell keeps what was seen there before the avatar covered it."""
         pos, b, i, j = self._cells()
-        self.code[b, i, j] = codes
+        w = self.world
+        b, i, j, pos = b[:, w], i[:, w], j[:, w], pos[:, w]
+        self.code[b, i, j] = codes[:, w]
         self.where[b, i, j] = pos
         self.when[b, i, j] = self.step
         self.step += 1
