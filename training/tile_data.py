@@ -23,6 +23,7 @@ from training.data import StoreFacts
 from worldsim.errors import StoreError, WorldsimError
 from worldsim.model.tiles import (
     Canvas,
+    anchor_tokens,
     build_codebook,
     displacements,
     event_clocks,
@@ -225,15 +226,12 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 "--data.balance_misses needs a discrete action space (one integer per step); "
                 f"{self.path}'s is {self.action_space}: leave it off"
             )
-        for at in h.anchored or []:
-            if len(at) != 2 or not (0 <= at[0] < rows - h.fixed_rows and 0 <= at[1] < cols):
-                from training.module import ConfigError
+        try:
+            self.anchored = anchor_tokens(h.anchored or [], rows - h.fixed_rows, cols)
+        except ValueError as e:
+            from training.module import ConfigError
 
-                raise ConfigError(
-                    f"--data.anchored {h.anchored}: each is a [row, col] of a scrolling token "
-                    f"(rows 0..{rows - h.fixed_rows - 1}, cols 0..{cols - 1})"
-                )
-        self.anchored = [r * cols + c for r, c in h.anchored or []]
+            raise ConfigError(f"--data.{e}") from None
         self.source, self.valid = shift_table(
             rows, cols, h.fixed_rows, h.motion_radius, self.anchored
         )

@@ -405,10 +405,10 @@ def long_horizon(
     N = len(frames)
     at = sorted({*range(every, length + 1, every), *(s for s in LONG_AT if s <= length), length})
     rows = tiles.grid.grid[0] if tiles.classifier is not None else tiles.grid.frame_grid[0]
-    avatar = None
+    avatar, centre = None, (rows // 2, tiles.grid.grid[1] // 2)  # the view's centre tile
     if tiles.classifier is not None:
-        centre = tiles.classify(frames[:, K - 1])[:, rows // 2, tiles.grid.grid[1] // 2]
-        avatar = int(centre[0]) if (centre == centre[0]).all() else None
+        shown = tiles.classify(frames[:, K - 1])[:, centre[0], centre[1]]
+        avatar = int(shown[0]) if (shown == shown[0]).all() else None
     out: dict[str, Any] = {}
     for policy in policies:
         if policy == "noop":
@@ -439,7 +439,7 @@ def long_horizon(
             if avatar is not None:
                 cls = tiles.classify(gen)
                 avatars[sl] = (cls == avatar).sum((-2, -1))
-                missing[sl] = cls[..., rows // 2, tiles.grid.grid[1] // 2] != avatar
+                missing[sl] = cls[..., centre[0], centre[1]] != avatar
             if b0 < keep:
                 shown.append(gen[: keep - b0])
         seconds = time.perf_counter() - t0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from worldsim.model.config import config_from_fields
-from worldsim.model.tiles import displacements
+from worldsim.model.tiles import anchor_tokens, displacements
 
 __all__ = ["PART_NAMES", "TileConfig", "TileLoss", "TileSampler"]
 
@@ -220,7 +220,8 @@ class TileConfig:
     @property
     def anchored_tokens(self) -> list[int]:
         """The anchored tokens' indices in a frame's token order (row-major)."""
-        return [r * self.grid[1] + c for r, c in self.anchored]
+        rows, cols = self.grid
+        return anchor_tokens(self.anchored, rows - self.fixed_rows, cols)
 
     @property
     def patch_dim(self) -> int:
@@ -242,12 +243,7 @@ class TileConfig:
             raise ValueError(f"fixed_rows must be in [0, {rows}), got {self.fixed_rows}")
         if self.motion_radius < 0:
             raise ValueError(f"motion_radius must be >= 0, got {self.motion_radius}")
-        for at in self.anchored:
-            if len(at) != 2 or not (0 <= at[0] < rows - self.fixed_rows and 0 <= at[1] < cols):
-                raise ValueError(
-                    f"anchored {self.anchored}: each is a [row, col] of a scrolling token, "
-                    f"row in [0, {rows - self.fixed_rows}) and col in [0, {cols})"
-                )
+        anchor_tokens(self.anchored, rows - self.fixed_rows, cols)
         for name in ("dim", "shift_dim", "reward_dim"):
             if getattr(self, name) % self.heads:
                 raise ValueError(

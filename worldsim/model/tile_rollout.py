@@ -460,11 +460,10 @@ class TileRollout:
             given = torch.where(told.mask.to(given.device), target, given)
         if sp.reveal == "edge":
             given = self._reveal_by_edge(given, code_sh, mem_code, shift, generator, told.allowed)
-        revealed = code_sh == K
-        # New ground (nothing remembered there) is drawn at the reveal temperature; a tile
-        # the memory holds comes back into view as the tiles in view are drawn: sampled from
-        # the tile net, remembered ground grew cows, players and lava on the way back.
-        new_ground = revealed.clone()
+        # New ground (revealed, nothing remembered there) is drawn at the reveal temperature;
+        # a tile the memory holds comes back into view as the tiles in view are drawn: sampled
+        # from the tile net, remembered ground grew cows, players and lava on the way back.
+        new_ground = code_sh == K
         new_ground[:, : net.moving] &= mem_code == NO_CODE
         temperature = torch.where(new_ground, sp.reveal_temperature, sp.temperature)
         temperature[:, net.moving :] = sp.fixed_temperature

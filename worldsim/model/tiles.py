@@ -20,6 +20,7 @@ __all__ = [
     "NO_CODE",
     "Canvas",
     "age_bucket",
+    "anchor_tokens",
     "build_codebook",
     "displacements",
     "event_clocks",
@@ -195,6 +196,20 @@ def displacements(radius: int) -> list[tuple[int, int]]:
         for dc in range(-radius, radius + 1):
             if 0 < abs(dr) + abs(dc) <= radius:
                 out.append((dr, dc))
+    return out
+
+
+def anchor_tokens(anchored: Sequence[Sequence[int]], rows: int, cols: int) -> list[int]:
+    """Token indices (row-major) of anchored view tokens [row, col] (`TileConfig.anchored`)
+    in a scrolling view of rows x cols; ValueError for one outside it."""
+    out = []
+    for at in anchored:
+        if len(at) != 2 or not (0 <= at[0] < rows and 0 <= at[1] < cols):
+            raise ValueError(
+                f"anchored {[list(a) for a in anchored]}: each is a [row, col] of a scrolling "
+                f"token, row in [0, {rows}) and col in [0, {cols})"
+            )
+        out.append(at[0] * cols + at[1])
     return out
 
 
