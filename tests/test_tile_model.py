@@ -99,6 +99,43 @@ def test_shifts_are_exact_copies_and_are_read_off_pixels_or_offsets() -> None:
     assert displacements(1) == [(0, 0), (-1, 0), (0, -1), (0, 1), (1, 0)]
 
 
+def test_the_tiles_beside_the_avatar_are_told_its_events_and_look_and_draw_as_before() -> None:
+    from worldsim.model.tiles import near_tokens
+
+    # Crafter: 9 x 9 tokens, 2 HUD rows, the player at (3, 4): up, down, left, right of it.
+    assert near_tokens([[3, 4]], 9, 9, 2) == [22, 40, 30, 32]
+    assert near_tokens([[0, 0]], 4, 5, 1) == [5, 1]  # none outside the view
+    assert near_tokens([[2, 1]], 4, 5, 1) == [6, 10, 12]  # nor in the HUD's rows
+    with pytest.raises(ValueError, match="near_anchor"):
+        TileConfig(height=16, width=20, patch=TILE, fixed_rows=1, near_anchor=True, **SMALL)
+    kw = dict(height=16, width=20, patch=TILE, fixed_rows=1, codebook_size=8, events=["a", "b"],
+              event_reward=1.0, anchored=[[1, 2]], **SMALL)  # fmt: skip
+    torch.manual_seed(0)
+    plain = TileWorldNet(TileConfig(**kw), SPACE)
+    near = TileWorldNet(TileConfig(**kw, near_anchor=True), SPACE)
+    assert near.near.tolist() == [2, 12, 6, 8] and near.anchors.tolist() == [7]
+    missing = near.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["t_near.weight"]  # an older release's weights fit, and...
+    B, N, K = 3, 20, 8
+    g = torch.Generator().manual_seed(1)
+    code = torch.randint(0, K, (B, N), generator=g)
+    pix = torch.randint(0, 255, (B, N, TILE * TILE * 3), generator=g)
+    args = (code, pix, code, torch.randint(0, K, (B, near.moving), generator=g),
+            torch.ones(B, near.moving).long(), torch.zeros(B, N).long(),
+            plain.encode_actions(np.zeros(B, np.int64)), torch.zeros(B).long(),
+            torch.tensor([[True, False], [False, True], [True, True]]))  # fmt: skip
+    with torch.no_grad():
+        for a, b in zip(plain.tile_logits(*args), near.tile_logits(*args)):
+            if a is not None:
+                assert torch.allclose(a, b)  # ...it draws as before until it learns
+        near.t_near.weight.normal_()
+        codes = near.tile_logits(*args)[1]
+        assert not torch.allclose(plain.tile_logits(*args)[1], codes)
+        other = pix.clone()
+        other[:, 7] = 255 - other[:, 7]  # the avatar looks another way: the tiles beside hear it
+        assert not torch.allclose(near.tile_logits(code, other, *args[2:])[1], codes)
+
+
 def test_an_anchored_avatar_holds_still_while_the_world_scrolls_under_it() -> None:
     world, avatar = ToyWorld(), 1 * 5 + 2  # the toy's player sits at the view's centre
     source, valid = shift_table(4, 5, fixed_rows=1, radius=1, anchored=[avatar])
@@ -609,6 +646,7 @@ def test_events_are_told_before_the_frame_and_pay_only_the_first_time(trained, t
     sure = TileSampler(sampler_steps=1, shift_temperature=0.0)
     wm = WorldModel.from_net(load_release(tmp_path / "tuned")[0], obs, SPACE, sampler=sure)
     old = WorldModel.from_net(net, obs, SPACE, sampler=sure)
+    assert wm.paid is None  # no rollout yet
     frames, actions, _, _ = world.episode(np.random.default_rng(4), 4)
     moves = np.array([[2, 0, 3, 0, 0, 1, 0]])
     outs = [m.generate(frames[None, :2], actions[None, :1], moves,
@@ -636,6 +674,7 @@ def test_events_are_told_before_the_frame_and_pay_only_the_first_time(trained, t
             assert info["paid"][i].tolist() == [had]
             assert reward[i] == (0.0 if had else 1.0)
             had_before.append(had)
+        assert vec.world_model.paid.tolist() == [[True]] * 4  # each has rested now
     assert set(had_before) == {True, False}
     one = WorldModelEnv(world_model=wm)  # the single env is told the same
     for start in (0, 30):
@@ -1259,6 +1298,39 @@ def test_misses_of_an_action_that_causes_an_event_are_drawn_as_often_as_its_hits
     assert plain.weights[noop & ~hit].max() == 1.0
     # The event prior undoes the extra draws: the net's odds stay the real ones.
     assert dm.event_prior[0] > plain.event_prior[0]
+
+
+def test_a_rare_event_is_drawn_more_often_with_event_balance(tmp_path) -> None:
+    # Crafter's 252 tables beside its 4,298 drinks: the tile net sees a table placed once or
+    # twice in a run unless rarer events are drawn more often than common ones.
+    spec = {**SPEC, "arrays": [*SPEC["arrays"], "events"],
+            "events": {"names": ["often", "rare"], "reward": 1.0, "pays": "first"}}  # fmt: skip
+
+    def two_events(frames, actions, _rng):
+        often = actions == 1
+        rare = (actions == 2) & (np.arange(len(actions)) % 8 == 0)
+        counts = np.cumsum(np.stack([often, rare], 1), 0)
+        counts = np.concatenate([np.zeros((1, 2)), counts]).astype(np.int32)
+        return frames, np.zeros(len(actions), np.float32), {"events": counts}
+
+    _edited_store(tmp_path / "store", ToyWorld(), spec, 6, 16, 40, two_events)
+    kw = dict(patch=TILE, fixed_rows=1, codebook_size=64, frequent_codes=32, val_fraction=0.0,
+              test_fraction=0.0)  # fmt: skip
+    plain = TileDataModule(str(tmp_path / "store"), **kw)
+    plain.setup()
+    ev = plain.train["events"]
+    often, rare = ev[:, 0] & ~ev[:, 1], ev[:, 1]
+    n_often, n_rare = int(ev[:, 0].sum()), int(rare.sum())
+    assert n_often > 4 * n_rare > 0
+    assert np.allclose(plain.weights[rare | often], 5.0)  # at 0: every event alike
+    dm = TileDataModule(str(tmp_path / "store"), event_balance=0.5, **kw)
+    dm.setup()
+    assert np.allclose(dm.weights[often], plain.weights[often])  # the most frequent: as before
+    assert np.allclose(dm.weights[rare], 1 + 4.0 * np.sqrt(n_often / n_rare))
+    assert dm.draw_weights()[0][rare].sum() > 1.5 * plain.draw_weights()[0][rare].sum()
+    assert dm.event_prior[1] < plain.event_prior[1]  # the prior undoes the extra draws
+    with pytest.raises(ConfigError, match="event_balance"):
+        TileDataModule(str(tmp_path / "store"), event_balance=-1.0)
 
 
 def test_a_dream_from_an_episode_start_knows_its_timers_before_it_sees_a_tick(tmp_path) -> None:

@@ -121,6 +121,11 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         event_weight: A transition with a non-zero reward, an episode end or one of the
             store's named events is drawn 1 + event_weight times as often (the model learns
             from rare events; its reward head undoes the oversampling at inference).
+        event_balance: With named events, a transition with event e is drawn
+            1 + event_weight * (n_max / n_e) ** event_balance times as often instead (n_e: the
+            transitions with e, n_max: those with the most frequent event; the largest over
+            the transition's events), so a rare event is learned too: 1 draws Crafter's 252
+            tables about as often in all as its 4,298 drinks. 0: every event alike.
         cut_weight: A cut, a transition where most of the view changes at once beyond its
             shift (the median map token moves more than `cut_rms` in pixels: Crafter's player
             falling asleep or waking, which greys or colours the whole map), is drawn
@@ -170,6 +175,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         val_fraction: float = 0.05,
         test_fraction: float = 0.05,
         event_weight: float = 4.0,
+        event_balance: float = 0.0,
         cut_weight: float = 0.0,
         cut_rms: float = 20.0,
         cut_span: int = 0,
@@ -189,10 +195,10 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 raise ConfigError(
                     f"--data.{name} must be at least 1, got {getattr(self.hparams, name)}"
                 )
-        if event_weight < 0 or cut_weight < 0:
+        if min(event_weight, event_balance, cut_weight) < 0:
             raise ConfigError(
-                f"--data.event_weight and --data.cut_weight must be >= 0, got {event_weight} "
-                f"and {cut_weight}"
+                "--data.event_weight, --data.event_balance and --data.cut_weight must be >= 0, "
+                f"got {event_weight}, {event_balance} and {cut_weight}"
             )
         if cut_span < 0:
             raise ConfigError(f"--data.cut_span must be >= 0, got {cut_span}")
@@ -265,7 +271,9 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 part["reward_class"] = np.abs(part["reward"][:, None] - keep[None]).argmin(1)
         events = self.train["events"]
         event = (self.train["reward"] != 0) | self.train["terminated"] | events.any(1)
-        self.weights = 1.0 + h.event_weight * event + h.cut_weight * self._after_cut()
+        self.weights = (
+            1.0 + h.event_weight * event * self._rarity(events) + h.cut_weight * self._after_cut()
+        )
         if h.balance_misses:
             self.weights = np.maximum(self.weights, self._miss_weights())
         n, w = len(events), self.weights
@@ -294,6 +302,15 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             int(self.train["cut"].sum()),
             self.reward_values.tolist(),
         )
+
+    def _rarity(self, events: np.ndarray) -> np.ndarray:
+        """float [n]: per training transition, (n_max / n_e) ** event_balance for the rarest
+        named event e it has (n_e transitions have e); 1 for the others, and for all at 0."""
+        n = events.sum(0)
+        if not self.hparams.event_balance or not n.any():
+            return np.ones(len(events))
+        scale = (n.max() / np.maximum(n, 1)) ** self.hparams.event_balance  # [E]
+        return np.maximum((events * scale).max(1), 1.0)
 
     def _after_cut(self) -> np.ndarray:
         """bool [n]: the training transitions that are cuts or follow one by at most

@@ -169,6 +169,14 @@ class WorldModel:
         """Batch size of the current rollout (None before `reset`)."""
         return None if self._state is None else self._batch
 
+    @property
+    def paid(self) -> np.ndarray | None:
+        """Which named events (`config.events`) each rollout has had, bool [B, E] (those it
+        was told it had at its start included); None before `reset` or for a model without
+        named events."""
+        got = getattr(self._state, "paid", None)
+        return None if got is None else got.cpu().numpy().copy()
+
     # ------------------------------------------------------------------ input checks
     def _context(self, frames: Any, actions: Any) -> tuple[Tensor, Tensor]:
         frames = self.net.check_frames(frames, ndim=5)  # [B, K, H, W, 3]

@@ -195,6 +195,11 @@ class TileConfig:
     # (Crafter's energy comes back 11 steps after falling asleep, then every 11), which no
     # HUD clock can time from the event. 0: no event clocks.
     event_clock: int = 0
+    # The tiles beside an anchored token (the avatar) are told, each by its own learned
+    # embedding, the step's named events and the anchored tile's pixels: what the avatar does
+    # it does beside it, on the side it faces (Crafter's table goes on the tile the player
+    # faces, which its sprite shows), and each of those tiles then knows it directly.
+    near_anchor: bool = False
     # Networks.
     dim: int = 128
     depth: int = 4
@@ -263,6 +268,11 @@ class TileConfig:
             raise ValueError(
                 f"event_clock {self.event_clock}: an event clock needs fixed_rows (a HUD whose "
                 "changes it times) and a value >= 0"
+            )
+        if self.near_anchor and not self.anchored:
+            raise ValueError(
+                "near_anchor tells the tiles beside the anchored ones what the avatar does: it "
+                "needs anchored tokens"
             )
         if self.codebook_size < 2 or self.context < 1:
             raise ValueError("codebook_size must be >= 2 and context >= 1")

@@ -46,6 +46,7 @@ from worldsim.model.tiles import (
     NO_CODE,
     age_bucket,
     move_table,
+    near_tokens,
     patch_rms,
     paying_events,
     shift_table,
@@ -183,6 +184,19 @@ class TileWorldNet(nn.Module):
         self.t_events = nn.Linear(E, d, bias=False) if E else None
         if E:
             nn.init.zeros_(self.t_events.weight)  # a release without events draws as before
+        # The tiles beside the avatar told the events and the avatar's pixels, one embedding
+        # per tile (TileConfig.near_anchor); zero-initialised, so a release draws as before.
+        near = (
+            near_tokens(config.anchored, *config.grid, config.fixed_rows)
+            if config.near_anchor
+            else []
+        )
+        anchors = config.anchored_tokens if near else []
+        self.t_near = nn.Linear(E + D * len(anchors), d * len(near), bias=False) if near else None
+        if self.t_near is not None:
+            nn.init.zeros_(self.t_near.weight)
+        self.register_buffer("near", torch.tensor(near, dtype=torch.long), persistent=False)
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.long), persistent=False)
         # Each HUD token's clock (steps since its code last changed; 0: none seen), per token:
         # an embedding added to its input, and its say on the token's change at the output
         # (a timer's hazard: the log-odds that the tile changes at that clock, whatever the
@@ -238,7 +252,7 @@ class TileWorldNet(nn.Module):
 
     # Parameters a release of the same net without them (trained before events, or without
     # the move head, edge prior or HUD clocks) leaves fresh.
-    OPTIONAL_KEYS = ("s_events.", "t_events.", "event_prior", "m_move.", "m_move_qk.", "e_prior.",
+    OPTIONAL_KEYS = ("s_events.", "t_events.", "t_near.", "event_prior", "m_move.", "m_move_qk.", "e_prior.",
                      "c_clock.", "c_keep.", "c_event.", "c_event_keep.")  # fmt: skip
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
@@ -349,6 +363,11 @@ class TileWorldNet(nn.Module):
             + self.t_age(age)
             + self.t_given(given)
         )
+        if self.t_near is not None:  # the avatar's events and look, to the tiles beside it
+            ev = torch.zeros(B, len(cfg.events), device=x.device) if events is None else events
+            look = pix_sh[:, self.anchors].float().flatten(1) / 127.5 - 1
+            near = self.t_near(torch.cat([ev.float(), look], 1)).view(B, len(self.near), -1)
+            x = x.index_add(1, self.near, near)
         at = None
         if self.c_clock is not None and clock is not None:
             at = self.c_base + clock.clamp(0, cfg.hud_clock - 1)

@@ -213,6 +213,22 @@ def anchor_tokens(anchored: Sequence[Sequence[int]], rows: int, cols: int) -> li
     return out
 
 
+def near_tokens(
+    anchored: Sequence[Sequence[int]], rows: int, cols: int, fixed_rows: int
+) -> list[int]:
+    """Token indices (row-major) of the scrolling tokens beside the anchored ones (up, down,
+    left, right of each, in that order; anchored tokens and fixed rows left out)."""
+    moving = rows - fixed_rows
+    anchors = anchor_tokens(anchored, moving, cols)
+    out: list[int] = []
+    for r, c in anchored:
+        for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            k = (r + dr) * cols + c + dc
+            if 0 <= r + dr < moving and 0 <= c + dc < cols and k not in anchors + out:
+                out.append(k)
+    return out
+
+
 def shift_table(
     rows: int, cols: int, fixed_rows: int, radius: int, anchored: Sequence[int] = ()
 ) -> tuple[Tensor, Tensor]:
