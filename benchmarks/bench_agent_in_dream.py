@@ -66,23 +66,20 @@ def dream_episodes(
         length[live] += 1
         done = term | trunc
         for i in np.flatnonzero(done):
-            new = paid[i] & ~start[i]
+            events = [n for n, e in zip(names, paid[i] & ~start[i]) if e]
             out.append({"return": float(ret[i]), "length": int(length[i]),
-                        "death": bool(term[i]), "events": [n for n, e in zip(names, new) if e]})  # fmt: skip
+                        "death": bool(term[i]), "events": events})  # fmt: skip
     venv.close()
     return names, out[:episodes]
 
 
 def real_episodes(agent: str, episodes: int, max_steps: int, seed: int) -> list[dict]:
     """Play `agent` in real Crafter; one dict per episode, as `dream_episodes`."""
-    from envs.games import make_game
-    from training.rl_eval import evaluate
-    from worldsim.agents import load_agent_policy
+    from training.rl_eval import evaluate_agent
 
-    env = make_game("crafter")
-    policy = load_agent_policy(agent, env.action_space)
-    env.close()
-    report = evaluate(policy, "crafter", episodes=episodes, seed=seed, max_steps=max_steps)
+    report = evaluate_agent(
+        agent, "crafter", episodes=episodes, seed=seed, max_steps=max_steps, baseline=False
+    )["agent"]
     out = []
     for r, n, a in zip(report["returns"], report["lengths"], report["achievements"]):
         events = [k for k, v in a.items() if v > 0]

@@ -40,8 +40,8 @@ class TileWorldSystem(WorldModelSystem):
 
     Args:
         overrides: TileConfig (architecture) fields, e.g. {dim: 128, depth: 4}. The frame
-            size and the data-layout fields (patch, fixed_rows, anchored, motion_radius, codebook_size,
-            frequent_codes, reward_classes) come from the data module.
+            size and the data-layout fields (patch, fixed_rows, anchored, motion_radius,
+            codebook_size, frequent_codes, reward_classes) come from the data module.
         loss: TileLoss fields, e.g. {change_weight: 3}, or {parts: [reward]} to train the
             reward net alone from init_from (the frames the model draws stay the same).
         sampler: TileSampler fields: the defaults an export gives its release, e.g.

@@ -252,8 +252,8 @@ class TileWorldNet(nn.Module):
 
     # Parameters a release of the same net without them (trained before events, or without
     # the move head, edge prior or HUD clocks) leaves fresh.
-    OPTIONAL_KEYS = ("s_events.", "t_events.", "t_near.", "event_prior", "m_move.", "m_move_qk.", "e_prior.",
-                     "c_clock.", "c_keep.", "c_event.", "c_event_keep.")  # fmt: skip
+    OPTIONAL_KEYS = ("s_events.", "t_events.", "t_near.", "event_prior", "m_move.", "m_move_qk.",
+                     "e_prior.", "c_clock.", "c_keep.", "c_event.", "c_event_keep.")  # fmt: skip
 
     def part_parameters(self, part: str) -> list[nn.Parameter]:
         """The parameters of one of the parts (`PARTS`)."""
@@ -355,9 +355,10 @@ class TileWorldNet(nn.Module):
         mem[:, : self.moving] = torch.where(mem_code == NO_CODE, K, mem_code)
         age = torch.zeros((B, N), dtype=torch.long, device=code_sh.device)
         age[:, : self.moving] = age_bucket(mem_age, cfg.memory_buckets)
+        pix = pix_sh.float() / 127.5 - 1
         x = (
             self.t_code(code_sh)
-            + self.t_pix(pix_sh.float() / 127.5 - 1)
+            + self.t_pix(pix)
             + self.t_prev(prev_sh)
             + self.t_mem(mem)
             + self.t_age(age)
@@ -365,7 +366,7 @@ class TileWorldNet(nn.Module):
         )
         if self.t_near is not None:  # the avatar's events and look, to the tiles beside it
             ev = torch.zeros(B, len(cfg.events), device=x.device) if events is None else events
-            look = pix_sh[:, self.anchors].float().flatten(1) / 127.5 - 1
+            look = pix[:, self.anchors].flatten(1)
             near = self.t_near(torch.cat([ev.float(), look], 1)).view(B, len(self.near), -1)
             x = x.index_add(1, self.near, near)
         at = None
