@@ -32,7 +32,9 @@ class CollectConfig:
     game: str = "crafter"  # a name known to envs.games.make_game
     episodes: int = 10  # episodes of this policy and seed the store holds when done
     out: str = "data/crafter"  # store directory or fsspec URL
-    policy: str = "sticky"  # random | sticky | explorer | builder | sleeper | path of a saved agent
+    policy: str = (
+        "sticky"  # random | sticky | explorer | builder | sleeper | achiever | a saved agent
+    )
     workers: int = 1  # worker processes, each with its own game instance
     seed: int = 0  # run seed: episode k is played with a seed derived from (seed, k)
     max_steps: int | None = (
@@ -52,7 +54,6 @@ _WORKER: dict[str, Any] = {}  # per worker process: its env, policy and open sto
 def _worker_state(cfg: CollectConfig) -> tuple[Any, Any, EpisodeStore]:
     if "env" not in _WORKER:
         from envs.games import make_game
-        from envs.policies import make_policy
 
         kwargs = dict(cfg.game_kwargs)
         if cfg.max_steps is not None:
@@ -60,12 +61,23 @@ def _worker_state(cfg: CollectConfig) -> tuple[Any, Any, EpisodeStore]:
         env = make_game(cfg.game, **kwargs)
         _WORKER.update(
             env=env,
-            policy=make_policy(
-                cfg.policy, env.action_space, getattr(env.unwrapped, "action_names", None)
-            ),
+            policy=policy_for(cfg.policy, env),
             store=EpisodeStore.open(cfg.out, mode="a"),
         )
     return _WORKER["env"], _WORKER["policy"], _WORKER["store"]
+
+
+def policy_for(spec: str, env: Any) -> Any:
+    """The behaviour policy `spec` for this env (told its action names and labels)."""
+    from envs.policies import make_policy
+
+    game = env.unwrapped
+    return make_policy(
+        spec,
+        env.action_space,
+        getattr(game, "action_names", None),
+        getattr(game, "label_spec", None),
+    )
 
 
 def play_episode(env: Any, policy: Any, seed: int) -> dict[str, Any]:
@@ -76,12 +88,15 @@ def play_episode(env: Any, policy: Any, seed: int) -> dict[str, Any]:
     """
     policy.reset(seed)
     obs, info = env.reset(seed=seed)
+    see = getattr(policy, "see", lambda info: None)
+    see(info)
     label_names = getattr(env.unwrapped, "label_spec", {}).get("arrays", [])
     labels = {k: [info[k]] for k in label_names}
     frames, actions, rewards, terminated, truncated = [obs], [], [], [], []
     while True:
         action = policy(obs)
         obs, reward, term, trunc, info = env.step(action)
+        see(info)
         for k in label_names:
             labels[k].append(info[k])
         frames.append(obs)
@@ -169,11 +184,10 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     if cfg.episodes < 0 or cfg.workers < 1:
         raise StoreError("--episodes must be >= 0 and --workers >= 1")
     from envs.games import make_game
-    from envs.policies import make_policy
 
     env = make_game(cfg.game, **cfg.game_kwargs)  # a bad game or policy: nothing is created
     try:
-        make_policy(cfg.policy, env.action_space, getattr(env.unwrapped, "action_names", None))
+        policy_for(cfg.policy, env)
     finally:
         env.close()
     with writer_lock(cfg.out, f"worldsim collect --policy {cfg.policy} --seed {cfg.seed}"):

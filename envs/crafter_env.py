@@ -75,7 +75,8 @@ class CrafterEnv(FrameEnv):
 
     ## Info
     ``achievements`` (name -> count), ``inventory`` (name -> amount, health included),
-    ``player_pos`` (int64 [2], world x, y), and the labels of the frame, recorded with every
+    ``player_pos`` (int64 [2], world x, y), ``facing`` (int64 [2], the x, y step the player
+    faces, shown by its sprite), and the labels of the frame, recorded with every
     episode: ``semantic`` (uint8 [7, 9], the semantic id drawn in each map tile of the view,
     from the game's own semantic map: material, or the creature standing on it; 0 outside the
     world; names in ``label_spec``) and ``view_pos`` (int32 [2], world row and column of the
@@ -187,6 +188,7 @@ class CrafterEnv(FrameEnv):
             "achievements": copy.deepcopy(player.achievements),
             "inventory": copy.deepcopy(player.inventory),
             "player_pos": np.array(player.pos, dtype=np.int64),
+            "facing": np.array(player.facing, dtype=np.int64),
             **self._labels(),
         }
 

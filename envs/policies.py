@@ -1,8 +1,11 @@
-"""Behaviour policies for collecting play: uniform random, sticky random, explorer, builder, or a trained agent.
+"""Behaviour policies for collecting play: uniform random, sticky random, explorer, builder,
+sleeper, achiever, or a trained agent.
 
 A policy is called once per step with the current observation and returns an action of the
 env's action space; `reset(seed)` starts a new episode with its own random stream, so a
-collection run is reproducible from its seed.
+collection run is reproducible from its seed. A policy that reads what the screen shows
+from the game's labels (the achiever) also has `see(info)`, called with the info of every
+reset and step before it is asked for the next action.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 
 from worldsim.errors import WorldsimError
 
-POLICIES = ("random", "sticky", "explorer", "builder", "sleeper")
+POLICIES = ("random", "sticky", "explorer", "builder", "sleeper", "achiever")
 
 
 class Policy(Protocol):
@@ -271,13 +274,17 @@ class FirstPersonExplorer:
 
 
 def make_policy(
-    spec: str, action_space: gym.Space, action_names: list[str] | None = None
+    spec: str,
+    action_space: gym.Space,
+    action_names: list[str] | None = None,
+    label_spec: dict[str, Any] | None = None,
 ) -> Policy:
     """The policy named by `spec`: "random", "sticky", "explorer" (needs the game's
     `action_names`, or a MineRL-style Dict space with a camera: `FirstPersonExplorer`),
     "builder" (an explorer that crafts; needs Crafter-style place_/make_ actions), "sleeper"
-    (a builder that also sleeps; needs a "sleep" action), or the path
-    of a saved agent."""
+    (a builder that also sleeps; needs a "sleep" action), "achiever" (reads Crafter's screen
+    through its labels, `label_spec`, and climbs the tech tree), or the path of a saved
+    agent."""
     if spec == "random":
         return RandomPolicy(action_space)
     if spec == "sticky":
@@ -286,6 +293,11 @@ def make_policy(
         return BuilderPolicy(action_space, action_names)
     if spec == "sleeper":
         return SleeperPolicy(action_space, action_names)
+    if spec == "achiever":
+        from envs.achiever import AchieverPolicy
+
+        names = (label_spec or {}).get("semantic", {}).get("names")
+        return AchieverPolicy(action_space, action_names, names)
     if spec == "explorer":
         if isinstance(action_space, gym.spaces.Dict) and "camera" in action_space.spaces:
             return FirstPersonExplorer(action_space)

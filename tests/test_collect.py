@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import signal
@@ -149,6 +150,35 @@ def test_sleeper_sleeps_once_its_energy_can_be_low_and_wakes_in_real_crafter():
     assert woke["sleeper"] >= 4 and woke["sleeper"] >= 2 * woke["builder"], woke
     with pytest.raises(WorldsimError, match="--policy builder"):
         make_policy("sleeper", gym.spaces.Discrete(4), ["noop", "move_left", "do", "place_table"])
+
+
+def test_achiever_reads_the_screen_and_climbs_the_tech_tree_in_real_crafter(tmp_path):
+    import crafter
+    import gymnasium as gym
+
+    from envs.collect import play_episode, policy_for
+    from envs.games import make_game
+
+    env = make_game("crafter", max_episode_steps=250)
+    unlocked = {}
+    for spec in ("achiever", "builder"):
+        policy = policy_for(spec, env)
+        got = [play_episode(env, policy, 100 + k)["final_info"]["achievements"] for k in range(4)]
+        unlocked[spec] = {n: sum(a[n] > 0 for a in got) for n in got[0]}
+    env.close()
+    ach, blind = unlocked["achiever"], unlocked["builder"]
+    # what blind play seldom reaches: a pickaxe, then stone mined and placed, in most episodes
+    assert min(ach[n] for n in ("make_wood_pickaxe", "collect_stone", "place_stone")) >= 2, ach
+    assert sum(ach.values()) >= 2 * sum(blind.values()), unlocked
+    # reproducible from the seed, as every collection policy
+    cfg = CollectConfig(game="crafter", episodes=2, out=str(tmp_path / "a"), policy="achiever",
+                        workers=1, seed=3, max_steps=60)  # fmt: skip
+    collect(cfg, progress=False)
+    collect(dataclasses.replace(cfg, out=str(tmp_path / "b")), progress=False)
+    a, b = EpisodeStore.open(cfg.out), EpisodeStore.open(str(tmp_path / "b"))
+    assert (np.asarray(a.episode(1).actions) == np.asarray(b.episode(1).actions)).all()
+    with pytest.raises(WorldsimError, match="--policy builder"):
+        make_policy("achiever", gym.spaces.Discrete(17), list(crafter.constants.actions))
 
 
 def test_relabel_reads_the_falls_asleep_of_an_older_store_off_its_frames(tmp_path, capsys):

@@ -41,6 +41,7 @@ from worldsim.model.tiles import (
     nearest_codes,
     novelty,
     patches_to_frames,
+    renew_codebook,
     shift_from_offsets,
     shift_from_pixels,
     shift_table,
@@ -75,6 +76,25 @@ def test_codebook_holds_frequent_patches_exactly_and_codes_find_them() -> None:
     assert (err[:2000] == 0).all() and (book[codes[:2000]] == data[:2000]).all()
     direct = ((data[2000:, None].astype(float) - book[None].astype(float)) ** 2).mean(-1)
     assert (codes[2000:].numpy() == direct.argmin(1)).all()
+
+
+def test_a_renewed_codebook_takes_the_new_tiles_play_shows_in_its_least_used_codes() -> None:
+    rng = np.random.default_rng(1)
+    book = rng.integers(0, 128, (10, 12), dtype=np.uint8)
+    new = rng.integers(128, 256, (2, 12), dtype=np.uint8)  # far from every code
+    use = np.repeat(np.arange(10), [50, 40, 30, 30, 30, 30, 30, 30, 3, 1])
+    data = np.concatenate([book[use], new[[0] * 40 + [1] * 5]])  # the second new tile: rare
+    renewed, swapped = renew_codebook(book, data, count=3)
+    assert swapped.tolist() == [9]  # the least used code, for the one tile seen 20+ times
+    assert (renewed[9] == new[0]).all() and (renewed[:9] == book[:9]).all()
+    _, err = nearest_codes(torch.from_numpy(new[:1]), torch.from_numpy(renewed))
+    assert err.item() == 0
+    again, both = renew_codebook(book, data, count=3, least=5)
+    assert both.tolist() == [8, 9] and {again[8].tobytes(), again[9].tobytes()} == {
+        n.tobytes() for n in new
+    }
+    assert len(renew_codebook(book, data, count=0)[1]) == 0
+    assert len(renew_codebook(book, book[use], count=3)[1]) == 0  # nothing new: as it was
 
 
 def test_shifts_are_exact_copies_and_are_read_off_pixels_or_offsets() -> None:
@@ -513,6 +533,27 @@ def test_a_release_fine_tunes_on_new_data_with_its_own_codebook(trained, tmp_pat
     with pytest.raises(ConfigError, match="codebook_size 64 \\(data: 128\\)"):
         _fit(str(tmp_path / "more"), tmp_path / "c", 4, codebook_from=str(release),
              **{**kw, "codebook_size": 128})  # fmt: skip
+    # Play that shows new tiles: the release's least used codes take them (codebook_renew),
+    # the rest of its vocabulary and its weights stay.
+    inverted = EpisodeStore.create(tmp_path / "inverted", game="toy", action_space=SPACE,
+                                   observation_space=dm.observation_space, fps=10)  # fmt: skip
+    for _ in range(6):
+        frames, actions, _, _ = world.episode(rng, 30)
+        inverted.append(255 - frames, actions, np.zeros(30), np.zeros(30, bool), np.zeros(30, bool))
+    with pytest.raises(ConfigError, match=r"data\.codebook_from"):
+        _fit(str(tmp_path / "inverted"), tmp_path / "e", 2, init_from=str(release), **kw)
+    _, renewed, inv_dm = _fit(str(tmp_path / "inverted"), tmp_path / "f", 2, init_from=str(release),
+                              codebook_from=str(release), codebook_renew=8, **kw)  # fmt: skip
+    swapped = torch.as_tensor(inv_dm.renewed)
+    assert 0 < len(swapped) <= 8
+    kept = torch.ones(64, dtype=torch.bool)
+    kept[swapped] = False
+    assert torch.equal(renewed.net.codebook[kept], net.codebook[kept])
+    assert torch.equal(renewed.net.codebook, torch.from_numpy(inv_dm.codebook))
+    frames = torch.from_numpy(255 - world.episode(rng, 5)[0])
+    patches = frames_to_patches(frames, TILE)
+    before = nearest_codes(patches, net.codebook)[1].mean()
+    assert nearest_codes(patches, renewed.net.codebook)[1].mean() < before / 2
 
 
 def test_a_model_trained_on_reversed_play_extends_clips_backward(trained, tmp_path) -> None:

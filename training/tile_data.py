@@ -34,6 +34,7 @@ from worldsim.model.tiles import (
     patch_rms,
     paying_events,
     remember,
+    renew_codebook,
     shift_from_offsets,
     shift_from_pixels,
     shift_table,
@@ -157,6 +158,12 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
             instead of ones built from this store. Set it to the release a run fine-tunes
             (model.init_from) or to a loop's own release, whose store grows: the tokens must
             mean what they meant when the release was trained.
+        codebook_renew: With `codebook_from`: swap up to this many of the release's codes
+            that this store's play uses least for the tiles it shows that the codebook draws
+            badly (more than 10 RMS away, seen at least 20 times; `renew_codebook`): play of a
+            new kind (a furnace placed, a stone pickaxe in the inventory) gets tokens of its
+            own. The model fine-tuned (model.init_from) keeps its weights; the swapped codes'
+            rows learn their new tiles.
     """
 
     def __init__(
@@ -183,6 +190,7 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         seed: int = 0,
         reverse: bool = False,
         codebook_from: str | None = None,
+        codebook_renew: int = 0,
         unroll: int = 0,
         unroll_context: int = 4,
     ) -> None:
@@ -250,12 +258,16 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
         self.event_pays = paying_events({"names": self.event_names, "unpaid": self.unpaid_events})
         train = [self._read(i) for i in train_eps]
         given = self._release_vocabulary() if h.codebook_from else None
+        self.renewed = np.zeros(0, np.int64)  # codes whose tile this data swapped in
         if given is not None:
             self.codebook, keep = given
+            if h.codebook_renew:
+                self.codebook, self.renewed = renew_codebook(
+                    self.codebook, self._patch_sample(train), h.codebook_renew
+                )
+                log.info("tile data: %d codes renewed for this store's tiles", len(self.renewed))
         else:
-            sample = np.concatenate(
-                [e["patches"].reshape(-1, e["patches"].shape[-1]) for e in train]
-            )
+            sample = self._patch_sample(train, every=1)
             self.codebook = build_codebook(sample, h.codebook_size, h.frequent_codes, seed=h.seed)
             del sample
         self.train = self._tokenize(train)
@@ -357,6 +369,12 @@ class TileDataModule(StoreFacts, L.LightningDataModule):
                 f"its names {spec['names']}: record the store again with `worldsim collect`"
             )
         return list(spec["names"]), float(spec["reward"]), unpaid
+
+    @staticmethod
+    def _patch_sample(episodes: list[dict[str, Any]], every: int = 4) -> np.ndarray:
+        """The patches of every `every`-th frame of the episodes, [N, D]."""
+        parts = [e["patches"][::every] for e in episodes]
+        return np.concatenate([p.reshape(-1, p.shape[-1]) for p in parts])
 
     def _release_vocabulary(self) -> tuple[np.ndarray, np.ndarray]:
         """(codebook, reward values) of the release `codebook_from`, checked against this

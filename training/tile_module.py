@@ -127,7 +127,8 @@ class TileWorldSystem(WorldModelSystem):
             if len(config.events):
                 net.event_prior.copy_(torch.as_tensor(dm.event_prior, dtype=torch.float32))
         if self.hparams.init_from and fresh:
-            self._init_tile_weights(net, action_space, observation_space)
+            renewed = getattr(dm, "renewed", None)
+            self._init_tile_weights(net, action_space, observation_space, renewed)
         for part in set(PARTS) - set(self.loss_config.parts):
             for p in net.part_parameters(part):  # kept as init_from gave them
                 p.requires_grad_(False)
@@ -137,22 +138,32 @@ class TileWorldSystem(WorldModelSystem):
         object.__setattr__(self, "ema", ema.requires_grad_(False).eval())
 
     def _init_tile_weights(
-        self, net: Any, action_space: gym.Space, observation_space: gym.Space
+        self,
+        net: Any,
+        action_space: gym.Space,
+        observation_space: gym.Space,
+        renewed: Any = None,
     ) -> None:
-        """Start from init_from's weights; the token vocabulary must be the data's. The
-        priors follow the net that reads them: a run that trains the reward net (or the shift
-        net, for the events) takes this data's, one that leaves it as init_from gave it keeps
-        init_from's, which that net was trained with."""
+        """Start from init_from's weights; the token vocabulary must be the data's, but for
+        the codes the data renewed (`renewed`: data.codebook_renew), which take the data's
+        tiles and keep init_from's weights. The priors follow the net that reads them: a run
+        that trains the reward net (or the shift net, for the events) takes this data's, one
+        that leaves it as init_from gave it keeps init_from's, which that net was trained
+        with."""
         folder = self.hparams.init_from
         book = net.codebook.clone()
         events = getattr(net, "event_prior", torch.zeros(0))
         priors = net.reward_prior.clone(), net.end_prior.clone(), events.clone()
         self._carry_events(net, self._init_weights(net, folder, action_space, observation_space))
-        if not torch.equal(book, net.codebook):
+        same = (book == net.codebook).all(-1)
+        if renewed is not None and len(renewed) and book.shape == net.codebook.shape:
+            same[torch.as_tensor(renewed, dtype=torch.long)] = True
+        if book.shape != net.codebook.shape or not bool(same.all()):
             raise ConfigError(
                 f"model.init_from {folder} was trained with another tile codebook than the one "
                 f"built from this data: set data.codebook_from: {folder}"
             )
+        net.codebook.copy_(book)
         parts = self.loss_config.parts
         if "reward" in parts:
             net.reward_prior.copy_(priors[0])

@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="sticky",
         help="random | sticky | explorer (walks in runs of 2-10 steps and interacts; first-person "
         "games such as minetest: walks, turns, jumps and digs) | builder (an explorer that also tries "
-        "Crafter's place_/make_ actions after it interacts) | path of a saved agent (default: sticky)",
+        "Crafter's place_/make_ actions after it interacts) | sleeper (a builder that also sleeps) | "
+        "achiever (reads Crafter's screen from its labels and climbs the tech tree: stone, "
+        "furnace, iron) | path of a saved agent (default: sticky)",
     )
     p.add_argument(
         "--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)"

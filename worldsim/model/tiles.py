@@ -108,6 +108,39 @@ def build_codebook(
     return np.concatenate([exact, C.round().clamp(0, 255).numpy().astype(np.uint8)])
 
 
+def renew_codebook(
+    codebook: np.ndarray, patches: np.ndarray, count: int, rms: float = 10.0, least: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
+    """A codebook that also holds what new play shows: up to `count` of the codes `patches`
+    [N, D] (uint8) use least are swapped for the exact patches the codebook draws worst
+    (nearest code further than `rms`, 0-255 units), most frequent first, each seen at least
+    `least` times (a furnace, a stone pickaxe in the inventory: things the play the codebook
+    was built from never showed).
+
+    Returns:
+        (the codebook, uint8 [K, D]; the indices of the swapped codes, int64 [n <= count]).
+    """
+    book = torch.from_numpy(np.ascontiguousarray(codebook))
+    x = torch.from_numpy(np.ascontiguousarray(patches))
+    codes, errs = nearest_codes(x, book)
+    far = (errs > rms).numpy()
+    none = np.zeros(0, np.int64)
+    if count < 1 or not far.any():
+        return codebook, none
+    bad = patches[far]
+    keys = _hash(torch.from_numpy(bad)).numpy()
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    order = order[counts[order] >= least][:count]
+    if not len(order):
+        return codebook, none
+    usage = np.bincount(codes.numpy()[~far], minlength=len(codebook))
+    swapped = np.sort(np.argsort(usage, kind="stable")[: len(order)])
+    out = codebook.copy()
+    out[swapped] = bad[first[order]]
+    return out, swapped.astype(np.int64)
+
+
 def _nearest(X: Tensor, C: Tensor, chunk: int = 65536) -> Tensor:
     """Index of the nearest row of C [K, D] for each row of X [N, D] (float)."""
     cn = (C * C).sum(1)
