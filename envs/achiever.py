@@ -171,7 +171,7 @@ class AchieverPolicy:
         return None
 
     def _toward(self, view: np.ndarray, centre: tuple[int, int], name: str) -> int | None:
-        """ "do" when facing `name`, else the move toward it (None when none is in view)."""
+        """Interact ("do") when facing `name`, else the move toward it (None: none in view)."""
         if name not in self.tile:
             return None
         if self._faced(view, centre) == self.tile[name]:

@@ -32,14 +32,12 @@ class CollectConfig:
     game: str = "crafter"  # a name known to envs.games.make_game
     episodes: int = 10  # episodes of this policy and seed the store holds when done
     out: str = "data/crafter"  # store directory or fsspec URL
-    policy: str = (
-        "sticky"  # random | sticky | explorer | builder | sleeper | achiever | a saved agent
-    )
+    # random | sticky | explorer | builder | sleeper | achiever | the path of a saved agent
+    policy: str = "sticky"
     workers: int = 1  # worker processes, each with its own game instance
     seed: int = 0  # run seed: episode k is played with a seed derived from (seed, k)
-    max_steps: int | None = (
-        None  # cut episodes at this many steps (truncated); default: the game's limit
-    )
+    # cut episodes at this many steps (truncated); default: the game's limit
+    max_steps: int | None = None
     game_kwargs: dict[str, Any] = field(default_factory=dict)  # extra arguments for make_game
 
 
