@@ -30,14 +30,7 @@ from worldsim.errors import WorldsimError
 
 MOVES = {"move_left": (0, -1), "move_right": (0, 1), "move_up": (-1, 0), "move_down": (1, 0)}
 WALKABLE = ("grass", "sand", "path")
-# (tool made at a table, what it uses) in the order the tree opens
-TOOLS = (
-    ("make_wood_pickaxe", "wood_pickaxe", {"wood": 1}),
-    ("make_wood_sword", "wood_sword", {"wood": 1}),
-    ("make_stone_pickaxe", "stone_pickaxe", {"wood": 1, "stone": 1}),
-    ("make_stone_sword", "stone_sword", {"wood": 1, "stone": 1}),
-)
-FURNACE_STONE = 4  # the stone a furnace uses (Crafter 1.8's data.yaml)
+TOOLS = ("wood_pickaxe", "wood_sword", "stone_pickaxe", "stone_sword")  # made at a table, in order
 
 
 class AchieverPolicy:
@@ -61,13 +54,17 @@ class AchieverPolicy:
                 "labels of its view (label_spec semantic names); this game has "
                 f"{action_space} named {names or 'nothing'}: use --policy builder"
             )
+        from crafter import constants  # what each tool and the furnace use: the game's recipes
+
+        self.tools = [(f"make_{t}", t, dict(constants.make[t]["uses"])) for t in TOOLS]
+        self.furnace_stone = int(constants.place["furnace"]["uses"]["stone"])
         self.n = action_space.n
         self.act = {n: i for i, n in enumerate(names)}
         self.tile = {n: i for i, n in enumerate(tile_names)}
         self.noise = noise
         self._rng = np.random.default_rng(0)
         self._info: dict[str, Any] = {}
-        self._run: tuple[int, int] = (0, 1)
+        self._run = "move_right"  # the move of the run the player walks
         self._run_left = 0
 
     def reset(self, seed: int) -> None:
@@ -113,14 +110,15 @@ class AchieverPolicy:
                     queue.append((nr, nc))
         return None
 
-    def _faced(self, view: np.ndarray, centre: tuple[int, int]) -> int:
-        dr, dc = self._facing()
-        r, c = centre[0] + dr, centre[1] + dc
+    @staticmethod
+    def _beside(view: np.ndarray, centre: tuple[int, int], step: tuple[int, int]) -> int:
+        """The tile one `step` (row, col) from the player; -1 outside the view."""
+        r, c = centre[0] + step[0], centre[1] + step[1]
         return int(view[r, c]) if 0 <= r < view.shape[0] and 0 <= c < view.shape[1] else -1
 
-    def _facing(self) -> tuple[int, int]:
+    def _faced(self, view: np.ndarray, centre: tuple[int, int]) -> int:
         x, y = (int(v) for v in self._info.get("facing", (0, 1)))
-        return (y, x)  # Crafter's facing is (x, y); the view is [row, col]
+        return self._beside(view, centre, (y, x))  # Crafter's facing is (x, y); the view [row, col]
 
     # what to do ---------------------------------------------------------------------
 
@@ -134,16 +132,16 @@ class AchieverPolicy:
         if self._near(view, centre, "zombie"):
             return self._toward(view, centre, "zombie")
         if self._near(view, centre, "table"):
-            for action, tool, uses in TOOLS:
+            for action, tool, uses in self.tools:
                 if inv.get(tool, 0) == 0 and all(inv.get(k, 0) >= v for k, v in uses.items()):
                     return act[action]
         placeable = faced in self._ids("grass", "sand", "path")
         if inv.get("stone", 0) >= 1 and not done.get("place_stone") and placeable:
             return act["place_stone"]
-        furnace = inv.get("stone", 0) >= FURNACE_STONE and not done.get("place_furnace")
+        furnace = inv.get("stone", 0) >= self.furnace_stone and not done.get("place_furnace")
         if furnace and placeable and self._near(view, centre, "table"):
             return act["place_furnace"]
-        tools_left = any(inv.get(t, 0) == 0 for _, t, _ in TOOLS)
+        tools_left = any(inv.get(t, 0) == 0 for t in TOOLS)
         table_seen = (view == self.tile["table"]).any()
         if inv.get("wood", 0) >= 3 and tools_left and placeable and not table_seen:
             return act["place_table"]
@@ -181,16 +179,12 @@ class AchieverPolicy:
 
     def _wander(self, view: np.ndarray, centre: tuple[int, int]) -> int:
         """Walk in runs; a new direction when the run ends or the way is blocked."""
-        r, c = centre[0] + self._run[0], centre[1] + self._run[1]
-        blocked = not (0 <= r < view.shape[0] and 0 <= c < view.shape[1]) or int(
-            view[r, c]
-        ) not in self._ids(*WALKABLE)
+        blocked = self._beside(view, centre, MOVES[self._run]) not in self._ids(*WALKABLE)
         if self._run_left <= 0 or blocked:
-            self._run = list(MOVES.values())[int(self._rng.integers(len(MOVES)))]
+            self._run = list(MOVES)[int(self._rng.integers(len(MOVES)))]
             self._run_left = int(self._rng.integers(4, 16))
         self._run_left -= 1
-        name = next(n for n, d in MOVES.items() if d == self._run)
-        return self.act[name]
+        return self.act[self._run]
 
     def __call__(self, observation: np.ndarray) -> Any:
         if not self._info or self._rng.random() < self.noise:

@@ -155,10 +155,13 @@ class TileWorldSystem(WorldModelSystem):
         events = getattr(net, "event_prior", torch.zeros(0))
         priors = net.reward_prior.clone(), net.end_prior.clone(), events.clone()
         self._carry_events(net, self._init_weights(net, folder, action_space, observation_space))
-        same = (book == net.codebook).all(-1)
-        if renewed is not None and len(renewed) and book.shape == net.codebook.shape:
-            same[torch.as_tensor(renewed, dtype=torch.long)] = True
-        if book.shape != net.codebook.shape or not bool(same.all()):
+        other = book.shape != net.codebook.shape
+        if not other:
+            differs = (book != net.codebook).any(-1)
+            if renewed is not None:
+                differs[torch.as_tensor(renewed, dtype=torch.long)] = False
+            other = bool(differs.any())
+        if other:
             raise ConfigError(
                 f"model.init_from {folder} was trained with another tile codebook than the one "
                 f"built from this data: set data.codebook_from: {folder}"

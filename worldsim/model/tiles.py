@@ -120,12 +120,14 @@ def renew_codebook(
     Returns:
         (the codebook, uint8 [K, D]; the indices of the swapped codes, int64 [n <= count]).
     """
+    none = np.zeros(0, np.int64)
+    if count < 1:
+        return codebook, none
     book = torch.from_numpy(np.ascontiguousarray(codebook))
     x = torch.from_numpy(np.ascontiguousarray(patches))
     codes, errs = nearest_codes(x, book)
     far = (errs > rms).numpy()
-    none = np.zeros(0, np.int64)
-    if count < 1 or not far.any():
+    if not far.any():
         return codebook, none
     bad = patches[far]
     keys = _hash(torch.from_numpy(bad)).numpy()
