@@ -11,7 +11,7 @@ reset and step before it is asked for the next action.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -226,10 +226,12 @@ class SleeperPolicy(BuilderPolicy):
 class FirstPersonExplorer:
     """Explores a first-person world with a MineRL-style Dict action space (Minetest, MineRL).
 
-    Plans in segments: walk forward for 4-16 steps (jumping at times, to climb), turn by
-    20-120 degrees over 2-6 steps, look up or down a little, or dig (hold attack 4-12 steps,
+    Plans in segments: walk forward for 4-16 steps (jumping at times, to climb); walk back or
+    sideways for 2-8, sneaking half the time; walk out 2-12 steps in any direction and back
+    the same way, or turn and turn back (the returns a 3D memory is learned from); turn by
+    20-120 degrees over 2-6 steps; look up or down a little; or dig (hold attack 4-12 steps,
     looking slightly down). Every step is one action dict; the view keeps moving and the world
-    keeps changing, the play a 3D world model must follow.
+    keeps changing, the play a 3D world model must follow, with every walking key pressed.
     """
 
     name = "explorer"
@@ -252,15 +254,35 @@ class FirstPersonExplorer:
         action["camera"] = np.array(camera, np.float32)
         return action
 
+    OPPOSITE: ClassVar[dict[str, str]] = {
+        "forward": "back",
+        "back": "forward",
+        "left": "right",
+        "right": "left",
+    }
+
     def _segment(self) -> list[dict[str, Any]]:
         rng = self._rng
-        kind = rng.choice(["walk", "turn", "look", "dig"], p=[0.45, 0.3, 0.1, 0.15])
+        kind = rng.choice(["walk", "step", "return", "turn", "look", "dig"],
+                          p=[0.3, 0.1, 0.15, 0.25, 0.07, 0.13])  # fmt: skip
         if kind == "walk":
             n = int(rng.integers(4, 17))
             return [self._action(forward=1, jump=int(rng.random() < 0.15)) for _ in range(n)]
+        if kind in ("step", "return"):
+            sneak = int(rng.random() < 0.5)
+            if kind == "step":
+                key, n = str(rng.choice(["back", "left", "right"])), int(rng.integers(2, 9))
+                return [self._action(**{key: 1, "sneak": sneak}) for _ in range(n)]
+            key, n = str(rng.choice(list(self.OPPOSITE))), int(rng.integers(2, 13))
+            return [self._action(**{key: 1, "sneak": sneak}) for _ in range(n)] + [
+                self._action(**{self.OPPOSITE[key]: 1, "sneak": sneak}) for _ in range(n)
+            ]
         if kind == "turn":
             n, total = int(rng.integers(2, 7)), rng.uniform(20, 120) * rng.choice([-1, 1])
-            return [self._action((0.0, total / n)) for _ in range(n)]
+            out = [self._action((0.0, total / n)) for _ in range(n)]
+            if rng.random() < 0.3:  # and back
+                out += [self._action((0.0, -total / n)) for _ in range(n)]
+            return out
         if kind == "look":
             return [self._action((float(rng.uniform(-10, 10)), 0.0))]
         n = int(rng.integers(4, 13))

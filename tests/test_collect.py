@@ -271,3 +271,25 @@ def test_data_info_cli(tmp_path, capsys):
     assert "bytes/frame" in capsys.readouterr().out
     assert worldsim_main(["data", "info", str(tmp_path / "missing")]) == 2
     assert "no episode store at" in capsys.readouterr().err
+
+
+def test_first_person_explorer_presses_every_walking_key_and_comes_back():
+    from envs.minecraft_minerl import minerl_action_space
+
+    policy = make_policy("explorer", minerl_action_space())
+    policy.reset(0)
+    plans = [policy._segment() for _ in range(200)]
+    walking = ("forward", "back", "left", "right")
+
+    def key(action):  # the walking key an action holds, or None
+        return next((k for k in walking if int(action[k])), None)
+
+    held = {k: sum(int(a[k]) for p in plans for a in p) for k in (*walking, "sneak")}
+    assert all(held.values()), held
+    halves = [(p[: len(p) // 2], p[len(p) // 2 :]) for p in plans if len(p) % 2 == 0]
+    returns = [out for out, back in halves
+               if {key(a) for a in out} | {None} != {None} and len({key(a) for a in out}) == 1
+               and [policy.OPPOSITE[key(a)] for a in out] == [key(a) for a in back]]  # fmt: skip
+    assert len(returns) >= 10  # walks out and back the same way
+    turns = [sum(float(a["camera"][1]) for a in p) for p in plans if any(a["camera"][1] for a in p)]
+    assert sum(abs(t) < 1e-3 for t in turns) >= 5  # turns that turn back

@@ -208,8 +208,9 @@ def test_a_killed_parent_takes_the_game_with_it(tmp_path):
 
 @needs_game
 def test_a_tiny_world_model_of_minetest_is_a_gymnasium_env(env, tmp_path):
-    """Two short explorer episodes, a training step, an export: the dream has the real game's
-    spaces and passes check_env, and play.py plays it beside the real game."""
+    """Two short explorer episodes, a training step of a pose-memory model (Minetest's design),
+    an export: the dream has the real game's spaces and passes check_env, and play.py plays it
+    beside the real game."""
     from envs.collect import play_episode
     from envs.policies import make_policy
     from envs.world_model_env import WorldModelEnv
@@ -231,7 +232,8 @@ def test_a_tiny_world_model_of_minetest_is_a_gymnasium_env(env, tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert fit_main([
         "--config", os.path.join(root, "training/configs/tiny.yaml"), "--data.store", str(store.path),
-        "--data.val_fraction", "0.5", "--checkpoint.dirpath", str(ckpt),
+        "--data.val_fraction", "0.5", "--checkpoint.dirpath", str(ckpt), "--data.pose_memory", "16",
+        "--model.init_args.overrides", "{pose_memory: 16, pose_fov: 91.1}",
         "--checkpoint.every_n_train_steps", "1", "--trainer.max_steps", "1",
         "--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.val_check_interval", "1",
         "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",

@@ -32,14 +32,22 @@ class ClipDataset(Dataset):
     more clips). The store is opened lazily in each process (DataLoader workers included).
 
     An item is a dict: `frames` uint8 [T, H, W, 3], `actions` [T-1, ...] (array, or dict of
-    arrays for Dict spaces), `rewards` float32 [T-1], `terminated` bool [T-1].
+    arrays for Dict spaces), `rewards` float32 [T-1], `terminated` bool [T-1]; with
+    `pose_memory`, also `pose`: each frame's reference in the episode (`pose_references`).
     """
 
     def __init__(
-        self, path: str, episodes: list[int], lengths: np.ndarray, clip_length: int
+        self,
+        path: str,
+        episodes: list[int],
+        lengths: np.ndarray,
+        clip_length: int,
+        pose_memory: int = 0,
+        pose_degrees_per_unit: float = 15.0,
     ) -> None:
         self.path = path
         self.clip_length = clip_length
+        self.pose_memory, self.pose_degrees_per_unit = pose_memory, pose_degrees_per_unit
         self.episodes = np.asarray(episodes, dtype=np.int64)
         # an episode of L transitions has L + 1 frames and L + 2 - T clip starts
         counts = np.maximum(np.asarray(lengths)[self.episodes] + 2 - clip_length, 0)
@@ -86,12 +94,65 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         episode, start = self.locate(int(index))
         clip = self.store.clip(episode, start, self.clip_length)
-        return {
+        item = {
             "frames": clip.frames,  # uint8 [T, H, W, 3]
             "actions": clip.actions,  # [T-1, ...] or {key: [T-1, ...]}
             "rewards": clip.rewards.astype(np.float32),  # [T-1]
             "terminated": clip.terminated.astype(bool),  # [T-1]
         }
+        if self.pose_memory:
+            item["pose"] = self._pose_item(episode, start, clip.frames)
+        return item
+
+    def _pose_item(self, episode: int, start: int, frames: np.ndarray) -> dict[str, np.ndarray]:
+        poses = self.store.labels(episode).get("pose")
+        if poses is None:
+            raise StoreError(
+                f"episode {episode} of {self.path} has no `pose` label, which a pose-memory "
+                "model trains on: record the store with a game that reports poses (minetest), "
+                "or set model overrides {pose_memory: 0} and data.pose_memory 0"
+            )
+        T = self.clip_length
+        refs, delta = pose_references(poses, start, T, self.pose_memory, self.pose_degrees_per_unit)
+        lo = int(refs[refs >= 0].min()) if (refs >= 0).any() else start
+        window = self.store.clip(episode, lo, start - lo + 1).frames if lo < start else frames[:1]
+        ref_frames = np.zeros_like(frames)
+        for t, r in enumerate(refs):
+            if r >= 0:
+                ref_frames[t] = window[r - lo] if r < start else frames[r - start]
+        return {
+            "ref_frames": ref_frames,
+            "ref_delta": delta,
+            "ref_valid": refs >= 0,
+        }
+
+
+def pose_references(
+    poses: np.ndarray, start: int, length: int, memory: int, degrees_per_unit: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a pose-memory model is told about clip frames start..start+length-1 of an episode
+    with poses [L+1, 5]: for each, the frame of the `memory` before it nearest in pose, as a
+    rollout finds it (`worldsim.model.pose.nearest`).
+
+    Returns:
+        ref index int64 [length] (-1: none, the episode's first frame) and the frame's pose
+        seen from its reference's float32 [length, 5] (`worldsim.model.pose.local_delta`;
+        zeros where none).
+    """
+    from worldsim.model.pose import local_delta, nearest
+
+    p = torch.as_tensor(np.asarray(poses, np.float32))
+    refs = np.full(length, -1, np.int64)
+    delta = torch.zeros(length, 5)
+    for t in range(length):
+        g = start + t
+        lo = max(0, g - memory)
+        if g > lo:
+            index, _ = nearest(p[None, lo:g], torch.ones(1, g - lo, dtype=torch.bool), p[g][None],
+                               degrees_per_unit)  # fmt: skip
+            refs[t] = lo + int(index)
+            delta[t] = local_delta(p[refs[t]], p[g])
+    return refs, delta.numpy()
 
 
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -157,6 +218,10 @@ class EpisodeDataModule(StoreFacts, L.LightningDataModule):
             1 + moving_weight x (share of its steps that change the view). 0: uniform. Static
             steps are easy ("copy the frame"); the steps where the player moves are where the
             model learns what the action does.
+        pose_memory: Give each clip frame its reference found by pose among the frames of its
+            episode this many before it, for a model with the same `pose_memory` (a store with
+            a `pose` label, e.g. Minetest). 0: off.
+        pose_degrees_per_unit: The model's `pose_degrees_per_unit` (how references are found).
     """
 
     def __init__(
@@ -171,9 +236,12 @@ class EpisodeDataModule(StoreFacts, L.LightningDataModule):
         num_workers: int = 2,
         seed: int = 0,
         moving_weight: float = 0.0,
+        pose_memory: int = 0,
+        pose_degrees_per_unit: float = 15.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.pose_memory, self.pose_degrees_per_unit = pose_memory, pose_degrees_per_unit
         self.path = store
         self.clip_length = clip_length
         self.batch_size = batch_size
@@ -191,6 +259,7 @@ class EpisodeDataModule(StoreFacts, L.LightningDataModule):
             ("samples_per_epoch", samples_per_epoch, 1),
             ("val_samples", val_samples, 0),
             ("num_workers", num_workers, 0),
+            ("pose_memory", pose_memory, 0),
         ):
             if int(value) != value or value < low:
                 raise ConfigError(f"--data.{name} must be an integer >= {low}, got {value}")
@@ -210,7 +279,8 @@ class EpisodeDataModule(StoreFacts, L.LightningDataModule):
         if self.train_set is not None:
             return
         store = self.store
-        train = ClipDataset(self.path, self.split("train"), store.lengths, self.clip_length)
+        pose = (self.pose_memory, self.pose_degrees_per_unit)
+        train = ClipDataset(self.path, self.split("train"), store.lengths, self.clip_length, *pose)
         if len(train) == 0:
             longest = int(store.lengths.max()) + 1 if len(store) else 0
             raise StoreError(
@@ -220,12 +290,32 @@ class EpisodeDataModule(StoreFacts, L.LightningDataModule):
         self.train_set = train
         if self.moving_weight > 0:
             self.train_weights = 1.0 + self.moving_weight * train.moving_fractions()
-        val = ClipDataset(self.path, self.split("val"), store.lengths, self.clip_length)
+        val = ClipDataset(self.path, self.split("val"), store.lengths, self.clip_length, *pose)
         if len(val) == 0:
             log.warning("no validation clips in %s: raise data.val_fraction to validate", self.path)
         rng = np.random.default_rng(self.seed)
         picked = rng.choice(len(val), size=min(self.val_samples, len(val)), replace=False)
         self.val_set = Subset(val, np.sort(picked).tolist())
+
+    def odometry_pairs(self) -> tuple[list[Any], np.ndarray]:
+        """The train split's actions (one array, or dict of arrays, per episode) and the pose
+        step each took, float32 [N, 5] (`worldsim.model.pose.local_delta`), for a pose-memory
+        model's odometry. StoreError if an episode has no `pose` label."""
+        from worldsim.model.pose import local_delta
+
+        actions, steps = [], []
+        for i in self.split("train"):
+            poses = self.store.labels(i).get("pose")
+            if poses is None:
+                raise StoreError(
+                    f"episode {i} of {self.path} has no `pose` label, which a pose-memory model "
+                    "fits its odometry to: record the store with a game that reports poses "
+                    "(minetest), or set model overrides {pose_memory: 0} and data.pose_memory 0"
+                )
+            p = torch.as_tensor(np.asarray(poses, np.float32))
+            actions.append(self.store.episode_actions(i))
+            steps.append(local_delta(p[:-1], p[1:]).numpy())
+        return actions, np.concatenate(steps)
 
     def _loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
         return DataLoader(

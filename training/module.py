@@ -224,6 +224,16 @@ class WorldModelSystem(L.LightningModule):
             )
         if self.net is None:
             self.build(dm.action_space, dm.observation_space)
+        memory = getattr(self.net.config, "pose_memory", 0)
+        wanted = (memory, self.net.config.pose_degrees_per_unit if memory else None)
+        given = getattr(dm, "pose_memory", 0)
+        given = (given, getattr(dm, "pose_degrees_per_unit", None) if given else None)
+        if given != wanted:
+            raise ConfigError(
+                f"the model's pose memory (pose_memory, pose_degrees_per_unit) is {wanted}, the "
+                f"data's {given}: set data.pose_memory and data.pose_degrees_per_unit to the "
+                "model's (0 and anything: off)"
+            )
         clip_length = getattr(dm, "clip_length", None)
         if clip_length is not None and clip_length > self.net.config.context:
             raise ConfigError(
@@ -239,6 +249,12 @@ class WorldModelSystem(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self.ema.to(self.device)  # in case a strategy moved parameters without .to() on the module
+        if getattr(self.net.config, "pose_memory", 0):
+            # the odometry is fit to the train split in closed form, not learned by steps
+            actions, steps = self.trainer.datamodule.odometry_pairs()
+            enc = torch.cat([self.net.encode_actions(a) for a in actions])
+            for net in (self.net, self.ema.module):
+                net.fit_odometry(enc, torch.as_tensor(steps))
 
     def on_validation_start(self) -> None:
         self.ema.to(self.device)
@@ -314,6 +330,7 @@ class WorldModelSystem(L.LightningModule):
             batch["terminated"],
             loss=self.loss_config,
             generator=generator,
+            pose=batch.get("pose"),
         )
         B = batch["frames"].shape[0]
         train = stage == "train"

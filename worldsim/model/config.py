@@ -126,6 +126,15 @@ class ModelConfig:
     # predicted relative to the moved frame. 0: off (the reference is the previous frame).
     # Crafter scrolls by 7 px: r = 8.
     motion_radius: int = 0
+    # Pose memory (worldsim/model/pose.py; data with a `pose` label, e.g. Minetest): the
+    # reference is the remembered frame (of the last `pose_memory`) nearest to the new frame's
+    # pose, turned to its view direction for a pinhole camera of vertical field of view
+    # `pose_fov` degrees (0: not turned), the pose dead-reckoned from the actions by a learned
+    # odometry. Nearness counts `pose_degrees_per_unit` degrees of turn as one world unit of
+    # distance. 0: off (the reference is the previous frame).
+    pose_memory: int = 0
+    pose_fov: float = 0.0
+    pose_degrees_per_unit: float = 15.0
     # Transformer.
     dim: int = 256
     depth: int = 6  # blocks, each: spatial attention, causal temporal attention, MLP
@@ -186,6 +195,12 @@ class ModelConfig:
             raise ValueError(f"motion_radius must be 0 (off) or positive, got {self.motion_radius}")
         if self.context < 1:
             raise ValueError(f"context must be at least 1, got {self.context}")
+        if self.pose_memory < 0 or not 0 <= self.pose_fov < 180 or self.pose_degrees_per_unit <= 0:
+            raise ValueError(
+                f"pose memory settings (pose_memory {self.pose_memory}, pose_fov {self.pose_fov}, "
+                f"pose_degrees_per_unit {self.pose_degrees_per_unit}) need pose_memory >= 0 "
+                "(0: off), 0 <= pose_fov < 180 and pose_degrees_per_unit > 0"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (round-trips through `from_dict`)."""

@@ -26,6 +26,7 @@ from worldsim.model.dit import DiT
 from worldsim.model.heads import RewardTerminationHead
 from worldsim.model.kv_cache import KVCache
 from worldsim.model.motion import apply_token_filters
+from worldsim.model.pose import POSE_DIM, fit_odometry, odometry_features, turn_view
 
 __all__ = ["FrameError", "WorldModelNet", "check_frames", "pixels_to_x", "x_to_pixels"]
 
@@ -109,6 +110,16 @@ class WorldModelNet(nn.Module):
         )
         self.null_action = nn.Parameter(torch.zeros(d))
         self.heads = RewardTerminationHead(d)
+        if config.pose_memory:
+            # The pose difference between a frame and its reference, as a condition (starts
+            # at zero: a fresh embedding changes nothing), and the odometry: least-squares
+            # weights, fit to the training data (`fit_odometry`), of the pose step an action
+            # takes in the player's heading frame, dead-reckoning poses in rollouts.
+            self.pose_embed = nn.Sequential(nn.Linear(POSE_DIM, d), nn.SiLU(), nn.Linear(d, d))
+            nn.init.zeros_(self.pose_embed[2].weight)
+            nn.init.zeros_(self.pose_embed[2].bias)
+            features = odometry_features(torch.zeros(1, self.action_encoder.dim)).shape[-1]
+            self.register_buffer("odometry", torch.zeros(features, POSE_DIM))
         self.autoencoder: FrameAutoencoder | None = None
         if config.autoencoder is not None:
             self.set_autoencoder(FrameAutoencoder(config.autoencoder))
@@ -173,6 +184,30 @@ class WorldModelNet(nn.Module):
         """Raw actions [..., *action_shape] (or a dict of such) -> float [..., A]."""
         return self.action_encoder.encode(actions)
 
+    # ----------------------------------------------------------------- pose memory
+    # Pose differences as the network reads them: world units, and degrees over 30; height
+    # is left out (the odometry does not dead-reckon it, so rollouts could not tell it).
+    POSE_SCALE = (1.0, 1.0, 1.0, 30.0, 30.0)
+    POSE_SEEN = (1.0, 1.0, 0.0, 1.0, 1.0)
+
+    def fit_odometry(self, actions: Tensor, steps: Tensor) -> None:
+        """Fit the odometry to encoded actions [N, A] and the pose steps [N, 5] they took
+        (`worldsim.model.pose.local_delta` of consecutive poses) by least squares."""
+        self.odometry.copy_(fit_odometry(actions, steps).to(self.odometry.device))
+
+    def pose_step(self, actions: Tensor) -> Tensor:
+        """Encoded actions [..., A] -> the pose step each takes [..., 5], in the player's
+        heading frame (`worldsim.model.pose.local_delta`): the rollout's odometry."""
+        return odometry_features(actions) @ self.odometry
+
+    def pose_reference(self, ref: Tensor, delta: Tensor) -> Tensor:
+        """Reference frames ref [B, T, c, h, w] turned by the yaw and pitch of their pose
+        differences delta [B, T, 5] to the new frames' view (`pose_fov` 0: as they are)."""
+        if not self.config.pose_fov:
+            return ref
+        turned = turn_view(ref.flatten(0, 1), delta[..., 3:5].flatten(0, 1), self.config.pose_fov)
+        return turned.view(ref.shape)
+
     # ----------------------------------------------------------------- the denoiser
     def condition(self, c_noise: Tensor, actions: Tensor | None, mask: Tensor | None) -> Tensor:
         """Per-frame condition [B, T, D] from c_noise [B, T], encoded actions [B, T, A] and
@@ -195,6 +230,7 @@ class WorldModelNet(nn.Module):
         mask: Tensor | None = None,
         cache: KVCache | None = None,
         motion_temperature: float = 1.0,
+        pose_delta: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """EDM denoiser D for T frames following the cached ones.
 
@@ -205,6 +241,8 @@ class WorldModelNet(nn.Module):
             actions: [B, T, A] encoded actions that led to each frame; mask [B, T] which to use.
             cache: keys/values of earlier frames; the new ones are staged (see KVCache).
             motion_temperature: of the motion kernels (sampling may sharpen them; 1: as trained).
+            pose_delta: [B, T, 5] each frame's pose seen from its reference's (pose-memory
+                models: `prev` is then the reference, already turned by `pose_reference`).
 
         Returns:
             denoised [B, T, c, h, w], raw network output F [B, T, c, h, w] and features [B, T, D].
@@ -214,9 +252,13 @@ class WorldModelNet(nn.Module):
         c_skip, c_out, c_in, c_noise = precondition(sigma, sd)  # [B, T] each
         residual = x - ref
         planes = torch.cat([_bc(c_in) * residual, ref], dim=2)  # [B, T, 2c, h, w]
-        out, features, kernels = self.backbone(
-            planes, self.condition(c_noise, actions, mask), cache, motion_temperature
-        )
+        cond = self.condition(c_noise, actions, mask)
+        if cfg.pose_memory:
+            if pose_delta is None:
+                raise ValueError("a pose-memory model needs each frame's pose_delta")
+            seen = pose_delta.new_tensor(self.POSE_SEEN) / pose_delta.new_tensor(self.POSE_SCALE)
+            cond = cond + self.pose_embed(pose_delta * seen)
+        out, features, kernels = self.backbone(planes, cond, cache, motion_temperature)
         if kernels is not None:  # predict relative to the previous frame moved by the kernels
             ref = apply_token_filters(ref, *kernels, cfg.patch_size)
         denoised = ref + _bc(c_skip) * (x - ref) + _bc(c_out) * out
@@ -237,6 +279,7 @@ class WorldModelNet(nn.Module):
         generator: torch.Generator | None = None,
         *,
         loss: DiffusionLoss | None = None,
+        pose: dict[str, Any] | None = None,
     ) -> dict[str, Tensor]:
         """Diffusion-forcing loss on clips, plus reward and termination losses.
 
@@ -247,6 +290,10 @@ class WorldModelNet(nn.Module):
             rewards: float [B, T-1]. terminated: bool [B, T-1].
             generator: source of all randomness (noise levels, noise, action dropout).
             loss: the loss settings (None: DiffusionLoss's defaults).
+            pose: pose-memory models only (`training.data.pose_references` makes it): each
+                frame's reference "ref_frames" uint8 [B, T, H, W, C], "ref_delta" [B, T, 5]
+                (its pose seen from the reference's) and "ref_valid" bool [B, T] (False: no
+                earlier frame). References are clean, lightly noised, as in rollouts.
 
         Returns:
             dict with "loss" (to backprop), "diffusion", "reward", "termination",
@@ -284,14 +331,33 @@ class WorldModelNet(nn.Module):
             seen = x0 + _bc(ref_sigma) * torch.randn(x0.shape, device=dev, generator=generator)
         else:  # the previous frame at its own diffusion-forcing noise level
             ref_sigma, seen = sigma, x
-        prev = torch.cat([torch.zeros_like(seen[:, :1]), seen[:, :-1]], dim=1)
-        prev_sigma = torch.cat(
-            [torch.full_like(sigma[:, :1], NO_PREV_SIGMA), ref_sigma[:, :-1]], dim=1
-        )
         acts = torch.cat([enc.new_zeros(B, 1, enc.shape[-1]), enc], dim=1)  # [B, T, A]
         keep = torch.rand(B, T, device=dev, generator=generator) >= lc.action_dropout
         keep[:, 0] = False  # frame 0 has no action before it
-        denoised, _, features = self.denoise(x, sigma, prev, prev_sigma, acts, keep)
+        delta = None
+        if cfg.pose_memory:
+            if pose is None:
+                raise ValueError(
+                    "a pose-memory model trains on clips with pose references: set "
+                    "data.pose_memory to the model's pose_memory (a store with a `pose` label)"
+                )
+            delta = torch.as_tensor(pose["ref_delta"], device=dev).float()
+            valid = torch.as_tensor(pose["ref_valid"], device=dev).bool()
+            ref0 = self.frames_to_x(pose["ref_frames"])
+            ref_sigma = log_uniform(
+                (B, T), lc.context_noise_min, lc.context_noise_max, device=dev, generator=generator
+            )
+            noisy = ref0 + _bc(ref_sigma) * torch.randn(ref0.shape, device=dev, generator=generator)
+            prev = torch.where(_bc(valid), self.pose_reference(noisy, delta), 0.0)
+            prev_sigma = torch.where(valid, ref_sigma, NO_PREV_SIGMA)
+        else:
+            prev = torch.cat([torch.zeros_like(seen[:, :1]), seen[:, :-1]], dim=1)
+            prev_sigma = torch.cat(
+                [torch.full_like(sigma[:, :1], NO_PREV_SIGMA), ref_sigma[:, :-1]], dim=1
+            )
+        denoised, _, features = self.denoise(
+            x, sigma, prev, prev_sigma, acts, keep, pose_delta=delta
+        )
         # EDM loss: lambda(sigma) * |D - x0|^2 with lambda = 1 / c_out^2 (unit-variance
         # network targets; the same as |F - F_target|^2).
         sd = residual_std(prev_sigma, cfg.sigma_data, cfg.sigma_data_residual)

@@ -12,6 +12,7 @@ from worldsim.diffusion.sampler import guided, sample
 from worldsim.model.config import DiffusionSampler
 from worldsim.model.kv_cache import KVCache
 from worldsim.model.net import WorldModelNet
+from worldsim.model.pose import local_delta, nearest, odometry_step
 
 __all__ = ["Rollout", "RolloutState", "randn"]
 
@@ -31,6 +32,11 @@ class RolloutState:
 
     Cached mode also keeps the temporal keys/values of the window in `cache`; uncached mode
     recomputes the window from `frames` and `actions` at every pass.
+
+    Pose-memory models (`ModelConfig.pose_memory`) also keep each window frame's reference as
+    it was made (`refs`: reference planes, their noise level and the pose difference), the
+    last frame's dead-reckoned pose [B, 5] (the first context frame's is zero), and the
+    memory: up to `pose_memory` frames with their poses, newest last.
     """
 
     frames: list[Tensor] = field(default_factory=list)  # each [B, c, h, w]
@@ -38,6 +44,9 @@ class RolloutState:
         default_factory=list
     )  # encoded action into each frame [B, A]
     cache: KVCache | None = None
+    refs: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
+    pose: Tensor | None = None
+    memory: list[tuple[Tensor, Tensor]] = field(default_factory=list)
 
     @property
     def last(self) -> Tensor | None:
@@ -78,14 +87,54 @@ class Rollout:
         state = RolloutState(
             list(x.unbind(1))[x.shape[1] - keep :], per_frame[len(per_frame) - keep :]
         )
+        if self.config.pose_memory:  # every context frame remembered at its dead-reckoned pose
+            for j, frame in enumerate(x.unbind(1)):
+                state.refs.append(self._remember(state, frame, per_frame[j]))
+            state.refs = state.refs[x.shape[1] - keep :]
         if self.use_cache:
             state.cache = KVCache(self.config.depth)
             if keep:
                 context = torch.stack(state.frames, 1)
                 sigma = context.new_full(context.shape[:2], self.sampler.sigma_stab)
-                self._pass(RolloutState(cache=state.cache), context, sigma, state.actions, True)
+                self._pass(RolloutState(cache=state.cache), context, sigma, state.actions, True,
+                           state.refs)  # fmt: skip
                 state.cache.commit()
         return state
+
+    # ------------------------------------------------------------------ pose memory
+    def _reference(
+        self, state: RolloutState, action: Tensor | None, batch: int
+    ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+        """The reference of the frame that `action` [B, A] leads to (None: a first frame) and
+        that frame's pose: ((planes [B, c, h, w] turned to its view, noise level [B], pose
+        difference [B, 5]), pose [B, 5])."""
+        net, cfg = self.net, self.config
+        shape = (batch, cfg.latent_channels, *self._plane_size())
+        if state.pose is None or action is None:
+            pose = torch.zeros(batch, 5, device=net.device)
+        else:
+            pose = odometry_step(state.pose, net.pose_step(action))
+        if not state.memory:
+            none = torch.zeros(shape, device=net.device)
+            return (none, pose.new_full((batch,), NO_PREV_SIGMA), torch.zeros_like(pose)), pose
+        frames = torch.stack([m[0] for m in state.memory], 1)  # [B, M, c, h, w]
+        poses = torch.stack([m[1] for m in state.memory], 1)  # [B, M, 5]
+        valid = torch.ones(poses.shape[:2], dtype=torch.bool, device=poses.device)
+        index, _ = nearest(poses, valid, pose, cfg.pose_degrees_per_unit)
+        rows = torch.arange(batch, device=poses.device)
+        delta = local_delta(poses[rows, index], pose)
+        planes = net.pose_reference(frames[rows, index][:, None], delta[:, None])[:, 0]
+        return (planes, pose.new_full((batch,), self.sampler.sigma_stab), delta), pose
+
+    def _remember(
+        self, state: RolloutState, frame: Tensor, action: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Find `frame`'s reference, then add the frame to the memory at its pose (the
+        pose the action leads to); returns the reference."""
+        ref, pose = self._reference(state, action, frame.shape[0])
+        state.pose = pose
+        state.memory = [*state.memory, (frame, pose)][-self.config.pose_memory :]
+        return ref
 
     def _pass(
         self,
@@ -94,11 +143,13 @@ class Rollout:
         sigma: Tensor,
         actions: list[Tensor | None],
         use_actions: bool,
+        refs: list[tuple[Tensor, Tensor, Tensor]] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Denoise chunk x [B, k, c, h, w] at levels sigma [B, k] following the state's window.
 
         A chunk frame's previous frame is the chunk frame before it (at its current noise
         level, as in diffusion-forcing training); the first one's is the window's last frame.
+        Pose-memory models give each chunk frame's reference in `refs` instead.
         Returns (denoised [B, k, c, h, w], features [B, k, D]).
         """
         cfg, stab, (B, k) = self.config, self.sampler.sigma_stab, x.shape[:2]
@@ -110,10 +161,16 @@ class Rollout:
         n, last = len(window), None if window else state.last
         frames = torch.cat([torch.stack(window, 1), x], 1) if n else x  # [B, n + k, c, h, w]
         sig = torch.cat([sigma.new_full((B, n), stab), sigma], 1)  # [B, n + k]
-        first = torch.zeros_like(x[:, :1]) if last is None else last[:, None]
-        prev = torch.cat([first, frames[:, :-1]], 1)
-        first_sigma = NO_PREV_SIGMA if last is None else stab
-        prev_sigma = torch.cat([sig.new_full((B, 1), first_sigma), sig[:, :-1]], 1)
+        delta = None
+        if cfg.pose_memory:
+            assert refs is not None, "pose-memory passes need the chunk's references"
+            given = state.refs[-n:] + list(refs) if n else list(refs)
+            prev, prev_sigma, delta = (torch.stack(part, 1) for part in zip(*given))
+        else:
+            first = torch.zeros_like(x[:, :1]) if last is None else last[:, None]
+            prev = torch.cat([first, frames[:, :-1]], 1)
+            first_sigma = NO_PREV_SIGMA if last is None else stab
+            prev_sigma = torch.cat([sig.new_full((B, 1), first_sigma), sig[:, :-1]], 1)
         acts = window_actions + list(actions)
         if last is None:
             acts[0] = None  # the first frame passed starts a clip: no action led to it
@@ -123,7 +180,15 @@ class Rollout:
         zero = x.new_zeros(B, self.net.action_encoder.dim)
         enc = torch.stack([zero if a is None else a for a in acts], 1)  # [B, n + k, A]
         denoised, _, features = self.net.denoise(
-            frames, sig, prev, prev_sigma, enc, mask, state.cache, self.sampler.motion_temperature
+            frames,
+            sig,
+            prev,
+            prev_sigma,
+            enc,
+            mask,
+            state.cache,
+            self.sampler.motion_temperature,
+            pose_delta=delta,
         )
         return denoised[:, n:], features[:, n:]
 
@@ -180,10 +245,19 @@ class Rollout:
         if state.cache is not None:
             state.cache.keep_last(cfg.context - k)  # sliding window
         acts = list(actions.unbind(1))
+        refs, pose = None, None
+        if cfg.pose_memory:
+            if k != 1:
+                raise ValueError(
+                    f"a pose-memory model makes one frame at a time (each frame's reference is "
+                    f"found by its pose among the frames before it), not chunks of {k}"
+                )
+            ref, pose = self._reference(state, acts[0] if state.frames else None, B)
+            refs = [ref]
 
         def denoiser(use_actions: bool):
             def run(x: Tensor, s: float) -> Tensor:
-                out = self._pass(state, x, x.new_full((B, k), s), acts, use_actions)[0]
+                out = self._pass(state, x, x.new_full((B, k), s), acts, use_actions, refs)[0]
                 if state.cache is not None:
                     state.cache.discard()
                 return out
@@ -199,9 +273,14 @@ class Rollout:
             )
             x = x.clamp(-1, 1)
         # One clean pass: rewards/terminations from features, keys/values for the cache.
-        _, features = self._pass(state, x, x.new_full((B, k), self.sampler.sigma_stab), acts, True)
+        clean = x.new_full((B, k), self.sampler.sigma_stab)
+        _, features = self._pass(state, x, clean, acts, True, refs)
         if state.cache is not None:
             state.cache.commit()
+        if refs is not None:
+            state.refs = (state.refs + refs)[-cfg.context :]
+            state.pose = pose
+            state.memory = [*state.memory, (x[:, 0], pose)][-cfg.pose_memory :]
         state.frames = (state.frames + list(x.unbind(1)))[-cfg.context :]
         state.actions = (state.actions + acts)[-cfg.context :]
         rewards, p_end = self.net.predict(features)
