@@ -1,4 +1,5 @@
-"""The world-model Gymnasium ids: worldsim/Crafter-v0 (bundled model) and worldsim/WorldModel-v0."""
+"""The world-model Gymnasium ids: worldsim/Crafter-v0 and worldsim/Minetest-v0 (bundled models) and
+worldsim/WorldModel-v0 (any release)."""
 
 from __future__ import annotations
 
@@ -72,20 +73,22 @@ def make_vector_env(num_envs: int = 1, **kwargs: Any) -> gym.vector.VectorEnv:
 
 
 def _bundled_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    game = kwargs.pop("game", None) or "crafter"
     if kwargs.get("checkpoint") is None and kwargs.get("world_model") is None:
-        kwargs["checkpoint"] = bundled_checkpoint("crafter")
-    return {"game": "crafter", **kwargs}
+        kwargs["checkpoint"] = bundled_checkpoint(game)
+    return {"game": game, **kwargs}
 
 
 def make_bundled_env(**kwargs: Any) -> gym.Env:
-    """Entry point of worldsim/Crafter-v0: the bundled Crafter world model."""
+    """Entry point of worldsim/Crafter-v0 and worldsim/Minetest-v0: a bundled world model
+    (`game`, default crafter)."""
     from envs.world_model_env import WorldModelEnv
 
     return WorldModelEnv(**_bundled_kwargs(kwargs))
 
 
 def make_bundled_vector_env(num_envs: int = 1, **kwargs: Any) -> gym.vector.VectorEnv:
-    """Vector entry point of worldsim/Crafter-v0."""
+    """Vector entry point of worldsim/Crafter-v0 and worldsim/Minetest-v0."""
     from envs.world_model_vector_env import WorldModelVectorEnv
 
     return WorldModelVectorEnv(num_envs, **_bundled_kwargs(kwargs))
@@ -97,16 +100,23 @@ make_env.metadata = make_bundled_env.metadata = _METADATA  # type: ignore[attr-d
 
 
 def register_world_model_envs() -> None:
-    """Register worldsim/Crafter-v0 and worldsim/WorldModel-v0 (idempotent; imports no torch)."""
+    """Register worldsim/Crafter-v0, worldsim/Minetest-v0 and worldsim/WorldModel-v0
+    (idempotent; imports no torch)."""
     ids = {
-        "worldsim/Crafter-v0": ("make_bundled_env", "make_bundled_vector_env"),
-        "worldsim/WorldModel-v0": ("make_env", "make_vector_env"),
+        "worldsim/Crafter-v0": ("make_bundled_env", "make_bundled_vector_env", {"game": "crafter"}),
+        "worldsim/Minetest-v0": (
+            "make_bundled_env",
+            "make_bundled_vector_env",
+            {"game": "minetest"},
+        ),
+        "worldsim/WorldModel-v0": ("make_env", "make_vector_env", {}),
     }
-    for gym_id, (single, vector) in ids.items():
+    for gym_id, (single, vector, kwargs) in ids.items():
         if gym_id not in gym.registry:
             gym.register(
                 gym_id,
                 entry_point=f"{__name__}:{single}",
                 vector_entry_point=f"{__name__}:{vector}",
                 max_episode_steps=DREAM_MAX_STEPS,
+                kwargs=kwargs,
             )

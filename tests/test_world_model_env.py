@@ -274,3 +274,19 @@ def test_record_video_and_human_render(checkpoint, tmp_path):
     human.reset(seed=0)
     human.step(0)
     human.close()
+
+
+def test_bundled_minetest_dream_turns_round_to_what_it_saw():
+    """worldsim/Minetest-v0 is the bundled pose-memory model: a Gymnasium env with MineRL's
+    actions, and after a full turn in place it shows the start view again (its memory)."""
+    from worldsim.bench.metrics import psnr
+    from worldsim.spaces import noop_action
+
+    env = gym.make("worldsim/Minetest-v0", device="cpu")
+    assert env.unwrapped.game == "minetest" and env.observation_space.shape == (64, 64, 3)
+    check_env(env.unwrapped)
+    start, _ = env.reset(seed=0)
+    turn = noop_action(env.action_space)
+    turn["camera"] = np.array([0.0, 15.0], np.float32)  # 24 x 15 degrees: a full turn
+    seen = [float(psnr(env.step(turn)[0], start)) for _ in range(24)]
+    assert seen[-1] > seen[11] + 5, seen  # facing away at half a turn; the start view at the end
