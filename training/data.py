@@ -105,13 +105,7 @@ class ClipDataset(Dataset):
         return item
 
     def _pose_item(self, episode: int, start: int, frames: np.ndarray) -> dict[str, np.ndarray]:
-        poses = self.store.labels(episode).get("pose")
-        if poses is None:
-            raise StoreError(
-                f"episode {episode} of {self.path} has no `pose` label, which a pose-memory "
-                "model trains on: record the store with a game that reports poses (minetest), "
-                "or set model overrides {pose_memory: 0} and data.pose_memory 0"
-            )
+        poses = episode_poses(self.store, episode)
         T = self.clip_length
         refs, delta = pose_references(poses, start, T, self.pose_memory, self.pose_degrees_per_unit)
         lo = int(refs[refs >= 0].min()) if (refs >= 0).any() else start
@@ -127,9 +121,21 @@ class ClipDataset(Dataset):
         }
 
 
+def episode_poses(store: EpisodeStore, episode: int) -> np.ndarray:
+    """The `pose` label of an episode [L+1, 5], or StoreError saying how to do without."""
+    poses = store.labels(episode).get("pose")
+    if poses is None:
+        raise StoreError(
+            f"episode {episode} of {store.path} has no `pose` label, which a pose-memory model "
+            "trains on: record the store with a game that reports poses (minetest), or set model "
+            "overrides {pose_memory: 0} and data.pose_memory 0"
+        )
+    return np.asarray(poses, np.float32)
+
+
 def pose_references(
     poses: np.ndarray, start: int, length: int, memory: int, degrees_per_unit: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """What a pose-memory model is told about clip frames start..start+length-1 of an episode
     with poses [L+1, 5]: for each, the frame of the `memory` before it nearest in pose, as a
     rollout finds it (`worldsim.model.pose.nearest`).
@@ -305,14 +311,7 @@ class EpisodeDataModule(StoreFacts, L.LightningDataModule):
 
         actions, steps = [], []
         for i in self.split("train"):
-            poses = self.store.labels(i).get("pose")
-            if poses is None:
-                raise StoreError(
-                    f"episode {i} of {self.path} has no `pose` label, which a pose-memory model "
-                    "fits its odometry to: record the store with a game that reports poses "
-                    "(minetest), or set model overrides {pose_memory: 0} and data.pose_memory 0"
-                )
-            p = torch.as_tensor(np.asarray(poses, np.float32))
+            p = torch.as_tensor(episode_poses(self.store, i))
             actions.append(self.store.episode_actions(i))
             steps.append(local_delta(p[:-1], p[1:]).numpy())
         return actions, np.concatenate(steps)
