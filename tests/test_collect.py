@@ -286,10 +286,17 @@ def test_first_person_explorer_presses_every_walking_key_and_comes_back():
 
     held = {k: sum(int(a[k]) for p in plans for a in p) for k in (*walking, "sneak")}
     assert all(held.values()), held
-    halves = [(p[: len(p) // 2], p[len(p) // 2 :]) for p in plans if len(p) % 2 == 0]
-    returns = [out for out, back in halves
-               if {key(a) for a in out} | {None} != {None} and len({key(a) for a in out}) == 1
-               and [policy.OPPOSITE[key(a)] for a in out] == [key(a) for a in back]]  # fmt: skip
-    assert len(returns) >= 10  # walks out and back the same way
+
+    def comes_back(plan):  # one walking key held out, its opposite held as long back
+        out, back = plan[: len(plan) // 2], plan[len(plan) // 2 :]
+        keys = {key(a) for a in out}
+        return (
+            len(plan) % 2 == 0
+            and len(keys) == 1
+            and None not in keys
+            and [policy.OPPOSITE[key(a)] for a in out] == [key(a) for a in back]
+        )
+
+    assert sum(map(comes_back, plans)) >= 10  # walks out and back the same way
     turns = [sum(float(a["camera"][1]) for a in p) for p in plans if any(a["camera"][1] for a in p)]
     assert sum(abs(t) < 1e-3 for t in turns) >= 5  # turns that turn back

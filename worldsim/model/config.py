@@ -129,8 +129,8 @@ class ModelConfig:
     # Pose memory (worldsim/model/pose.py; data with a `pose` label, e.g. Minetest): the
     # reference is the remembered frame (of the last `pose_memory`) nearest to the new frame's
     # pose, turned to its view direction for a pinhole camera of vertical field of view
-    # `pose_fov` degrees (0: not turned), the pose dead-reckoned from the actions by a learned
-    # odometry. Nearness counts `pose_degrees_per_unit` degrees of turn as one world unit of
+    # `pose_fov` degrees (0: not turned), the pose dead-reckoned from the actions by an
+    # odometry fit to the training data. Nearness counts `pose_degrees_per_unit` degrees of turn as one world unit of
     # distance. 0: off (the reference is the previous frame).
     pose_memory: int = 0
     pose_fov: float = 0.0

@@ -264,6 +264,24 @@ class WorldModelNet(nn.Module):
         denoised = ref + _bc(c_skip) * (x - ref) + _bc(c_out) * out
         return denoised, out, features
 
+    def _pose_references(
+        self, pose: dict[str, Any] | None, lc: DiffusionLoss, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """A training batch's pose references (`training_loss`'s `pose`) as the denoiser takes
+        them: (reference planes [B, T, c, h, w] lightly noised and turned to each frame's view,
+        their noise levels [B, T], NO_PREV_SIGMA where there is none, pose differences [B, T, 5])."""
+        if pose is None:
+            raise ValueError(
+                "a pose-memory model trains on clips with pose references: set "
+                "data.pose_memory to the model's pose_memory (a store with a `pose` label)"
+            )
+        dev = self.device
+        delta = torch.as_tensor(pose["ref_delta"], device=dev).float()
+        valid = torch.as_tensor(pose["ref_valid"], device=dev).bool()
+        noisy, ref_sigma = _lightly_noised(self.frames_to_x(pose["ref_frames"]), lc, generator)
+        prev = torch.where(_bc(valid), self.pose_reference(noisy, delta), 0.0)
+        return prev, torch.where(valid, ref_sigma, NO_PREV_SIGMA), delta
+
     def predict(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Features [B, T, D] of frames -> (reward [B, T] of the transition into each frame,
         termination probability [B, T])."""
@@ -324,37 +342,21 @@ class WorldModelNet(nn.Module):
             sigma = torch.where(in_prefix, ctx_sigma, sigma)
         noise = torch.randn(x0.shape, device=dev, generator=generator)
         x = x0 + _bc(sigma) * noise
-        if lc.clean_reference:  # the previous frame as rollouts see it: clean, lightly noised
-            ref_sigma = log_uniform(
-                (B, T), lc.context_noise_min, lc.context_noise_max, device=dev, generator=generator
-            )
-            seen = x0 + _bc(ref_sigma) * torch.randn(x0.shape, device=dev, generator=generator)
-        else:  # the previous frame at its own diffusion-forcing noise level
-            ref_sigma, seen = sigma, x
-        acts = torch.cat([enc.new_zeros(B, 1, enc.shape[-1]), enc], dim=1)  # [B, T, A]
-        keep = torch.rand(B, T, device=dev, generator=generator) >= lc.action_dropout
-        keep[:, 0] = False  # frame 0 has no action before it
         delta = None
-        if cfg.pose_memory:
-            if pose is None:
-                raise ValueError(
-                    "a pose-memory model trains on clips with pose references: set "
-                    "data.pose_memory to the model's pose_memory (a store with a `pose` label)"
-                )
-            delta = torch.as_tensor(pose["ref_delta"], device=dev).float()
-            valid = torch.as_tensor(pose["ref_valid"], device=dev).bool()
-            ref0 = self.frames_to_x(pose["ref_frames"])
-            ref_sigma = log_uniform(
-                (B, T), lc.context_noise_min, lc.context_noise_max, device=dev, generator=generator
-            )
-            noisy = ref0 + _bc(ref_sigma) * torch.randn(ref0.shape, device=dev, generator=generator)
-            prev = torch.where(_bc(valid), self.pose_reference(noisy, delta), 0.0)
-            prev_sigma = torch.where(valid, ref_sigma, NO_PREV_SIGMA)
+        if cfg.pose_memory:  # each frame's reference found by pose, as rollouts find it
+            prev, prev_sigma, delta = self._pose_references(pose, lc, generator)
         else:
+            if lc.clean_reference:  # the previous frame as rollouts see it: clean, lightly noised
+                seen, ref_sigma = _lightly_noised(x0, lc, generator)
+            else:  # the previous frame at its own diffusion-forcing noise level
+                ref_sigma, seen = sigma, x
             prev = torch.cat([torch.zeros_like(seen[:, :1]), seen[:, :-1]], dim=1)
             prev_sigma = torch.cat(
                 [torch.full_like(sigma[:, :1], NO_PREV_SIGMA), ref_sigma[:, :-1]], dim=1
             )
+        acts = torch.cat([enc.new_zeros(B, 1, enc.shape[-1]), enc], dim=1)  # [B, T, A]
+        keep = torch.rand(B, T, device=dev, generator=generator) >= lc.action_dropout
+        keep[:, 0] = False  # frame 0 has no action before it
         denoised, _, features = self.denoise(
             x, sigma, prev, prev_sigma, acts, keep, pose_delta=delta
         )
@@ -385,6 +387,18 @@ class WorldModelNet(nn.Module):
             "frame_loss": frame_loss.detach(),
             **head,
         }
+
+
+def _lightly_noised(
+    x0: Tensor, lc: DiffusionLoss, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """Clean frames x0 [B, T, ...] noised as rollouts see their context: (noisy frames, the
+    levels [B, T], drawn log-uniformly in [context_noise_min, context_noise_max])."""
+    B, T = x0.shape[:2]
+    sigma = log_uniform(
+        (B, T), lc.context_noise_min, lc.context_noise_max, device=x0.device, generator=generator
+    )
+    return x0 + _bc(sigma) * torch.randn(x0.shape, device=x0.device, generator=generator), sigma
 
 
 def _bc(v: Tensor) -> Tensor:

@@ -4,8 +4,8 @@ Why: a first-person world returns to what it showed when the player returns to a
 360 degrees, walk out and back). A window of the last few frames cannot hold that (a full
 turn in Minetest is 24 steps), and attention over a long window costs what this CPU does not
 have. The model instead keeps every frame it has made with the pose it was made at (the
-poses dead-reckoned from the actions by a learned odometry, or read from the data when
-training), and each new frame is predicted relative to the remembered frame nearest to the
+poses dead-reckoned from the actions by an odometry fit to the data by least squares, or read
+from the data when training), and each new frame is predicted relative to the remembered frame nearest to the
 new pose, turned to the new view direction by the exact rotation homography of a pinhole
 camera with the game's field of view. At the pose of a remembered frame the reference is
 that frame, so what was seen comes back as it was; the network is told the pose difference
@@ -141,9 +141,8 @@ def turn_view(x: Tensor, turn: Tensor, fov: float) -> Tensor:
         torch.arange(w, device=dev, dtype=torch.float32) + 0.5 - w / 2,
         indexing="ij",
     )
-    ray = torch.stack([u, v, torch.full_like(u, f)], -1).reshape(
-        -1, 3
-    )  # camera: x right, y down, z ahead
+    # each pixel's ray in the target camera: x right, y down, z ahead
+    ray = torch.stack([u, v, torch.full_like(u, f)], -1).reshape(-1, 3)
     yaw, pitch = torch.deg2rad(turn[:, 0]), torch.deg2rad(turn[:, 1])
     # the target camera's ray in the frame's camera: pitch the ray down by the target's pitch
     # change (about x), then yaw it by the turn (about the vertical axis; yaw ccw = turning left)

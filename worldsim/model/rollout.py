@@ -117,13 +117,14 @@ class Rollout:
         if not state.memory:
             none = torch.zeros(shape, device=net.device)
             return (none, pose.new_full((batch,), NO_PREV_SIGMA), torch.zeros_like(pose)), pose
-        frames = torch.stack([m[0] for m in state.memory], 1)  # [B, M, c, h, w]
         poses = torch.stack([m[1] for m in state.memory], 1)  # [B, M, 5]
         valid = torch.ones(poses.shape[:2], dtype=torch.bool, device=poses.device)
         index, _ = nearest(poses, valid, pose, cfg.pose_degrees_per_unit)
         rows = torch.arange(batch, device=poses.device)
         delta = local_delta(poses[rows, index], pose)
-        planes = net.pose_reference(frames[rows, index][:, None], delta[:, None])[:, 0]
+        # only the chosen frames are gathered, not the whole memory of up to pose_memory frames
+        found = torch.stack([state.memory[m][0][b] for b, m in enumerate(index.tolist())])
+        planes = net.pose_reference(found[:, None], delta[:, None])[:, 0]
         return (planes, pose.new_full((batch,), self.sampler.sigma_stab), delta), pose
 
     def _remember(
