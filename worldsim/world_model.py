@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from worldsim.allocator import keep_freed_memory
 from worldsim.checkpoint import ReleaseInfo, load_release
 from worldsim.errors import ActionError, WorldsimError
 from worldsim.generate import Generation, animate, bridge, edit, extend
@@ -75,6 +76,8 @@ class WorldModel:
         check_compatible(net.action_space, action_space, "the action space given",
                          error=ActionError, fix="a WorldModel takes its net's")  # fmt: skip
         self.net = net.eval()
+        if self.net.device.type == "cpu":
+            keep_freed_memory()  # a step's large temporaries reuse memory (worldsim/allocator.py)
         self._observation_space, self._action_space = observation_space, action_space
         self._contexts = contexts
         self.metadata: dict[str, Any] = dict(metadata or {})  # e.g. the release's game id

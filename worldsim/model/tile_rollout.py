@@ -127,7 +127,7 @@ class TileGroups:
     """The codes that draw one tile (`same_tile_codes` within `rms`), for choosing a token's
     likeliest tile rather than its likeliest code (`TileSampler.twin_rms`)."""
 
-    same: Tensor  # sparse float [K, K]
+    twins_of: Tensor  # long [2, P]: the twin pairs (code, twin) of `same_tile_codes`
     codebook: Tensor  # uint8 [K, D]
     rms: float
 
@@ -166,7 +166,7 @@ class TileGroups:
         known = sh != K
         rows = torch.arange(len(sh), device=sh.device)
         p.index_put_((rows[known], sh[known]), p_keep[known], accumulate=True)
-        score = torch.sparse.mm(self.same, p.T).T  # [R, K]: each code's tile probability
+        score = p.index_add(1, self.twins_of[0], p[:, self.twins_of[1]])  # each code's tile's
         top, star = score.max(-1)
         as_shifted = known & self.twins(star, sh.clamp(max=K - 1))
         alone = ~known & (p_keep >= top)  # keep of an unknown tile is a tile of its own
@@ -479,10 +479,10 @@ class TileRollout:
             if told.allowed is not None:
                 codes = codes.masked_fill(~told.allowed.to(codes.device), -1e4)
             last = r == rounds - 1  # the last round commits every open token: no ranking
+            open_ = given == 0  # only these draw: a given token's choice is never read
             choice, conf = _choose_tiles(
-                keep, codes, temperature, generator, not last, self.groups, code_sh, top_p
+                keep, codes, temperature * open_, generator, not last, self.groups, code_sh, top_p
             )
-            open_ = given == 0
             if last:
                 commit = open_
             else:

@@ -201,26 +201,24 @@ def patch_rms(a: Tensor, b: Tensor) -> Tensor:
 
 
 def same_tile_codes(codebook: Tensor, rms: float, chunk: int = 1024) -> Tensor:
-    """Which codes draw one tile: a sparse float [K, K] matrix, 1 where two rows of the
-    codebook uint8 [K, D] are within `rms` (RMS, 0-255 units) of each other, the diagonal
-    included. A row equal to an earlier one (the zero rows of a codebook larger than its
-    data) is in no group but its own, so unused rows never pool."""
+    """Which codes draw one tile: the twin pairs long [2, P] (code, twin; both orders, never a
+    code with itself) of rows of the codebook uint8 [K, D] within `rms` (RMS, 0-255 units) of
+    each other. A row equal to an earlier one (the zero rows of a codebook larger than its
+    data) is in no pair, so unused rows never pool."""
     K, dev = len(codebook), codebook.device
     _, inverse = torch.unique(codebook, dim=0, return_inverse=True)
     first = torch.full((K,), K, dtype=torch.long, device=dev)
     first.scatter_reduce_(0, inverse, torch.arange(K, device=dev), "amin")
     distinct = (first[inverse] == torch.arange(K, device=dev)).nonzero()[:, 0]
     book = codebook[distinct].float()
-    rows, cols = [torch.arange(K, device=dev)], [torch.arange(K, device=dev)]
+    rows, cols = [], []
     for i in range(0, len(book), chunk):
         d = torch.cdist(book[i : i + chunk], book) / book.shape[1] ** 0.5
         r, c = (d < rms).nonzero(as_tuple=True)
-        off = (r + i) != c  # the diagonal is in once already
+        off = (r + i) != c
         rows.append(distinct[r[off] + i])
         cols.append(distinct[c[off]])
-    idx = torch.stack([torch.cat(rows), torch.cat(cols)])
-    ones = torch.ones(idx.shape[1], device=dev)
-    return torch.sparse_coo_tensor(idx, ones, (K, K), check_invariants=True).coalesce()
+    return torch.stack([torch.cat(rows), torch.cat(cols)])
 
 
 def displacements(radius: int) -> list[tuple[int, int]]:
