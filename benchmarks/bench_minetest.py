@@ -6,6 +6,7 @@ Run:
     OMP_NUM_THREADS=1 python benchmarks/bench_minetest.py --checkpoint models/minetest \
         --loops 4 --out benchmarks/results/minetest_loops.json
     python benchmarks/bench_minetest.py --store data/minetest-explore   # the controls the game saw
+    python benchmarks/bench_minetest.py --checkpoint worldsim/assets/minetest --still-steps 100  # left alone
 
 Loops start from a real context (reset, then K-1 no-op steps) and play a pose loop in the
 real game and in the dream with the same actions: a full turn in place (24 steps of 15
@@ -177,6 +178,32 @@ def consistency(
     return {"checkpoint": checkpoint, "context": K, "episodes": episodes, "loops": table}
 
 
+def stillness(checkpoint: str, steps: int, device: str) -> dict[str, Any]:
+    """A dream left alone: from each of the release's contexts, `steps` no-op steps; the PSNR
+    of the dreamed frame to the last context frame at steps 10, 50 and `steps`. A player at
+    rest in the real game sees that frame throughout (a context that ends mid-walk slides on a
+    little first). No game needed."""
+    import gymnasium as gym
+
+    env = gym.make("worldsim/WorldModel-v0", checkpoint=checkpoint, device=device).unwrapped
+    at = sorted({t for t in (10, 50, steps) if t <= steps})
+    per_context = []
+    for i in range(len(env.starts.frames)):
+        start, _ = env.reset(seed=0, options={"context": i})
+        out = {}
+        for t in range(1, steps + 1):
+            obs, *_ = env.step(noop_action(env.action_space))
+            if t in at:
+                out[t] = float(psnr(obs, start, cap_db=60.0))
+        per_context.append(out)
+    env.close()
+    return {
+        "steps": at,
+        "psnr": [float(np.mean([c[t] for c in per_context])) for t in at],
+        "per_context": [[c[t] for t in at] for c in per_context],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     import gymnasium as gym
 
@@ -191,9 +218,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gallery", type=Path, help="PNG: per loop, start | real return | dream return")
     p.add_argument("--store", help="a collected Minetest store: score the controls the game saw")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
+    p.add_argument("--still-steps", type=int, default=0,
+                   help="with --checkpoint: only the dream left alone this many no-op steps from "
+                   "each of its contexts (no game needed)")  # fmt: skip
     args = p.parse_args(argv)
-    if args.store and not (args.speed_steps or args.replay_steps or args.checkpoint):
-        report = {"controls": controls(args.store)}  # no game needed
+    if args.still_steps and not args.checkpoint:
+        p.error("--still-steps needs --checkpoint (the dream to leave alone)")
+    if args.still_steps or (
+        args.store and not (args.speed_steps or args.replay_steps or args.checkpoint)
+    ):  # no game needed
+        report = (
+            {"still": stillness(args.checkpoint, args.still_steps, args.device)}
+            if args.still_steps
+            else {"controls": controls(args.store)}
+        )
         print(json.dumps(report, indent=2))
         if args.out:
             args.out.write_text(json.dumps(report, indent=2) + "\n")

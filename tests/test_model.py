@@ -92,6 +92,22 @@ def test_discrete_is_one_hot_and_box_is_scaled():
     assert box.encode(np.array([[-1.0, 3.0]])).tolist() == [[-1.0, 1.0]]
 
 
+def test_the_action_at_rest_is_every_button_up_and_every_axis_still():
+    space = gym.spaces.Dict(
+        {
+            "move": gym.spaces.Discrete(3, start=-1),
+            "keys": gym.spaces.MultiBinary(2),
+            "camera": gym.spaces.Box(-180.0, 180.0, (2,), np.float32),
+            "throttle": gym.spaces.Box(0.5, 1.0, (1,), np.float32),  # zero left out: clipped in
+        }
+    )
+    encoder = ActionEncoder(space)
+    rest = {"move": -1, "keys": np.zeros(2, np.int64), "camera": np.zeros(2, np.float32),
+            "throttle": np.array([0.5], np.float32)}  # fmt: skip
+    assert torch.equal(encoder.rest(), encoder.encode(rest))
+    assert not torch.equal(encoder.rest(), encoder.encode({**rest, "move": 0}))
+
+
 @pytest.mark.parametrize(
     ("space", "bad"),
     [

@@ -60,13 +60,13 @@ def test_local_delta_and_odometry_are_inverse() -> None:
                           torch.tensor([-1.0, 0, 0]), atol=1e-6)  # fmt: skip
 
 
-def test_nearest_skips_empty_slots_and_prefers_the_latest_tie() -> None:
-    memory = torch.tensor([[[0.0, 0, 0, 0, 0], [0, 0, 0, 15, 0], [0, 0, 0, 0, 0], [5, 0, 0, 0, 0]]])
+def test_nearest_skips_empty_slots_and_prefers_the_earliest_tie() -> None:
+    memory = torch.tensor([[[0.0, 0, 0, 15, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [5, 0, 0, 0, 0]]])
     valid = torch.tensor([[True, True, True, False]])
     index, dist = nearest(memory, valid, torch.tensor([[0.0, 0, 0, 350, 0]]), 15.0)
-    assert int(index) == 2 and math.isclose(float(dist), 10 / 15, rel_tol=1e-5)  # wraps 350 -> -10
+    assert int(index) == 1 and math.isclose(float(dist), 10 / 15, rel_tol=1e-5)  # wraps 350 -> -10
     index, _ = nearest(memory, valid, torch.tensor([[4.9, 0, 0, 0, 0]]), 15.0)
-    assert int(index) == 2  # slot 3 is nearer but empty
+    assert int(index) == 1  # slot 3 is nearer but empty
 
 
 def test_turn_view_is_the_pinhole_rotation() -> None:
@@ -123,6 +123,30 @@ def test_a_rollout_remembers_the_frame_it_returns_to() -> None:
     assert torch.allclose(pose, torch.zeros(1, 5), atol=1e-3)  # 360 degrees: back at the start
     assert torch.allclose(delta, torch.zeros(1, 5), atol=1e-3)
     assert torch.equal(planes, x[:, 0])  # the start frame, untouched
+
+
+def test_standing_still_keeps_the_first_frame_made_at_the_pose() -> None:
+    """The odometry's fit gives the still action the data's average drift; the rollout holds
+    the pose instead, so every still step starts from the first frame, not its last redraw."""
+    net = pose_net()
+    actions = torch.tensor([0, 1, 2] * 4)
+    steps = torch.zeros(12, 5)
+    steps[:, 0] = torch.where(actions == 0, 0.01, 0.0)  # sliding on after a walk
+    steps[:, 3] = torch.tensor([TURN[int(a)] for a in actions])
+    net.fit_odometry(net.encode_actions(actions), steps)
+    noop = net.encode_actions(torch.tensor([[0]]))
+    assert net.odometry[:, 0].abs().sum() > 1e-3  # the fit says still steps slide
+    assert torch.equal(net.pose_step(noop), torch.zeros(1, 1, 5))  # the rollout stays
+    rollout = Rollout(net)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 2, 3, H, W, generator=g) * 2 - 1
+    with torch.no_grad():
+        state = rollout.start(x, net.encode_actions(torch.zeros(1, 1, dtype=torch.long)))
+        for _ in range(4):
+            rollout.next(state, noop, generator=g)
+        (planes, _, delta), pose = rollout._reference(state, noop[:, 0], 1)
+    assert torch.equal(pose, torch.zeros(1, 5)) and torch.equal(delta, torch.zeros(1, 5))
+    assert torch.equal(planes, x[:, 0])  # the first context frame, not the dream's last frame
 
 
 def test_cached_rollout_equals_the_recomputed_one() -> None:

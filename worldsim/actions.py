@@ -105,6 +105,15 @@ class _Leaf(nn.Module):
             )
         return actions.long()
 
+    def rest(self) -> Tensor:
+        """The action at rest, raw [*event_shape]: every button up, every count at its start,
+        every axis at zero (clipped into a Box that leaves zero out)."""
+        if self.kind in ("discrete", "multidiscrete"):
+            return self.start.view(self.event_shape).clone()
+        if self.kind == "multibinary":
+            return torch.zeros(self.event_shape, dtype=torch.long)
+        return torch.zeros(self.dim).clamp(self.low, self.high).view(self.event_shape)
+
     def forward(self, actions: Tensor) -> Tensor:
         """Encode `actions` [..., *event_shape] to float [..., dim]."""
         batch = self.batch_shape(actions)
@@ -236,6 +245,11 @@ class ActionEncoder(nn.Module):
         return torch.cat([leaf(p) for leaf, p in zip(self.leaves, parts)], dim=-1)
 
     forward = encode
+
+    def rest(self) -> Tensor:
+        """The encoding [dim] of the action at rest (`_Leaf.rest` of every part: for a
+        MineRL-style Dict every key up and the camera still; for Discrete its first action)."""
+        return torch.cat([leaf(leaf.rest().to(self._device())) for leaf in self.leaves], -1)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, space={space_description(self.space)}"

@@ -197,8 +197,12 @@ class WorldModelNet(nn.Module):
 
     def pose_step(self, actions: Tensor) -> Tensor:
         """Encoded actions [..., A] -> the pose step each takes [..., 5], in the player's
-        heading frame (`worldsim.model.pose.local_delta`): the rollout's odometry."""
-        return odometry_features(actions) @ self.odometry
+        heading frame (`worldsim.model.pose.local_delta`): the rollout's odometry. The action
+        at rest (`ActionEncoder.rest`) takes none, though the fit gives it the average drift
+        of the data's still steps (a player still sliding after a walk): standing still stays
+        at the pose, so its reference is the first frame made there, not the last."""
+        still = (actions == self.action_encoder.rest().to(actions)).all(-1, keepdim=True)
+        return (odometry_features(actions) @ self.odometry).masked_fill(still, 0.0)
 
     def pose_reference(self, ref: Tensor, delta: Tensor) -> Tensor:
         """Reference frames ref [B, T, c, h, w] turned by the yaw and pitch of their pose

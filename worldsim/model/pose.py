@@ -102,7 +102,9 @@ def nearest(
 
     Distance: horizontal position in world units (x and z: height is left out, since the
     odometry does not dead-reckon climbs and falls) plus the turn of yaw and pitch in degrees
-    divided by `degrees_per_unit`. Ties go to the later memory slot (the more recent frame).
+    divided by `degrees_per_unit`. Ties go to the earlier memory slot: standing still, a
+    rollout keeps returning the first frame made at its pose, not its own latest redraw of it
+    (in real play the frames at one pose are the same frame, so training is indifferent).
 
     Args:
         memory: [B, M, 5] remembered poses, oldest first. valid: bool [B, M] slots in use.
@@ -116,10 +118,7 @@ def nearest(
     turn = wrap_degrees(memory[..., 3:5] - pose[:, None, 3:5]).abs().sum(-1)
     dist = d.norm(dim=-1) + turn / degrees_per_unit  # [B, M]
     dist = torch.where(valid, dist, torch.full_like(dist, math.inf))
-    M = dist.shape[1]
-    # latest of the minima: search the reversed slots, map back
-    rev = torch.argmin(dist.flip(1), dim=1)
-    index = M - 1 - rev
+    index = torch.argmin(dist, dim=1)  # the first of the minima
     return index, dist.gather(1, index[:, None])[:, 0]
 
 
