@@ -112,7 +112,8 @@ class _Leaf(nn.Module):
             return self.start.view(self.event_shape).clone()
         if self.kind == "multibinary":
             return torch.zeros(self.event_shape, dtype=torch.long)
-        return torch.zeros(self.dim).clamp(self.low, self.high).view(self.event_shape)
+        zero = torch.zeros(self.dim, device=self.low.device)
+        return zero.clamp(self.low, self.high).view(self.event_shape)
 
     def forward(self, actions: Tensor) -> Tensor:
         """Encode `actions` [..., *event_shape] to float [..., dim]."""

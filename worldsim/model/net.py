@@ -120,6 +120,8 @@ class WorldModelNet(nn.Module):
             nn.init.zeros_(self.pose_embed[2].bias)
             features = odometry_features(torch.zeros(1, self.action_encoder.dim)).shape[-1]
             self.register_buffer("odometry", torch.zeros(features, POSE_DIM))
+            # the encoded action at rest, which takes no step (`pose_step`); derived, not saved
+            self.register_buffer("rest_action", self.action_encoder.rest(), persistent=False)
         self.autoencoder: FrameAutoencoder | None = None
         if config.autoencoder is not None:
             self.set_autoencoder(FrameAutoencoder(config.autoencoder))
@@ -201,7 +203,7 @@ class WorldModelNet(nn.Module):
         at rest (`ActionEncoder.rest`) takes none, though the fit gives it the average drift
         of the data's still steps (a player still sliding after a walk): standing still stays
         at the pose, so its reference is the first frame made there, not the last."""
-        still = (actions == self.action_encoder.rest().to(actions)).all(-1, keepdim=True)
+        still = (actions == self.rest_action).all(-1, keepdim=True)
         return (odometry_features(actions) @ self.odometry).masked_fill(still, 0.0)
 
     def pose_reference(self, ref: Tensor, delta: Tensor) -> Tensor:
