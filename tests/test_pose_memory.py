@@ -119,10 +119,62 @@ def test_a_rollout_remembers_the_frame_it_returns_to() -> None:
         turn = net.encode_actions(torch.tensor([[1]]))
         for _ in range(5):
             rollout.next(state, turn, generator=g)
-        (planes, _, delta), pose = rollout._reference(state, turn[:, 0], 1)
+        (planes, _, delta), pose, _ = rollout._reference(state, turn[:, 0], 1)
     assert torch.allclose(pose, torch.zeros(1, 5), atol=1e-3)  # 360 degrees: back at the start
     assert torch.allclose(delta, torch.zeros(1, 5), atol=1e-3)
     assert torch.equal(planes, x[:, 0])  # the start frame, untouched
+
+
+def test_a_step_back_to_a_remembered_pose_shows_that_frame_as_it_was() -> None:
+    """With `recall_distance`, the sixth turn of 60 degrees (back at the start) is the start
+    frame bit for bit; without it, the network's redraw. A step that does not move the pose
+    (a dig, standing still) is always the network's: the world may have changed."""
+    from worldsim.model.config import DiffusionSampler
+
+    net = pose_net()
+    exact_odometry(net)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 1, 3, H, W, generator=g) * 2 - 1
+    turn, still = (net.encode_actions(torch.tensor([[a]])) for a in (1, 0))
+    frames = {}
+    for near in (0.0, 0.1):
+        rollout = Rollout(net, sampler=DiffusionSampler(recall_distance=near))
+        with torch.no_grad():
+            state = rollout.start(x, net.encode_actions(torch.zeros(1, 0, dtype=torch.long)))
+            out = [rollout.next(state, turn, generator=g)[0][:, 0] for _ in range(6)]
+            out.append(rollout.next(state, still, generator=g)[0][:, 0])
+        frames[near] = out
+    assert torch.equal(frames[0.1][5], x[:, 0])  # back at the start: the start frame
+    assert not torch.allclose(frames[0.0][5], x[:, 0], atol=1e-3)  # off: the network redraws
+    assert not torch.equal(frames[0.1][4], x[:, 0])  # 60 degrees short of it: drawn anew
+    assert not torch.equal(frames[0.1][6], frames[0.1][5])  # standing still: the network's
+    with pytest.raises(ValueError, match="recall_distance"):
+        DiffusionSampler(recall_distance=-1.0)
+
+
+def test_a_step_in_place_keeps_older_frames_from_being_recalled() -> None:
+    """Action 2 here takes no pose step (a dig): frames made before it may show a world since
+    changed, so coming back to the start pose after it draws anew; the frames made after it
+    are recalled."""
+    from worldsim.model.config import DiffusionSampler
+
+    net = pose_net()
+    actions = torch.tensor([0, 1, 2] * 4)
+    steps = torch.zeros(12, 5)
+    steps[:, 3] = torch.where(actions == 1, 60.0, 0.0)
+    net.fit_odometry(net.encode_actions(actions), steps)
+    turn, dig = (net.encode_actions(torch.tensor([[a]])) for a in (1, 2))
+    rollout = Rollout(net, sampler=DiffusionSampler(recall_distance=0.1))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 1, 3, H, W, generator=g) * 2 - 1
+    with torch.no_grad():
+        state = rollout.start(x, net.encode_actions(torch.zeros(1, 0, dtype=torch.long)))
+        for a in [turn] * 5 + [dig]:
+            rollout.next(state, a, generator=g)
+        back = rollout.next(state, turn, generator=g)[0][:, 0]  # the start pose, after the dig
+        again = [rollout.next(state, turn, generator=g)[0][:, 0] for _ in range(6)][-1]
+    assert not torch.allclose(back, x[:, 0], atol=1e-3)  # the start frame may be stale
+    assert torch.equal(again, back)  # the frame made there after the dig
 
 
 def test_standing_still_keeps_the_first_frame_made_at_the_pose() -> None:
@@ -144,7 +196,7 @@ def test_standing_still_keeps_the_first_frame_made_at_the_pose() -> None:
         state = rollout.start(x, net.encode_actions(torch.zeros(1, 1, dtype=torch.long)))
         for _ in range(4):
             rollout.next(state, noop, generator=g)
-        (planes, _, delta), pose = rollout._reference(state, noop[:, 0], 1)
+        (planes, _, delta), pose, _ = rollout._reference(state, noop[:, 0], 1)
     assert torch.equal(pose, torch.zeros(1, 5)) and torch.equal(delta, torch.zeros(1, 5))
     assert torch.equal(planes, x[:, 0])  # the first context frame, not the dream's last frame
 

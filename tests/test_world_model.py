@@ -240,7 +240,10 @@ def test_a_release_copies_with_other_sampler_defaults(crafter_release, tmp_path,
             "--out", str(out)]  # fmt: skip
     assert worldsim_main(argv) == 0
     assert WorldModel.from_checkpoint(out).sampler.sampler_steps == 3
-    assert read_release_config(out)["metadata"]["sampler_changed"]["sampler_steps"] == 3
+    again = with_sampler_defaults(out, tmp_path / "steps3-guided", {"guidance": "1.5"})
+    changes = read_release_config(again)["metadata"]["sampler_changes"]  # every change, in order
+    assert changes == [{"from": str(crafter_release), "sampler_steps": 3},
+                       {"from": str(out), "guidance": 1.5}]  # fmt: skip
     assert (out / "model.safetensors").read_bytes() == (
         crafter_release / "model.safetensors"
     ).read_bytes()

@@ -293,10 +293,13 @@ def with_sampler_defaults(src: str | Path, out: str | Path, settings: dict[str, 
         raise CheckpointError(f"{settings}: {e}") from None
     shutil.copytree(src, out)
     config.update(format_version=FORMAT_VERSION, **_config_entries(model, sampler, loss))
-    config["metadata"] = {
-        **config.get("metadata", {}),
-        "sampler_changed": {"from": str(src), **changed},
-    }
+    metadata = dict(config.get("metadata", {}))
+    before = metadata.pop("sampler_changed", None)  # how releases before 2026-12-08 kept one
+    history = [before] if before else []
+    metadata["sampler_changes"] = [
+        *history, *metadata.get("sampler_changes", []), {"from": str(src), **changed}
+    ]
+    config["metadata"] = metadata
     (out / "config.json").write_text(json.dumps(config, indent=1))
     return out
 

@@ -80,6 +80,10 @@ class DiffusionSampler:
     sigma_max: float = 5.0  # next frames are well determined by context: no need for 80
     rho: float = 7.0
     sigma_stab: float = 0.02  # the noise level context frames are tagged with
+    # Pose-memory models: a step that moves the pose (by more than this) back to within this
+    # `pose_distance` of a remembered frame shows that frame as it was, not the network's
+    # redraw of it (a static world renders one frame at one pose). 0: off.
+    recall_distance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sampler not in ("euler", "heun"):
@@ -90,6 +94,8 @@ class DiffusionSampler:
             raise ValueError(f"guidance must be >= 0 (1: off), got {self.guidance}")
         if self.motion_temperature <= 0:
             raise ValueError(f"motion_temperature must be positive, got {self.motion_temperature}")
+        if self.recall_distance < 0:
+            raise ValueError(f"recall_distance must be >= 0 (0: off), got {self.recall_distance}")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError(
                 f"the schedule needs 0 < sigma_min < sigma_max, got {self.sigma_min}, "

@@ -32,6 +32,7 @@ __all__ = [
     "nearest",
     "odometry_features",
     "odometry_step",
+    "pose_distance",
     "turn_view",
     "wrap_degrees",
 ]
@@ -95,14 +96,20 @@ def odometry_step(pose: Tensor, delta: Tensor) -> Tensor:
     )
 
 
+def pose_distance(a: Tensor, b: Tensor, degrees_per_unit: float) -> Tensor:
+    """How far apart poses a and b [..., 5] are (broadcast): the horizontal distance in world
+    units (x and z: height is left out, since the odometry does not dead-reckon climbs and
+    falls) plus the turn of yaw and pitch in degrees divided by `degrees_per_unit`."""
+    d = (a[..., 0:3:2] - b[..., 0:3:2]).norm(dim=-1)
+    return d + wrap_degrees(a[..., 3:5] - b[..., 3:5]).abs().sum(-1) / degrees_per_unit
+
+
 def nearest(
     memory: Tensor, valid: Tensor, pose: Tensor, degrees_per_unit: float
 ) -> tuple[Tensor, Tensor]:
     """The remembered pose nearest to `pose`.
 
-    Distance: horizontal position in world units (x and z: height is left out, since the
-    odometry does not dead-reckon climbs and falls) plus the turn of yaw and pitch in degrees
-    divided by `degrees_per_unit`. Ties go to the earlier memory slot: standing still, a
+    Distance: `pose_distance`. Ties go to the earlier memory slot: standing still, a
     rollout keeps returning the first frame made at its pose, not its own latest redraw of it
     (in real play the frames at one pose are the same frame, so training is indifferent).
 
@@ -114,9 +121,7 @@ def nearest(
         (index [B] of the nearest valid slot, its distance [B]); rows with no valid slot get
         index 0 and distance inf.
     """
-    d = memory[..., 0:3:2] - pose[:, None, 0:3:2]
-    turn = wrap_degrees(memory[..., 3:5] - pose[:, None, 3:5]).abs().sum(-1)
-    dist = d.norm(dim=-1) + turn / degrees_per_unit  # [B, M]
+    dist = pose_distance(memory, pose[:, None], degrees_per_unit)  # [B, M]
     dist = torch.where(valid, dist, torch.full_like(dist, math.inf))
     index = torch.argmin(dist, dim=1)  # the first of the minima
     return index, dist.gather(1, index[:, None])[:, 0]

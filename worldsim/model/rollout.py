@@ -12,7 +12,7 @@ from worldsim.diffusion.sampler import guided, sample
 from worldsim.model.config import DiffusionSampler
 from worldsim.model.kv_cache import KVCache
 from worldsim.model.net import WorldModelNet
-from worldsim.model.pose import local_delta, nearest, odometry_step
+from worldsim.model.pose import local_delta, nearest, odometry_step, pose_distance
 
 __all__ = ["Rollout", "RolloutState", "randn"]
 
@@ -35,8 +35,10 @@ class RolloutState:
 
     Pose-memory models (`ModelConfig.pose_memory`) also keep each window frame's reference as
     it was made (`refs`: reference planes, their noise level and the pose difference), the
-    last frame's dead-reckoned pose [B, 5] (the first context frame's is zero), and the
-    memory: up to `pose_memory` frames with their poses, newest last.
+    last frame's dead-reckoned pose [B, 5] (the first context frame's is zero), the
+    memory: up to `pose_memory` frames with their poses and the step each was made at, newest
+    last, and the step of each rollout's last action in place (neither the action at rest nor
+    one that moves the pose: a dig, a placed block), since which older frames may be stale.
     """
 
     frames: list[Tensor] = field(default_factory=list)  # each [B, c, h, w]
@@ -46,7 +48,9 @@ class RolloutState:
     cache: KVCache | None = None
     refs: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
     pose: Tensor | None = None
-    memory: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    memory: list[tuple[Tensor, Tensor, int]] = field(default_factory=list)  # frame, pose, step
+    steps: int = 0  # frames remembered so far (context frames included)
+    acted_at: Tensor | None = None  # long [B]: the step the player last acted in place
 
     @property
     def last(self) -> Tensor | None:
@@ -88,6 +92,7 @@ class Rollout:
             list(x.unbind(1))[x.shape[1] - keep :], per_frame[len(per_frame) - keep :]
         )
         if self.config.pose_memory:  # every context frame remembered at its dead-reckoned pose
+            state.acted_at = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
             for j, frame in enumerate(x.unbind(1)):
                 state.refs.append(self._remember(state, frame, per_frame[j]))
             state.refs = state.refs[x.shape[1] - keep :]
@@ -104,10 +109,11 @@ class Rollout:
     # ------------------------------------------------------------------ pose memory
     def _reference(
         self, state: RolloutState, action: Tensor | None, batch: int
-    ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
-        """The reference of the frame that `action` [B, A] leads to (None: a first frame) and
-        that frame's pose: ((planes [B, c, h, w] turned to its view, noise level [B], pose
-        difference [B, 5]), pose [B, 5])."""
+    ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor, tuple[Tensor, Tensor, Tensor] | None]:
+        """The reference of the frame that `action` [B, A] leads to (None: a first frame),
+        that frame's pose, and what it recalls: ((planes [B, c, h, w] turned to its view, noise
+        level [B], pose difference [B, 5]), pose [B, 5], `_recall`'s answer or None where
+        `recall_distance` is 0)."""
         net, cfg = self.net, self.config
         shape = (batch, cfg.latent_channels, *self._plane_size())
         if state.pose is None or action is None:
@@ -116,7 +122,8 @@ class Rollout:
             pose = odometry_step(state.pose, net.pose_step(action))
         if not state.memory:
             none = torch.zeros(shape, device=net.device)
-            return (none, pose.new_full((batch,), NO_PREV_SIGMA), torch.zeros_like(pose)), pose
+            sigma = pose.new_full((batch,), NO_PREV_SIGMA)
+            return (none, sigma, torch.zeros_like(pose)), pose, None
         poses = torch.stack([m[1] for m in state.memory], 1)  # [B, M, 5]
         valid = torch.ones(poses.shape[:2], dtype=torch.bool, device=poses.device)
         index, _ = nearest(poses, valid, pose, cfg.pose_degrees_per_unit)
@@ -125,16 +132,48 @@ class Rollout:
         # only the chosen frames are gathered, not the whole memory of up to pose_memory frames
         found = torch.stack([state.memory[m][0][b] for b, m in enumerate(index.tolist())])
         planes = net.pose_reference(found[:, None], delta[:, None])[:, 0]
-        return (planes, pose.new_full((batch,), self.sampler.sigma_stab), delta), pose
+        recall, near = None, self.sampler.recall_distance
+        if near > 0 and state.pose is not None and action is not None:
+            recall = self._recall(state, action, pose, poses, near)
+        return (planes, pose.new_full((batch,), self.sampler.sigma_stab), delta), pose, recall
+
+    def _recall(
+        self, state: RolloutState, action: Tensor, pose: Tensor, poses: Tensor, near: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """What a step to `pose` recalls (`DiffusionSampler.recall_distance`): (bool [B] the
+        rows whose step moved the pose back to within `near` of a frame made since the player
+        last acted in place, those frames [B, c, h, w], bool [B] the rows acting in place now)."""
+        per_unit = self.config.pose_degrees_per_unit
+        moved = pose_distance(pose, state.pose, per_unit) > near
+        in_place = ~moved & ~(action == self.net.rest_action).all(-1)
+        made = torch.tensor([m[2] for m in state.memory], device=poses.device)
+        fresh = made[None] >= state.acted_at[:, None]  # [B, M]: made since the last act in place
+        index, dist = nearest(poses, fresh, pose, per_unit)
+        found = torch.stack([state.memory[m][0][b] for b, m in enumerate(index.tolist())])
+        return moved & (dist <= near), found, in_place
+
+    def _add_memory(
+        self,
+        state: RolloutState,
+        frame: Tensor,
+        pose: Tensor,
+        recall: tuple[Tensor, Tensor, Tensor] | None,
+    ) -> None:
+        """Remember `frame` [B, c, h, w] at `pose`; a step in place (`_recall`) marks the
+        frames before it as possibly stale."""
+        if recall is not None:
+            state.acted_at = torch.where(recall[2], state.steps, state.acted_at)
+        state.pose = pose
+        state.memory = [*state.memory, (frame, pose, state.steps)][-self.config.pose_memory :]
+        state.steps += 1
 
     def _remember(
         self, state: RolloutState, frame: Tensor, action: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Find `frame`'s reference, then add the frame to the memory at its pose (the
         pose the action leads to); returns the reference."""
-        ref, pose = self._reference(state, action, frame.shape[0])
-        state.pose = pose
-        state.memory = [*state.memory, (frame, pose)][-self.config.pose_memory :]
+        ref, pose, recall = self._reference(state, action, frame.shape[0])
+        self._add_memory(state, frame, pose, recall)
         return ref
 
     def _pass(
@@ -246,14 +285,14 @@ class Rollout:
         if state.cache is not None:
             state.cache.keep_last(cfg.context - k)  # sliding window
         acts = list(actions.unbind(1))
-        refs, pose = None, None
+        refs, pose, recall = None, None, None
         if cfg.pose_memory:
             if k != 1:
                 raise ValueError(
                     f"a pose-memory model makes one frame at a time (each frame's reference is "
                     f"found by its pose among the frames before it), not chunks of {k}"
                 )
-            ref, pose = self._reference(state, acts[0] if state.frames else None, B)
+            ref, pose, recall = self._reference(state, acts[0] if state.frames else None, B)
             refs = [ref]
 
         def denoiser(use_actions: bool):
@@ -273,6 +312,8 @@ class Rollout:
                 method or self.sampler.sampler,
             )
             x = x.clamp(-1, 1)
+            if recall is not None:  # back at a remembered pose: that frame, as it was
+                x = torch.where(recall[0][:, None, None, None, None], recall[1][:, None], x)
         # One clean pass: rewards/terminations from features, keys/values for the cache.
         clean = x.new_full((B, k), self.sampler.sigma_stab)
         _, features = self._pass(state, x, clean, acts, True, refs)
@@ -280,8 +321,7 @@ class Rollout:
             state.cache.commit()
         if refs is not None:
             state.refs = (state.refs + refs)[-cfg.context :]
-            state.pose = pose
-            state.memory = [*state.memory, (x[:, 0], pose)][-cfg.pose_memory :]
+            self._add_memory(state, x[:, 0], pose, recall)
         state.frames = (state.frames + list(x.unbind(1)))[-cfg.context :]
         state.actions = (state.actions + acts)[-cfg.context :]
         rewards, p_end = self.net.predict(features)
