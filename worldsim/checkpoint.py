@@ -297,7 +297,9 @@ def with_sampler_defaults(src: str | Path, out: str | Path, settings: dict[str, 
     before = metadata.pop("sampler_changed", None)  # how releases before 2026-12-08 kept one
     history = [before] if before else []
     metadata["sampler_changes"] = [
-        *history, *metadata.get("sampler_changes", []), {"from": str(src), **changed}
+        *history,
+        *metadata.get("sampler_changes", []),
+        {"from": str(src), **changed},
     ]
     config["metadata"] = metadata
     (out / "config.json").write_text(json.dumps(config, indent=1))
