@@ -242,6 +242,17 @@ def test_scroll_classifier_recovers_known_shifts_and_blocked() -> None:
         assert (moved[known] == nxt[known]).all() and known.sum() == (R - abs(dr)) * (C - abs(dc))
     flat = np.ones((R, C), int)  # plain grass: nobody can tell
     assert classify_scroll(flat, flat) == -1
+    # A cow (class 7) that steps left in a field of grass looks like the view scrolling right,
+    # unless the classes that move by themselves are left out: then nobody can tell either.
+    cow, stepped = flat.copy(), flat.copy()
+    cow[0, 3], stepped[0, 2] = 7, 7
+    assert classify_scroll(cow, stepped) > 0
+    assert classify_scroll(cow, stepped, movers=[7]) == -1
+    nxt = world[top : top + R, left + 1 : left + 1 + C].copy()
+    nxt[2, 0] = 7  # a cow walks into a view that really scrolled: the scroll still reads
+    assert classify_scroll(prev, nxt, anchor=(1, 2), movers=[7]) == int(
+        np.flatnonzero((SHIFTS == (0, 1)).all(-1))[0]
+    )
 
 
 def test_tiles_seen_in_context_count_after_walking_away_and_back() -> None:

@@ -338,11 +338,17 @@ def evaluate_rollouts(
         )
         if "scroll" in sem["applies"]:
             semantic["walk"] = semantic_eval.walk_progress(
-                pred_labels, labels["semantic"], labels["view_pos"], K, sem["anchor"]
+                pred_labels,
+                labels["semantic"],
+                labels["view_pos"],
+                K,
+                sem["anchor"],
+                movers=sem["movers"],
             )
             semantic["scroll"] = semantic_eval.scroll_control(
                 world_model, tiles, frames, actions, labels["semantic"], labels["view_pos"],
-                sem["moves"], K, H, anchor=sem["anchor"], generated_labels=tf_labels, steps=steps,
+                sem["moves"], K, H, anchor=sem["anchor"], movers=sem["movers"],
+                generated_labels=tf_labels, steps=steps,
                 guidance=guidance, seed=seed, batch_size=batch_size,
             )  # fmt: skip
             say(f"scroll control: {semantic['scroll']['seconds']:.1f}s")

@@ -15,6 +15,7 @@ so tile (r, c) of the next frame shows what tile (r + drow, c + dcol) showed bef
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,10 @@ def shift_labels(labels: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def scroll_agreement(
-    prev: np.ndarray, nxt: np.ndarray, anchor: tuple[int, int] | None = None
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    anchor: tuple[int, int] | None = None,
+    movers: Sequence[int] = (),
 ) -> np.ndarray:
     """Share of tiles of `nxt` that match `prev` moved by each candidate shift: [..., 5].
 
@@ -67,13 +71,18 @@ def scroll_agreement(
         prev, nxt: tile labels [..., R, C] of consecutive frames.
         anchor: a tile that stays put whatever the view does (Crafter's player, at the
             centre): left out of every comparison, else it would favour "none".
+        movers: classes that move by themselves (Crafter's cows, zombies): left out where
+            either frame shows one, so a creature's step is not read as the view's.
     """
     prev = np.asarray(prev, np.int16)
     nxt = np.asarray(nxt, np.int16)
+    still = ~np.isin(nxt, movers) if len(movers) else None
     out = []
     for d in SHIFTS:
         moved = shift_labels(prev, d)
         valid = moved != UNKNOWN
+        if still is not None:
+            valid = valid & still & ~np.isin(moved, movers)
         if anchor is not None:
             r, c = anchor
             valid = valid.copy()
@@ -91,16 +100,18 @@ def classify_scroll(
     nxt: np.ndarray,
     anchor: tuple[int, int] | None = None,
     margin: float = 1e-6,
+    movers: Sequence[int] = (),
 ) -> np.ndarray:
     """Index into SHIFTS of the shift that best explains `nxt` from `prev`; -1 if unclear.
 
     A shift wins when it matches more than `margin` better than every other candidate (a
-    field of plain grass matches every shift equally: unclear).
+    field of plain grass matches every shift equally: unclear). `anchor` and `movers`: as in
+    `scroll_agreement`.
 
     Returns:
         int64 [...].
     """
-    a = scroll_agreement(prev, nxt, anchor)
+    a = scroll_agreement(prev, nxt, anchor, movers)
     order = np.sort(a, -1)
     best = a.argmax(-1)
     return np.where(order[..., -1] - order[..., -2] > margin, best, -1)

@@ -17,6 +17,7 @@ their own from Python:
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -140,6 +141,7 @@ def walk_progress(
     view_pos: np.ndarray,
     K: int,
     anchor: tuple[int, int] | None = None,
+    movers: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Does an open-loop walk keep walking? Per step, of the real scrolls (readable in the
     real tiles), the share where the generated rollout scrolls the same way between its own
@@ -157,9 +159,9 @@ def walk_progress(
     real_prev = semantic[:, K - 1 : K - 1 + H]
     real_next = semantic[:, K : K + H]
     true = shift_index(view_pos[:, K : K + H] - view_pos[:, K - 1 : K - 1 + H])  # [N, H]
-    readable = (classify_scroll(real_prev, real_next, anchor) == true) & (true > 0)
+    readable = (classify_scroll(real_prev, real_next, anchor, movers=movers) == true) & (true > 0)
     gen_prev = np.concatenate([np.repeat(semantic[None, :, K - 1 : K], S, 0), pred[:, :, :-1]], 2)
-    gen_shift = classify_scroll(gen_prev, pred, anchor)  # [S, N, H]
+    gen_shift = classify_scroll(gen_prev, pred, anchor, movers=movers)  # [S, N, H]
     hit = (gen_shift == true[None]) & readable[None]
     count = np.broadcast_to(readable[None], hit.shape).sum((0, 1))
     mean = [float(hit[:, :, h].sum() / count[h]) if count[h] else None for h in range(H)]
@@ -286,6 +288,7 @@ def scroll_control(
     H: int,
     *,
     anchor: tuple[int, int] | None = None,
+    movers: Sequence[int] = (),
     generated_labels: np.ndarray | None = None,
     steps: int | None = None,
     guidance: float | None = None,
@@ -309,6 +312,8 @@ def scroll_control(
         actions: Discrete actions [N, T-1]; moves: action -> view displacement when unblocked.
         generated_labels: tile labels [N, H, R, C] of the teacher-forced frames with the
             logged actions, if already made and read.
+        anchor, movers: as in `worldsim.bench.semantic.scroll_agreement` (a creature's step
+            is not read as a scroll).
 
     Returns:
         {"agreement": {direction: {"share", "n"}, "all": ...}, "false_scroll": {...},
@@ -321,7 +326,7 @@ def scroll_control(
     nxt = semantic[:, K : K + H]
     d = view_pos[:, K : K + H] - view_pos[:, K - 1 : K - 1 + H]  # [N, H, 2]
     true = shift_index(d)
-    readable = classify_scroll(prev, nxt, anchor) == true  # the real tiles show it
+    readable = classify_scroll(prev, nxt, anchor, movers=movers) == true  # the real tiles show it
     is_move = np.isin(acts, list(moves))
     scrolled = is_move & (true > 0) & readable
     blocked = is_move & (true == 0) & readable
@@ -332,7 +337,7 @@ def scroll_control(
             seed=seed, batch_size=batch_size,
         )[0].reshape(N, H, *frames.shape[2:])  # fmt: skip
         generated_labels = tiles.classify(generated)
-    gen_shift = classify_scroll(prev, generated_labels, anchor)  # [N, H]
+    gen_shift = classify_scroll(prev, generated_labels, anchor, movers=movers)  # [N, H]
     out: dict[str, Any] = {"agreement": {}, "false_scroll": {}, "opposite_real_way": {}}
     for j in range(1, len(SHIFTS)):
         sel = scrolled & (true == j)
@@ -354,7 +359,8 @@ def scroll_control(
             world_model, frames, actions, K, n_idx, h_idx, next_actions=opp.astype(acts.dtype),
             steps=steps, guidance=guidance, seed=seed + 1, batch_size=batch_size,
         )[0]  # fmt: skip
-        opp_shift = classify_scroll(prev[n_idx, h_idx], tiles.classify(opp_frames), anchor)
+        opp_labels = tiles.classify(opp_frames)
+        opp_shift = classify_scroll(prev[n_idx, h_idx], opp_labels, anchor, movers=movers)
         real_way = opp_shift == true[n_idx, h_idx]
         for j in range(1, len(SHIFTS)):
             out["opposite_real_way"][SHIFT_NAMES[j]] = _share(real_way[true[n_idx, h_idx] == j])
@@ -475,6 +481,9 @@ def long_horizon(
     return out
 
 
+MOVERS = ("cow", "zombie", "skeleton", "arrow")
+
+
 def semantic_setup(
     labels: dict[str, np.ndarray] | None,
     spec: dict[str, Any] | None,
@@ -482,7 +491,14 @@ def semantic_setup(
     clip_shape: tuple[int, int],
 ) -> dict[str, Any]:
     """Which semantic metrics apply to these clips, and why the others do not."""
-    out: dict[str, Any] = {"applies": [], "skipped": None, "names": [], "moves": {}, "anchor": None}
+    out: dict[str, Any] = {
+        "applies": [],
+        "skipped": None,
+        "names": [],
+        "moves": {},
+        "anchor": None,
+        "movers": [],
+    }
     if tiles is None:
         out["skipped"] = (
             "no tile model: train one with `worldsim bench train-tiles --data STORE --out "
@@ -520,6 +536,10 @@ def semantic_setup(
         out["moves"] = moves
     anchor = (spec.get("semantic") or {}).get("anchor")
     out["anchor"] = tuple(anchor) if anchor else None
+    # Classes that move by themselves are no evidence of where the view went: the label spec's
+    # "movers", else those of MOVERS the tile model knows (Crafter's creatures).
+    movers = (spec.get("semantic") or {}).get("movers", MOVERS)
+    out["movers"] = [i for i, name in enumerate(tiles.names) if name in set(movers)]
     return out
 
 
