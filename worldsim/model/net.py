@@ -203,8 +203,13 @@ class WorldModelNet(nn.Module):
         at rest (`ActionEncoder.rest`) takes none, though the fit gives it the average drift
         of the data's still steps (a player still sliding after a walk): standing still stays
         at the pose, so its reference is the first frame made there, not the last."""
-        still = (actions == self.rest_action).all(-1, keepdim=True)
+        still = self.at_rest(actions)[..., None]
         return (odometry_features(actions) @ self.odometry).masked_fill(still, 0.0)
+
+    def at_rest(self, actions: Tensor) -> Tensor:
+        """Encoded actions [..., A] -> bool [...]: the action at rest (every key up, the camera
+        still: `ActionEncoder.rest`). Pose-memory models only."""
+        return (actions == self.rest_action).all(-1)
 
     def pose_reference(self, ref: Tensor, delta: Tensor) -> Tensor:
         """Reference frames ref [B, T, c, h, w] turned by the yaw and pitch of their pose
