@@ -134,7 +134,7 @@ class Rollout:
         planes = net.pose_reference(found[:, None], delta[:, None])[:, 0]
         recall, near = None, self.sampler.recall_distance
         if near > 0 and state.pose is not None and action is not None:
-            recall = self._recall(state, action, pose, poses, (index, dist, found), near)
+            recall = self._recall(state, action, pose, poses, (dist, found), near)
         return (planes, pose.new_full((batch,), self.sampler.sigma_stab), delta), pose, recall
 
     def _recall(
@@ -143,20 +143,20 @@ class Rollout:
         action: Tensor,
         pose: Tensor,
         poses: Tensor,
-        nearest_any: tuple[Tensor, Tensor, Tensor],
+        nearest_any: tuple[Tensor, Tensor],
         near: float,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """What a step to `pose` recalls (`DiffusionSampler.recall_distance`): (bool [B] the
         rows whose step moved the pose back to within `near` of a frame made since the player
         last acted in place, those frames [B, c, h, w], bool [B] the rows acting in place now).
-        `nearest_any`: the nearest remembered frame of any age (index [B], distance [B], frame
+        `nearest_any`: the nearest remembered frame of any age (distance [B], frame
         [B, c, h, w]), the answer while no remembered frame is stale."""
         per_unit = self.config.pose_degrees_per_unit
         moved = pose_distance(pose, state.pose, per_unit) > near
         in_place = ~moved & ~self.net.at_rest(action)
         made = torch.tensor([m[2] for m in state.memory], device=poses.device)
         fresh = made[None] >= state.acted_at[:, None]  # [B, M]: made since the last act in place
-        _, dist, found = nearest_any
+        dist, found = nearest_any
         if not bool(fresh.all()):
             index, dist = nearest(poses, fresh, pose, per_unit)
             found = torch.stack([state.memory[m][0][b] for b, m in enumerate(index.tolist())])
